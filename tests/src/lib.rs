@@ -1,0 +1,3 @@
+//! Cross-runtime parity (native, wasmtime, workerd, Chromium) and end-to-end tests.
+//! The tests themselves live in `tests/tests/`; fixtures in `tests/fixtures/`, each with a line on
+//! where it came from.

@@ -1,1 +1,122 @@
-fn main() {}
+//! `cargo xtask`: the two set-up commands of the README (`demo`, `test`) and `bench`.
+//! Each installs what it needs and is missing, then runs the project's own commands, printing
+//! each one before it runs so that a failure can be repeated by hand.
+
+mod setup;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Set-up and orchestration for tollgate.
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run the demo on the built-in simulator: simulate, ingest, summarise.
+    Demo {
+        /// Seed of the simulation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Run the whole test suite: fmt, clippy (native and wasm32), the wasm build, every test.
+    Test,
+    /// Run the benchmarks and print their tables (numbers go to docs/benchmarks.md).
+    Bench,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Demo { seed } => demo(seed),
+        Task::Test => test(),
+        Task::Bench => bench(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of xtask/).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Runs `program args…` in the workspace root, echoing it, and fails when it fails.
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("+ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("could not start `{program}`"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Where cargo puts build output: `$CARGO_TARGET_DIR` when set, else `target/` in the root.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+fn demo(seed: u64) -> Result<()> {
+    setup::wasm_target()?;
+    let cargo = cargo();
+    run(&cargo, &["build", "--release", "--package", "tollgate"])?;
+    let out = target_dir().join("demo");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let tollgate = target_dir().join("release").join("tollgate");
+    let tollgate = tollgate.to_string_lossy();
+    let transactions = out.join("transactions.parquet");
+    let transactions = transactions.to_string_lossy();
+    let seed = seed.to_string();
+    println!("\n== 1. simulate 183 days of card transactions (5,000 customers, 10,000 terminals)");
+    run(&tollgate, &["simulate", "--seed", &seed, "--output", &transactions])?;
+    println!("\n== 2. ingest and validate them, with a summary per day");
+    run(&tollgate, &["ingest", &transactions, "--per-day"])?;
+    println!("\nThe demo's files are in {}.", out.display());
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    setup::wasm_target()?;
+    let cargo = cargo();
+    run(&cargo, &["fmt", "--all", "--", "--check"])?;
+    run(&cargo, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    let wasm_crates = ["--package", "scorer-wasm", "--package", "tollgate-worker", "--package", "www"];
+    let mut clippy_wasm = vec!["clippy", "--target", "wasm32-unknown-unknown"];
+    clippy_wasm.extend(wasm_crates);
+    clippy_wasm.extend(["--", "-D", "warnings"]);
+    run(&cargo, &clippy_wasm)?;
+    run(
+        &cargo,
+        &["build", "--package", "scorer-wasm", "--target", "wasm32-unknown-unknown", "--profile", "wasm"],
+    )?;
+    run(&cargo, &["test", "--workspace"])?;
+    Ok(())
+}
+
+fn bench() -> Result<()> {
+    let cargo = cargo();
+    run(&cargo, &["bench", "--package", "exporter"])?;
+    Ok(())
+}

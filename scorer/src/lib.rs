@@ -20,6 +20,7 @@
 
 extern crate alloc;
 
+pub mod features;
 pub mod time;
 
 pub use time::{Timestamp, TimestampError};

@@ -21,6 +21,7 @@
 extern crate alloc;
 
 pub mod features;
+pub mod snapshot;
 pub mod time;
 
 pub use time::{Timestamp, TimestampError};

@@ -1,0 +1,128 @@
+//! Writing a snapshot: the one place that lays out the bytes `read` checks.
+
+use super::read::signed_message;
+use super::{
+    EntityKey, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAGIC, SECTION_ENTITY_TABLE, SECTION_ENTRY_LEN,
+    SECTION_META, SIGNATURE_LEN, SnapshotMeta, SnapshotSigner, row_width, slot_offsets,
+};
+use crate::features::Aggregates;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Why a snapshot could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// The number of entity tables differs from the schema's entity kinds.
+    TableCount {
+        /// Entity kinds in the schema.
+        expected: usize,
+        /// Tables given.
+        found: usize,
+    },
+    /// Two entity ids hashed to the same key (pick another id-hash key).
+    KeyCollision {
+        /// Entity kind index.
+        entity: usize,
+        /// The shared key.
+        key: u64,
+    },
+    /// A count is negative, fractional or above u32::MAX.
+    CountOutOfRange {
+        /// Entity kind index.
+        entity: usize,
+    },
+    /// The meta's id-key fingerprint is not the signer's.
+    IdHashKeyMismatch,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::TableCount { expected, found } => {
+                write!(f, "the schema has {expected} entity kinds but {found} tables were given")
+            }
+            BuildError::KeyCollision { entity, key } => write!(
+                f,
+                "entity table {entity}: two ids hash to key {key:016x}; make a new id-hash key (tollgate keys new)"
+            ),
+            BuildError::CountOutOfRange { entity } => {
+                write!(f, "entity table {entity}: a count is not a whole number from 0 to 4294967295")
+            }
+            BuildError::IdHashKeyMismatch => f.write_str("the meta's id-key fingerprint is not the signer's"),
+        }
+    }
+}
+
+impl core::error::Error for BuildError {}
+
+/// Builds and signs a snapshot: `tables[e]` holds the (key, aggregates) of every entity of kind
+/// `e` in `meta.schema` order; rows are sorted here.
+pub fn build_snapshot(
+    meta: &SnapshotMeta,
+    mut tables: Vec<Vec<(EntityKey, Aggregates)>>,
+    signer: &SnapshotSigner,
+) -> Result<Vec<u8>, BuildError> {
+    let entities = meta.schema.entities();
+    if tables.len() != entities.len() {
+        return Err(BuildError::TableCount { expected: entities.len(), found: tables.len() });
+    }
+    if meta.id_key_fingerprint != signer.id_hash().fingerprint() {
+        return Err(BuildError::IdHashKeyMismatch);
+    }
+    // (kind, entity, width, rows, body)
+    let mut sections: Vec<(u16, u16, u32, u64, Vec<u8>)> = Vec::with_capacity(1 + tables.len());
+    sections.push((SECTION_META, 0, 0, 0, meta.encode()));
+    for (e, (rows, def)) in tables.iter_mut().zip(entities).enumerate() {
+        rows.sort_unstable_by_key(|(k, _)| *k);
+        if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(BuildError::KeyCollision { entity: e, key: w[0].0.0 });
+        }
+        let width = row_width(&def.layout);
+        let slots = slot_offsets(&def.layout);
+        let mut body = alloc::vec![0u8; rows.len() * width];
+        for ((key, aggregates), row) in rows.iter().zip(body.chunks_exact_mut(width)) {
+            row[..8].copy_from_slice(&key.0.to_le_bytes());
+            for (&value, &(offset, wide)) in aggregates.0.iter().zip(&slots) {
+                if wide {
+                    row[offset..offset + 8].copy_from_slice(&value.to_bits().to_le_bytes());
+                } else {
+                    if !(0.0..=f64::from(u32::MAX)).contains(&value) || value != (value as u32) as f64 {
+                        return Err(BuildError::CountOutOfRange { entity: e });
+                    }
+                    row[offset..offset + 4].copy_from_slice(&(value as u32).to_le_bytes());
+                }
+            }
+        }
+        sections.push((SECTION_ENTITY_TABLE, e as u16, width as u32, rows.len() as u64, body));
+    }
+
+    let table_end = HEADER_LEN + sections.len() * SECTION_ENTRY_LEN;
+    let mut offsets = Vec::with_capacity(sections.len());
+    let mut next = table_end + SIGNATURE_LEN;
+    for s in &sections {
+        offsets.push(next);
+        next = (next + s.4.len()).next_multiple_of(8);
+    }
+    let total = next;
+    let mut out = alloc::vec![0u8; total];
+    out[..8].copy_from_slice(&MAGIC);
+    out[8..10].copy_from_slice(&FORMAT_MAJOR.to_le_bytes());
+    out[10..12].copy_from_slice(&FORMAT_MINOR.to_le_bytes());
+    out[12..16].copy_from_slice(&(sections.len() as u32).to_le_bytes());
+    out[16..24].copy_from_slice(&(total as u64).to_le_bytes());
+    out[24..32].copy_from_slice(&signer.edge_key().key_id());
+    for (i, ((kind, entity, width, rows, body), &offset)) in sections.iter().zip(&offsets).enumerate() {
+        let entry = &mut out[HEADER_LEN + i * SECTION_ENTRY_LEN..][..SECTION_ENTRY_LEN];
+        entry[0..2].copy_from_slice(&kind.to_le_bytes());
+        entry[2..4].copy_from_slice(&entity.to_le_bytes());
+        entry[4..8].copy_from_slice(&width.to_le_bytes());
+        entry[8..16].copy_from_slice(&(offset as u64).to_le_bytes());
+        entry[16..24].copy_from_slice(&(body.len() as u64).to_le_bytes());
+        entry[24..32].copy_from_slice(&rows.to_le_bytes());
+        entry[32..64].copy_from_slice(blake3::hash(body).as_bytes());
+        out[offset..offset + body.len()].copy_from_slice(body);
+    }
+    let signature = signer.sign(&signed_message(&out[..table_end]));
+    out[table_end..table_end + SIGNATURE_LEN].copy_from_slice(&signature);
+    Ok(out)
+}

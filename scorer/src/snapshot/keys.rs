@@ -1,0 +1,239 @@
+//! The keys around a snapshot: the keyed hash that turns entity ids into [`EntityKey`]s (raw ids
+//! are never stored), the exporter's [`SnapshotSigner`] and the [`EdgeKey`] every edge holds.
+//! Both keys are small text files (`tollgate keys new`).
+
+use alloc::format;
+use alloc::string::String;
+use core::fmt;
+use core::hash::Hasher;
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use siphasher::sip::SipHasher13;
+
+/// An entity id as stored in a snapshot: the keyed 64-bit hash of the raw id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntityKey(pub u64);
+
+/// The secret 128-bit key of the entity-id hash (SipHash-1-3). Without it a snapshot's keys say
+/// nothing about the ids behind them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdHashKey(pub [u8; 16]);
+
+impl IdHashKey {
+    /// The [`EntityKey`] of a raw entity id (its bytes; numbers in decimal text).
+    pub fn hash(&self, id: &[u8]) -> EntityKey {
+        let mut h = SipHasher13::new_with_key(&self.0);
+        h.write(id);
+        EntityKey(h.finish())
+    }
+
+    /// A fingerprint that a snapshot records, so that an edge holding another hash key is told so
+    /// instead of finding no entity at all.
+    pub fn fingerprint(&self) -> u64 {
+        self.hash(b"tollgate id-hash key fingerprint").0
+    }
+}
+
+impl fmt::Debug for IdHashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdHashKey(fingerprint {:016x})", self.fingerprint())
+    }
+}
+
+/// Why a key file could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// The text is not a key file of the expected kind.
+    NotAKeyFile(&'static str),
+    /// A line that is not `name = value`, a comment or blank.
+    BadLine(usize),
+    /// A required field is missing.
+    Missing(&'static str),
+    /// A field's value is not hex of the right length.
+    BadHex(&'static str),
+    /// The verify key is not a valid ed25519 point.
+    BadVerifyKey,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::NotAKeyFile(kind) => write!(f, "not a tollgate {kind} key file"),
+            KeyError::BadLine(line) => write!(f, "line {line}: expected `name = value`"),
+            KeyError::Missing(field) => write!(f, "the field {field} is missing"),
+            KeyError::BadHex(field) => write!(f, "the field {field} is not hex of the right length"),
+            KeyError::BadVerifyKey => f.write_str("verify-key is not a valid ed25519 public key"),
+        }
+    }
+}
+
+impl core::error::Error for KeyError {}
+
+/// The exporter's secret: the ed25519 signing key and the id-hash key.
+#[derive(Clone)]
+pub struct SnapshotSigner {
+    signing: SigningKey,
+    id_hash: IdHashKey,
+}
+
+/// What every edge holds: the ed25519 key that verifies snapshots and the id-hash key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeKey {
+    verify: VerifyingKey,
+    id_hash: IdHashKey,
+}
+
+const SIGNER_HEADER: &str = "# tollgate signing key: secret, keep it with the exporter";
+const EDGE_HEADER: &str = "# tollgate edge key: give it to every host, worker and page";
+
+impl SnapshotSigner {
+    /// A signer from 32 bytes of ed25519 seed and the id-hash key (both from a good random source).
+    pub fn from_secret(seed: [u8; 32], id_hash: IdHashKey) -> SnapshotSigner {
+        SnapshotSigner { signing: SigningKey::from_bytes(&seed), id_hash }
+    }
+
+    /// The key that edges need to verify this signer's snapshots.
+    pub fn edge_key(&self) -> EdgeKey {
+        EdgeKey { verify: self.signing.verifying_key(), id_hash: self.id_hash.clone() }
+    }
+
+    /// The id-hash key.
+    pub fn id_hash(&self) -> &IdHashKey {
+        &self.id_hash
+    }
+
+    /// Signs `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
+    }
+
+    /// The key file text.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{SIGNER_HEADER}\nsigning-seed = {}\nid-hash-key = {}\n",
+            hex(&self.signing.to_bytes()),
+            hex(&self.id_hash.0)
+        )
+    }
+
+    /// Reads a key file written by [`SnapshotSigner::to_text`].
+    pub fn from_text(text: &str) -> Result<SnapshotSigner, KeyError> {
+        if !text.starts_with(SIGNER_HEADER) {
+            return Err(KeyError::NotAKeyFile("signing"));
+        }
+        let seed = field::<32>(text, "signing-seed")?;
+        let id_hash = field::<16>(text, "id-hash-key")?;
+        Ok(SnapshotSigner::from_secret(seed, IdHashKey(id_hash)))
+    }
+}
+
+impl EdgeKey {
+    /// The first 8 bytes of the verify key: names the key in a snapshot's header.
+    pub fn key_id(&self) -> [u8; 8] {
+        let mut id = [0; 8];
+        id.copy_from_slice(&self.verify.as_bytes()[..8]);
+        id
+    }
+
+    /// The id-hash key.
+    pub fn id_hash(&self) -> &IdHashKey {
+        &self.id_hash
+    }
+
+    /// True when `signature` is this key's signature of `message`.
+    pub fn verifies(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        self.verify.verify(message, &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
+    }
+
+    /// The key file text.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{EDGE_HEADER}\nverify-key = {}\nid-hash-key = {}\n",
+            hex(self.verify.as_bytes()),
+            hex(&self.id_hash.0)
+        )
+    }
+
+    /// Reads a key file written by [`EdgeKey::to_text`].
+    pub fn from_text(text: &str) -> Result<EdgeKey, KeyError> {
+        if !text.starts_with(EDGE_HEADER) {
+            return Err(KeyError::NotAKeyFile("edge"));
+        }
+        let verify = VerifyingKey::from_bytes(&field::<32>(text, "verify-key")?)
+            .map_err(|_| KeyError::BadVerifyKey)?;
+        let id_hash = IdHashKey(field::<16>(text, "id-hash-key")?);
+        Ok(EdgeKey { verify, id_hash })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn field<const N: usize>(text: &str, name: &'static str) -> Result<[u8; N], KeyError> {
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { return Err(KeyError::BadLine(i + 1)) };
+        if key.trim() != name {
+            continue;
+        }
+        let value = value.trim().as_bytes();
+        if value.len() != 2 * N {
+            return Err(KeyError::BadHex(name));
+        }
+        let mut out = [0u8; N];
+        for (o, pair) in out.iter_mut().zip(value.chunks_exact(2)) {
+            let digit = |c: u8| (c as char).to_digit(16).ok_or(KeyError::BadHex(name));
+            *o = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+        }
+        return Ok(out);
+    }
+    Err(KeyError::Missing(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> SnapshotSigner {
+        SnapshotSigner::from_secret([7; 32], IdHashKey([9; 16]))
+    }
+
+    #[test]
+    fn key_files_round_trip() {
+        let s = signer();
+        let back = SnapshotSigner::from_text(&s.to_text()).unwrap();
+        assert_eq!(back.edge_key(), s.edge_key());
+        let edge = EdgeKey::from_text(&s.edge_key().to_text()).unwrap();
+        assert_eq!(edge, s.edge_key());
+    }
+
+    #[test]
+    fn refuses_the_wrong_kind_of_key_file_and_bad_hex() {
+        let s = signer();
+        assert_eq!(EdgeKey::from_text(&s.to_text()), Err(KeyError::NotAKeyFile("edge")));
+        let text = s.edge_key().to_text().replace("verify-key = ", "verify-key = zz");
+        assert_eq!(EdgeKey::from_text(&text), Err(KeyError::BadHex("verify-key")));
+    }
+
+    #[test]
+    fn signatures_verify_only_for_their_message_and_key() {
+        let s = signer();
+        let sig = s.sign(b"abc");
+        assert!(s.edge_key().verifies(b"abc", &sig));
+        assert!(!s.edge_key().verifies(b"abd", &sig));
+        let other = SnapshotSigner::from_secret([8; 32], IdHashKey([9; 16]));
+        assert!(!other.edge_key().verifies(b"abc", &sig));
+    }
+
+    #[test]
+    fn the_id_hash_depends_on_the_key() {
+        let a = IdHashKey([1; 16]);
+        let b = IdHashKey([2; 16]);
+        assert_ne!(a.hash(b"42"), b.hash(b"42"));
+        assert_eq!(a.hash(b"42"), a.hash(b"42"));
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+}

@@ -1,0 +1,353 @@
+//! The snapshot's META section: who built it, when, from what data, for which schema, as a
+//! MessagePack map with text keys. Unknown keys are skipped (minor versions may add some).
+
+use crate::Timestamp;
+use crate::features::{FeatureDef, FeatureKind, FeatureSchema, Window};
+use alloc::string::String;
+use alloc::vec::Vec;
+use rmp::Marker;
+use rmp::decode::{self as dec, Bytes, RmpRead};
+use rmp::encode::{self as enc, ByteBuf};
+
+/// What a snapshot says about itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotMeta {
+    /// A unique id, e.g. `tg-20180814T000000-3f2a9c1d`.
+    pub snapshot_id: String,
+    /// The aggregates hold every transaction before this time.
+    pub as_of: Timestamp,
+    /// When the exporter built it.
+    pub created_at: Timestamp,
+    /// Time of the first and last transaction folded in (`None` when there was none).
+    pub data_range: Option<(Timestamp, Timestamp)>,
+    /// Version of the exporter that built it.
+    pub exporter_version: String,
+    /// [`IdHashKey::fingerprint`](super::IdHashKey::fingerprint) of the key that hashed the ids.
+    pub id_key_fingerprint: u64,
+    /// The feature schema the entity tables follow (its hash is checked on load).
+    pub schema: FeatureSchema,
+    /// The model's id, once a model section is present.
+    pub model_id: Option<String>,
+}
+
+/// Why a META section could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetaError {
+    /// The MessagePack is malformed or has the wrong type for a field.
+    Malformed(&'static str),
+    /// A required field is missing.
+    Missing(&'static str),
+    /// The embedded schema is not valid.
+    Schema(crate::features::SchemaError),
+    /// The schema hash recorded does not match the schema's definitions.
+    SchemaHash {
+        /// Recorded in the snapshot.
+        recorded: u64,
+        /// Computed from the schema it carries.
+        computed: u64,
+    },
+}
+
+impl core::fmt::Display for MetaError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MetaError::Malformed(what) => write!(f, "meta: {what} is malformed"),
+            MetaError::Missing(what) => write!(f, "meta: {what} is missing"),
+            MetaError::Schema(e) => write!(f, "meta: schema: {e}"),
+            MetaError::SchemaHash { recorded, computed } => {
+                write!(
+                    f,
+                    "meta: schema hash {recorded:016x} does not match its definitions ({computed:016x})"
+                )
+            }
+        }
+    }
+}
+
+// Feature kind tags in the encoded schema (stable: part of the format).
+const TAG_AMOUNT: u8 = 0;
+const TAG_WEEKEND: u8 = 1;
+const TAG_NIGHT: u8 = 2;
+const TAG_COUNT: u8 = 3;
+const TAG_MEAN_AMOUNT: u8 = 4;
+const TAG_RISK: u8 = 5;
+
+impl SnapshotMeta {
+    /// Encodes the META section.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = ByteBuf::new();
+        let fields = 8 + u32::from(self.data_range.is_some()) * 2 + u32::from(self.model_id.is_some());
+        // Writing to a Vec cannot fail but for allocation, which aborts; errors are ignored.
+        let _ = enc::write_map_len(&mut b, fields);
+        put_str(&mut b, "snapshot_id", &self.snapshot_id);
+        put_i64(&mut b, "as_of", self.as_of.0);
+        put_i64(&mut b, "created_at", self.created_at.0);
+        if let Some((from, to)) = self.data_range {
+            put_i64(&mut b, "data_from", from.0);
+            put_i64(&mut b, "data_to", to.0);
+        }
+        put_str(&mut b, "exporter_version", &self.exporter_version);
+        let _ = enc::write_str(&mut b, "id_key_fingerprint");
+        let _ = enc::write_u64(&mut b, self.id_key_fingerprint);
+        let _ = enc::write_str(&mut b, "schema_hash");
+        let _ = enc::write_u64(&mut b, self.schema.hash());
+        let _ = enc::write_str(&mut b, "entities");
+        let _ = enc::write_array_len(&mut b, self.schema.entities().len() as u32);
+        for e in self.schema.entities() {
+            let _ = enc::write_str(&mut b, &e.name);
+        }
+        let _ = enc::write_str(&mut b, "features");
+        let _ = enc::write_array_len(&mut b, self.schema.len() as u32);
+        for f in self.schema.features() {
+            let (tag, entity, window) = match f.kind {
+                FeatureKind::Amount => (TAG_AMOUNT, 0, Window::last(0)),
+                FeatureKind::DuringWeekend => (TAG_WEEKEND, 0, Window::last(0)),
+                FeatureKind::DuringNight => (TAG_NIGHT, 0, Window::last(0)),
+                FeatureKind::Count { entity, window } => (TAG_COUNT, entity, window),
+                FeatureKind::MeanAmount { entity, window } => (TAG_MEAN_AMOUNT, entity, window),
+                FeatureKind::Risk { entity, window } => (TAG_RISK, entity, window),
+            };
+            let _ = enc::write_array_len(&mut b, 6);
+            let _ = enc::write_str(&mut b, &f.name);
+            let _ = enc::write_str(&mut b, &f.doc);
+            let _ = enc::write_uint(&mut b, u64::from(tag));
+            let _ = enc::write_uint(&mut b, u64::from(entity));
+            let _ = enc::write_uint(&mut b, u64::from(window.days));
+            let _ = enc::write_uint(&mut b, u64::from(window.delay_days));
+        }
+        if let Some(model) = &self.model_id {
+            put_str(&mut b, "model_id", model);
+        }
+        b.into_vec()
+    }
+
+    /// Decodes a META section, checking the schema against its recorded hash.
+    pub fn decode(bytes: &[u8]) -> Result<SnapshotMeta, MetaError> {
+        let mut r = Bytes::new(bytes);
+        let fields = dec::read_map_len(&mut r).map_err(|_| MetaError::Malformed("the top-level map"))?;
+        let (mut snapshot_id, mut as_of, mut created_at, mut from, mut to) = (None, None, None, None, None);
+        let (mut exporter_version, mut fingerprint, mut schema_hash, mut model_id) = (None, None, None, None);
+        let (mut entities, mut features) = (None, None);
+        for _ in 0..fields {
+            let key = get_str(&mut r, "a key")?;
+            match key.as_str() {
+                "snapshot_id" => snapshot_id = Some(get_str(&mut r, "snapshot_id")?),
+                "as_of" => as_of = Some(get_i64(&mut r, "as_of")?),
+                "created_at" => created_at = Some(get_i64(&mut r, "created_at")?),
+                "data_from" => from = Some(get_i64(&mut r, "data_from")?),
+                "data_to" => to = Some(get_i64(&mut r, "data_to")?),
+                "exporter_version" => exporter_version = Some(get_str(&mut r, "exporter_version")?),
+                "id_key_fingerprint" => fingerprint = Some(get_u64(&mut r, "id_key_fingerprint")?),
+                "schema_hash" => schema_hash = Some(get_u64(&mut r, "schema_hash")?),
+                "model_id" => model_id = Some(get_str(&mut r, "model_id")?),
+                "entities" => {
+                    let n = dec::read_array_len(&mut r).map_err(|_| MetaError::Malformed("entities"))?;
+                    let mut names = Vec::new();
+                    for _ in 0..n.min(64) {
+                        names.push(get_str(&mut r, "entities")?);
+                    }
+                    if n > 64 {
+                        return Err(MetaError::Malformed("entities"));
+                    }
+                    entities = Some(names);
+                }
+                "features" => features = Some(get_features(&mut r)?),
+                _ => skip_value(&mut r, 0)?,
+            }
+        }
+        let schema = FeatureSchema::new(
+            entities.ok_or(MetaError::Missing("entities"))?,
+            features.ok_or(MetaError::Missing("features"))?,
+        )
+        .map_err(MetaError::Schema)?;
+        let recorded = schema_hash.ok_or(MetaError::Missing("schema_hash"))?;
+        if recorded != schema.hash() {
+            return Err(MetaError::SchemaHash { recorded, computed: schema.hash() });
+        }
+        let data_range = match (from, to) {
+            (Some(from), Some(to)) => Some((Timestamp(from), Timestamp(to))),
+            (None, None) => None,
+            _ => return Err(MetaError::Missing("data_from or data_to")),
+        };
+        Ok(SnapshotMeta {
+            snapshot_id: snapshot_id.ok_or(MetaError::Missing("snapshot_id"))?,
+            as_of: Timestamp(as_of.ok_or(MetaError::Missing("as_of"))?),
+            created_at: Timestamp(created_at.ok_or(MetaError::Missing("created_at"))?),
+            data_range,
+            exporter_version: exporter_version.ok_or(MetaError::Missing("exporter_version"))?,
+            id_key_fingerprint: fingerprint.ok_or(MetaError::Missing("id_key_fingerprint"))?,
+            schema,
+            model_id,
+        })
+    }
+}
+
+fn put_str(b: &mut ByteBuf, key: &str, value: &str) {
+    let _ = enc::write_str(b, key);
+    let _ = enc::write_str(b, value);
+}
+
+fn put_i64(b: &mut ByteBuf, key: &str, value: i64) {
+    let _ = enc::write_str(b, key);
+    let _ = enc::write_sint(b, value);
+}
+
+fn get_str(r: &mut Bytes<'_>, what: &'static str) -> Result<String, MetaError> {
+    let len = dec::read_str_len(r).map_err(|_| MetaError::Malformed(what))? as usize;
+    let rest = r.remaining_slice();
+    let text = rest.get(..len).ok_or(MetaError::Malformed(what))?;
+    let text = core::str::from_utf8(text).map_err(|_| MetaError::Malformed(what))?;
+    let value = String::from(text);
+    *r = Bytes::new(&rest[len..]);
+    Ok(value)
+}
+
+fn get_i64(r: &mut Bytes<'_>, what: &'static str) -> Result<i64, MetaError> {
+    dec::read_int(r).map_err(|_| MetaError::Malformed(what))
+}
+
+fn get_u64(r: &mut Bytes<'_>, what: &'static str) -> Result<u64, MetaError> {
+    dec::read_int(r).map_err(|_| MetaError::Malformed(what))
+}
+
+fn get_small(r: &mut Bytes<'_>) -> Result<u16, MetaError> {
+    dec::read_int(r).map_err(|_| MetaError::Malformed("a feature's numbers"))
+}
+
+fn get_features(r: &mut Bytes<'_>) -> Result<Vec<FeatureDef>, MetaError> {
+    let n = dec::read_array_len(r).map_err(|_| MetaError::Malformed("features"))?;
+    if n > 4096 {
+        return Err(MetaError::Malformed("features"));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        if dec::read_array_len(r).map_err(|_| MetaError::Malformed("a feature"))? != 6 {
+            return Err(MetaError::Malformed("a feature"));
+        }
+        let name = get_str(r, "a feature's name")?;
+        let doc = get_str(r, "a feature's doc")?;
+        let tag = get_small(r)?;
+        let entity = u8::try_from(get_small(r)?).map_err(|_| MetaError::Malformed("a feature's entity"))?;
+        let window = Window { days: get_small(r)?, delay_days: get_small(r)? };
+        let kind = match u8::try_from(tag).unwrap_or(u8::MAX) {
+            TAG_AMOUNT => FeatureKind::Amount,
+            TAG_WEEKEND => FeatureKind::DuringWeekend,
+            TAG_NIGHT => FeatureKind::DuringNight,
+            TAG_COUNT => FeatureKind::Count { entity, window },
+            TAG_MEAN_AMOUNT => FeatureKind::MeanAmount { entity, window },
+            TAG_RISK => FeatureKind::Risk { entity, window },
+            _ => return Err(MetaError::Malformed("a feature's kind")),
+        };
+        out.push(FeatureDef { name, doc, kind });
+    }
+    Ok(out)
+}
+
+/// Skips one MessagePack value of any type (bounded nesting).
+fn skip_value(r: &mut Bytes<'_>, depth: u8) -> Result<(), MetaError> {
+    const BAD: MetaError = MetaError::Malformed("an unknown field");
+    if depth > 16 {
+        return Err(BAD);
+    }
+    let marker = dec::read_marker(r).map_err(|_| BAD)?;
+    let skip = |r: &mut Bytes<'_>, n: usize| -> Result<(), MetaError> {
+        let rest = r.remaining_slice();
+        let tail = rest.get(n..).ok_or(BAD)?;
+        *r = Bytes::new(tail);
+        Ok(())
+    };
+    let read_len = |r: &mut Bytes<'_>, width: usize| -> Result<usize, MetaError> {
+        let mut buf = [0u8; 4];
+        r.read_exact_buf(&mut buf[4 - width..]).map_err(|_| BAD)?;
+        Ok(u32::from_be_bytes(buf) as usize)
+    };
+    match marker {
+        Marker::Null | Marker::True | Marker::False | Marker::FixPos(_) | Marker::FixNeg(_) => Ok(()),
+        Marker::U8 | Marker::I8 => skip(r, 1),
+        Marker::U16 | Marker::I16 => skip(r, 2),
+        Marker::U32 | Marker::I32 | Marker::F32 => skip(r, 4),
+        Marker::U64 | Marker::I64 | Marker::F64 => skip(r, 8),
+        Marker::FixStr(n) => skip(r, usize::from(n)),
+        Marker::Str8 | Marker::Bin8 => {
+            let n = read_len(r, 1)?;
+            skip(r, n)
+        }
+        Marker::Str16 | Marker::Bin16 => {
+            let n = read_len(r, 2)?;
+            skip(r, n)
+        }
+        Marker::Str32 | Marker::Bin32 => {
+            let n = read_len(r, 4)?;
+            skip(r, n)
+        }
+        Marker::FixArray(n) => (0..n).try_for_each(|_| skip_value(r, depth + 1)),
+        Marker::FixMap(n) => (0..2 * u32::from(n)).try_for_each(|_| skip_value(r, depth + 1)),
+        Marker::Array16 | Marker::Array32 | Marker::Map16 | Marker::Map32 => {
+            let wide = matches!(marker, Marker::Array32 | Marker::Map32);
+            let n = read_len(r, if wide { 4 } else { 2 })?;
+            let items = if matches!(marker, Marker::Map16 | Marker::Map32) { 2 * n } else { n };
+            if items > r.remaining_slice().len() {
+                return Err(BAD);
+            }
+            (0..items).try_for_each(|_| skip_value(r, depth + 1))
+        }
+        Marker::FixExt1 => skip(r, 2),
+        Marker::FixExt2 => skip(r, 3),
+        Marker::FixExt4 => skip(r, 5),
+        Marker::FixExt8 => skip(r, 9),
+        Marker::FixExt16 => skip(r, 17),
+        Marker::Ext8 | Marker::Ext16 | Marker::Ext32 => {
+            let width = match marker {
+                Marker::Ext8 => 1,
+                Marker::Ext16 => 2,
+                _ => 4,
+            };
+            let n = read_len(r, width)?;
+            skip(r, n + 1)
+        }
+        Marker::Reserved => Err(BAD),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> SnapshotMeta {
+        SnapshotMeta {
+            snapshot_id: "tg-test".into(),
+            as_of: Timestamp(1_533_686_400),
+            created_at: Timestamp(1_700_000_000),
+            data_range: Some((Timestamp(1_522_540_831), Timestamp(1_533_686_399))),
+            exporter_version: "0.1.0".into(),
+            id_key_fingerprint: 0xdead_beef,
+            schema: FeatureSchema::handbook(),
+            model_id: None,
+        }
+    }
+
+    #[test]
+    fn meta_round_trips() {
+        let m = meta();
+        assert_eq!(SnapshotMeta::decode(&m.encode()), Ok(m));
+    }
+
+    #[test]
+    fn skips_unknown_fields_and_refuses_truncation() {
+        let m = meta();
+        let mut bytes = m.encode();
+        // Bump the map length by one and append an unknown field.
+        bytes[0] += 1;
+        let mut extra = ByteBuf::new();
+        let _ = enc::write_str(&mut extra, "future_field");
+        let _ = enc::write_array_len(&mut extra, 2);
+        let _ = enc::write_str(&mut extra, "x");
+        let _ = enc::write_f64(&mut extra, 1.5);
+        bytes.extend_from_slice(extra.as_slice());
+        assert_eq!(SnapshotMeta::decode(&bytes), Ok(m.clone()));
+        let full = m.encode();
+        for cut in 0..full.len() {
+            assert!(SnapshotMeta::decode(&full[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! Reading a snapshot: every check before use, then lookups that read rows in place.
+
+use super::{
+    EdgeKey, EntityKey, FORMAT_MAJOR, HEADER_LEN, MAGIC, MetaError, SECTION_ENTITY_TABLE, SECTION_ENTRY_LEN,
+    SECTION_META, SIGNATURE_LEN, SIGNING_CONTEXT, SnapshotMeta, row_width, slot_offsets,
+};
+use crate::features::{Aggregates, FeatureSchema};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Why a snapshot was refused. Every variant names where and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// Shorter than the fixed header, section table and signature it declares.
+    Truncated {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes present.
+        found: u64,
+    },
+    /// Does not start with the snapshot magic bytes.
+    NotASnapshot,
+    /// A major format version this reader does not know.
+    UnsupportedVersion {
+        /// Version in the file.
+        found: u16,
+        /// Version this reader reads.
+        supported: u16,
+    },
+    /// The declared file length differs from the bytes present.
+    LengthMismatch {
+        /// Declared in the header.
+        declared: u64,
+        /// Bytes present.
+        found: u64,
+    },
+    /// Signed with a key this edge does not trust.
+    UnknownSigner {
+        /// The key id in the header (hex).
+        key_id: [u8; 8],
+    },
+    /// The signature does not verify: the header or section table was altered, or never signed.
+    BadSignature,
+    /// A section's place in the file is not where the format requires.
+    SectionLayout {
+        /// Index in the section table.
+        section: usize,
+    },
+    /// A section's bytes do not hash to the digest in the signed table.
+    SectionDigest {
+        /// Index in the section table.
+        section: usize,
+    },
+    /// Padding or reserved bytes that must be zero are not.
+    NonZeroPadding {
+        /// Offset of the first such byte.
+        offset: u64,
+    },
+    /// A section kind this reader does not know, or a required one missing or repeated.
+    Sections(&'static str),
+    /// The META section is invalid.
+    Meta(MetaError),
+    /// The snapshot's ids were hashed with another id-hash key than the edge's.
+    IdHashKeyMismatch,
+    /// An entity table does not fit the schema's row layout.
+    RowLayout {
+        /// Entity kind index.
+        entity: usize,
+        /// Row width the schema implies.
+        expected: u64,
+        /// Row width in the file.
+        found: u64,
+    },
+    /// An entity table's keys are not strictly ascending.
+    RowsOutOfOrder {
+        /// Entity kind index.
+        entity: usize,
+        /// Index of the first row not greater than the one before it.
+        row: u64,
+    },
+    /// No entity at all: almost certainly a broken export.
+    Empty,
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::Truncated { needed, found } => {
+                write!(f, "snapshot truncated: needs at least {needed} bytes, has {found}")
+            }
+            SnapshotError::NotASnapshot => f.write_str("not a tollgate snapshot (bad magic bytes)"),
+            SnapshotError::UnsupportedVersion { found, supported } => write!(
+                f,
+                "snapshot format version {found} is not supported (this reader reads version {supported}); upgrade the scorer"
+            ),
+            SnapshotError::LengthMismatch { declared, found } => {
+                write!(
+                    f,
+                    "snapshot length is {found} bytes but its header says {declared} (truncated or extended)"
+                )
+            }
+            SnapshotError::UnknownSigner { key_id } => {
+                f.write_str("snapshot signed by key ")?;
+                for b in key_id {
+                    write!(f, "{b:02x}")?;
+                }
+                f.write_str(", which this edge does not trust")
+            }
+            SnapshotError::BadSignature => f.write_str("snapshot signature does not verify"),
+            SnapshotError::SectionLayout { section } => {
+                write!(f, "snapshot section {section} is out of place")
+            }
+            SnapshotError::SectionDigest { section } => {
+                write!(f, "snapshot section {section} does not match its signed digest (corrupted)")
+            }
+            SnapshotError::NonZeroPadding { offset } => {
+                write!(f, "snapshot padding at byte {offset} is not zero")
+            }
+            SnapshotError::Sections(what) => write!(f, "snapshot sections: {what}"),
+            SnapshotError::Meta(e) => write!(f, "snapshot {e}"),
+            SnapshotError::IdHashKeyMismatch => {
+                f.write_str("snapshot ids were hashed with another id-hash key than this edge's")
+            }
+            SnapshotError::RowLayout { entity, expected, found } => {
+                write!(
+                    f,
+                    "snapshot entity table {entity}: rows of {found} bytes, the schema needs {expected}"
+                )
+            }
+            SnapshotError::RowsOutOfOrder { entity, row } => {
+                write!(f, "snapshot entity table {entity}: row {row} is not in ascending key order")
+            }
+            SnapshotError::Empty => f.write_str("snapshot holds no entity at all"),
+        }
+    }
+}
+
+impl core::error::Error for SnapshotError {}
+
+/// One entity kind's rows, sorted by key, read in place.
+#[derive(Clone, Debug)]
+pub struct EntityTable<'a> {
+    rows: &'a [u8],
+    width: usize,
+    len: usize,
+    // Per slot: byte offset in the row, f64 (else u32).
+    slots: Vec<(usize, bool)>,
+}
+
+impl<'a> EntityTable<'a> {
+    /// Number of entities.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the table has no entity.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes per row.
+    pub fn row_width(&self) -> usize {
+        self.width
+    }
+
+    fn key(&self, i: usize) -> u64 {
+        read_u64(self.rows, i * self.width)
+    }
+
+    /// The key of row `i` (`i < len()`).
+    pub fn key_at(&self, i: usize) -> EntityKey {
+        EntityKey(self.key(i))
+    }
+
+    /// The aggregates of row `i` (`i < len()`), in the layout's slot order.
+    pub fn aggregates_at(&self, i: usize) -> Aggregates {
+        let row = &self.rows[i * self.width..(i + 1) * self.width];
+        let mut out = Aggregates::ZERO;
+        for (value, &(offset, wide)) in out.0.iter_mut().zip(&self.slots) {
+            *value =
+                if wide { f64::from_bits(read_u64(row, offset)) } else { f64::from(read_u32(row, offset)) };
+        }
+        out
+    }
+
+    /// The row index of `key`, if present: interpolation search (keys are uniform hashes), then
+    /// binary search once the range is small.
+    pub fn find(&self, key: EntityKey) -> Option<usize> {
+        let key = key.0;
+        if self.len == 0 {
+            return None;
+        }
+        let (mut lo, mut hi) = (0usize, self.len - 1);
+        for _ in 0..6 {
+            let (lo_key, hi_key) = (self.key(lo), self.key(hi));
+            if key < lo_key || key > hi_key {
+                return None;
+            }
+            if hi - lo < 32 || lo_key == hi_key {
+                break;
+            }
+            let span = u128::from(hi_key - lo_key);
+            let guess = lo + (u128::from(key - lo_key) * (hi - lo) as u128 / span) as usize;
+            let k = self.key(guess);
+            if k == key {
+                return Some(guess);
+            }
+            if k < key {
+                lo = guess + 1;
+            } else {
+                hi = guess.checked_sub(1)?;
+            }
+            if lo > hi {
+                return None;
+            }
+        }
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            let k = self.key(mid);
+            if k == key {
+                return Some(mid);
+            }
+            if k < key {
+                lo = mid + 1;
+            } else {
+                hi = mid.checked_sub(1)?;
+            }
+        }
+        None
+    }
+
+    /// The aggregates of the entity with `key`, or `None` when the snapshot does not know it.
+    pub fn lookup(&self, key: EntityKey) -> Option<Aggregates> {
+        self.find(key).map(|i| self.aggregates_at(i))
+    }
+}
+
+/// A loaded, verified snapshot borrowing its bytes.
+#[derive(Clone, Debug)]
+pub struct Snapshot<'a> {
+    meta: SnapshotMeta,
+    tables: Vec<EntityTable<'a>>,
+    bytes: &'a [u8],
+}
+
+impl<'a> Snapshot<'a> {
+    /// Verifies `bytes` against the edge's trusted keys (the first whose key id matches the
+    /// header's) and every structural rule of the format; nothing is used before all checks pass.
+    pub fn load(bytes: &'a [u8], trusted: &[EdgeKey]) -> Result<Snapshot<'a>, SnapshotError> {
+        let found = bytes.len() as u64;
+        if bytes.len() < HEADER_LEN {
+            return Err(SnapshotError::Truncated { needed: HEADER_LEN as u64, found });
+        }
+        if bytes[..8] != MAGIC {
+            return Err(SnapshotError::NotASnapshot);
+        }
+        let major = read_u16(bytes, 8);
+        if major != FORMAT_MAJOR {
+            return Err(SnapshotError::UnsupportedVersion { found: major, supported: FORMAT_MAJOR });
+        }
+        let sections = read_u32(bytes, 12) as usize;
+        let declared = read_u64(bytes, 16);
+        if declared != found {
+            return Err(SnapshotError::LengthMismatch { declared, found });
+        }
+        let table_end = sections
+            .checked_mul(SECTION_ENTRY_LEN)
+            .and_then(|t| t.checked_add(HEADER_LEN))
+            .filter(|&end| end + SIGNATURE_LEN <= bytes.len())
+            .ok_or(SnapshotError::Truncated {
+                needed: (HEADER_LEN + SIGNATURE_LEN) as u64 + sections as u64 * SECTION_ENTRY_LEN as u64,
+                found,
+            })?;
+        let mut key_id = [0u8; 8];
+        key_id.copy_from_slice(&bytes[24..32]);
+        let signer =
+            trusted.iter().find(|k| k.key_id() == key_id).ok_or(SnapshotError::UnknownSigner { key_id })?;
+        let mut signature = [0u8; SIGNATURE_LEN];
+        signature.copy_from_slice(&bytes[table_end..table_end + SIGNATURE_LEN]);
+        if !signer.verifies(&signed_message(&bytes[..table_end]), &signature) {
+            return Err(SnapshotError::BadSignature);
+        }
+        if let Some(i) = bytes[32..HEADER_LEN].iter().position(|&b| b != 0) {
+            return Err(SnapshotError::NonZeroPadding { offset: 32 + i as u64 });
+        }
+
+        // Sections follow the signature in table order, each at the previous end rounded up to 8.
+        let mut next = table_end + SIGNATURE_LEN;
+        let mut meta_bytes = None;
+        let mut raw_tables: Vec<(usize, usize, usize, &[u8])> = Vec::new(); // entity, width, rows, bytes
+        for s in 0..sections {
+            let entry = &bytes[HEADER_LEN + s * SECTION_ENTRY_LEN..][..SECTION_ENTRY_LEN];
+            let (kind, entity, width) = (read_u16(entry, 0), read_u16(entry, 2), read_u32(entry, 4) as usize);
+            let (offset, length, rows) = (read_u64(entry, 8), read_u64(entry, 16), read_u64(entry, 24));
+            let start = usize::try_from(offset).map_err(|_| SnapshotError::SectionLayout { section: s })?;
+            let len = usize::try_from(length).map_err(|_| SnapshotError::SectionLayout { section: s })?;
+            if start != next.next_multiple_of(8) || start.checked_add(len).is_none_or(|end| end > bytes.len())
+            {
+                return Err(SnapshotError::SectionLayout { section: s });
+            }
+            check_zero(bytes, next, start)?;
+            let body = &bytes[start..start + len];
+            if blake3::hash(body).as_bytes() != &entry[32..64] {
+                return Err(SnapshotError::SectionDigest { section: s });
+            }
+            next = start + len;
+            match kind {
+                SECTION_META if meta_bytes.is_none() => meta_bytes = Some(body),
+                SECTION_META => return Err(SnapshotError::Sections("two META sections")),
+                SECTION_ENTITY_TABLE => {
+                    let rows =
+                        usize::try_from(rows).map_err(|_| SnapshotError::SectionLayout { section: s })?;
+                    if width == 0 || rows.checked_mul(width) != Some(len) {
+                        return Err(SnapshotError::SectionLayout { section: s });
+                    }
+                    raw_tables.push((usize::from(entity), width, rows, body));
+                }
+                _ => return Err(SnapshotError::Sections("a section of unknown kind")),
+            }
+        }
+        if next.next_multiple_of(8) != bytes.len() {
+            return Err(SnapshotError::LengthMismatch { declared, found: next.next_multiple_of(8) as u64 });
+        }
+        check_zero(bytes, next, bytes.len())?;
+
+        let meta = SnapshotMeta::decode(meta_bytes.ok_or(SnapshotError::Sections("no META section"))?)
+            .map_err(SnapshotError::Meta)?;
+        if meta.id_key_fingerprint != signer.id_hash().fingerprint() {
+            return Err(SnapshotError::IdHashKeyMismatch);
+        }
+        let tables = entity_tables(&meta.schema, raw_tables)?;
+        if tables.iter().all(EntityTable::is_empty) {
+            return Err(SnapshotError::Empty);
+        }
+        Ok(Snapshot { meta, tables, bytes })
+    }
+
+    /// What the snapshot says about itself.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// The feature schema its tables follow.
+    pub fn schema(&self) -> &FeatureSchema {
+        &self.meta.schema
+    }
+
+    /// The table of entity kind `entity` (schema order).
+    pub fn table(&self, entity: usize) -> Option<&EntityTable<'a>> {
+        self.tables.get(entity)
+    }
+
+    /// Total size in bytes.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Checks each table against the schema's layouts: one per entity kind, right width, keys
+/// strictly ascending.
+fn entity_tables<'a>(
+    schema: &FeatureSchema,
+    raw: Vec<(usize, usize, usize, &'a [u8])>,
+) -> Result<Vec<EntityTable<'a>>, SnapshotError> {
+    let entities = schema.entities();
+    if raw.len() != entities.len() || raw.iter().enumerate().any(|(i, t)| t.0 != i) {
+        return Err(SnapshotError::Sections("entity tables must be one per entity kind, in schema order"));
+    }
+    raw.into_iter()
+        .zip(entities)
+        .map(|((entity, width, len, rows), def)| {
+            let expected = row_width(&def.layout);
+            if width != expected {
+                return Err(SnapshotError::RowLayout {
+                    entity,
+                    expected: expected as u64,
+                    found: width as u64,
+                });
+            }
+            let table = EntityTable { rows, width, len, slots: slot_offsets(&def.layout) };
+            for i in 1..len {
+                if table.key(i) <= table.key(i - 1) {
+                    return Err(SnapshotError::RowsOutOfOrder { entity, row: i as u64 });
+                }
+            }
+            Ok(table)
+        })
+        .collect()
+}
+
+/// The bytes the signature covers: a context string, the header and the section table.
+pub(super) fn signed_message(header_and_table: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SIGNING_CONTEXT.len() + header_and_table.len());
+    message.extend_from_slice(SIGNING_CONTEXT);
+    message.extend_from_slice(header_and_table);
+    message
+}
+
+fn check_zero(bytes: &[u8], from: usize, to: usize) -> Result<(), SnapshotError> {
+    match bytes[from..to].iter().position(|&b| b != 0) {
+        Some(i) => Err(SnapshotError::NonZeroPadding { offset: (from + i) as u64 }),
+        None => Ok(()),
+    }
+}
+
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}

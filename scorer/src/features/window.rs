@@ -21,8 +21,19 @@ struct WindowState {
     enter: u64,
     exit: u64,
     count: u64,
-    amount_sum: f64,
+    // Exact fixed-point sum (units of 2^-64): the same window contents give the same bits
+    // whatever order transactions entered and left it, which a running f64 sum does not.
+    amount_sum: i128,
     frauds: u64,
+}
+
+/// 2^64: the fixed-point scale of amount sums.
+const SCALE: f64 = 18_446_744_073_709_551_616.0;
+
+/// An amount on the 2^-64 grid (exact for every amount from 2^-12 up to 2^63; below, truncated,
+/// the same way every time).
+fn fixed(amount: f64) -> i128 {
+    (amount * SCALE) as i128
 }
 
 /// The recent transactions of one entity and its running aggregates per window.
@@ -66,7 +77,7 @@ impl EntityWindows {
                     break;
                 }
                 state.count += 1;
-                state.amount_sum += e.amount;
+                state.amount_sum = state.amount_sum.wrapping_add(fixed(e.amount));
                 state.frauds += u64::from(e.fraud);
                 state.enter += 1;
             }
@@ -76,13 +87,9 @@ impl EntityWindows {
                     break;
                 }
                 state.count -= 1;
-                state.amount_sum -= e.amount;
+                state.amount_sum = state.amount_sum.wrapping_sub(fixed(e.amount));
                 state.frauds -= u64::from(e.fraud);
                 state.exit += 1;
-            }
-            if state.count == 0 {
-                // A running sum drifts by rounding; an empty window is exactly zero.
-                state.amount_sum = 0.0;
             }
         }
         let oldest_needed = self.windows.iter().map(|w| w.exit).min().unwrap_or(end);
@@ -100,7 +107,9 @@ impl EntityWindows {
             let state = &self.windows[w];
             *value = match slot.aggregate {
                 Aggregate::Count => state.count as f64,
-                Aggregate::AmountSum => state.amount_sum,
+                // Wrapping arithmetic is exact modulo 2^128, so the sum is right whenever the
+                // window's true sum fits; the conversion rounds to nearest, the same everywhere.
+                Aggregate::AmountSum => state.amount_sum as f64 / SCALE,
                 Aggregate::FraudCount => state.frauds as f64,
             };
         }
@@ -151,5 +160,33 @@ mod tests {
         assert_eq!(&w.aggregates(layout).0[..6], &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
         w.advance_to(layout, t0.plus_seconds(8 * DAY));
         assert_eq!(&w.aggregates(layout).0[..6], &[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn aggregates_do_not_depend_on_when_windows_were_advanced(
+            events in proptest::collection::vec((0i64..4 * DAY, 0.0f64..10_000.0, proptest::bool::ANY, proptest::bool::ANY), 1..200),
+        ) {
+            let schema = FeatureSchema::handbook();
+            let mut events = events;
+            events.sort_by_key(|e| e.0);
+            for layout in schema.entities().iter().map(|e| &e.layout) {
+                let (mut eager, mut lazy) = (EntityWindows::new(layout), EntityWindows::new(layout));
+                for &(t, amount, fraud, advance) in &events {
+                    let t = Timestamp(t);
+                    eager.advance_to(layout, t);
+                    if advance {
+                        lazy.advance_to(layout, t);
+                    }
+                    eager.push(t, (amount * 100.0).round() / 100.0, fraud);
+                    lazy.push(t, (amount * 100.0).round() / 100.0, fraud);
+                }
+                let end = Timestamp(events[events.len() - 1].0 + DAY / 2);
+                eager.advance_to(layout, end);
+                lazy.advance_to(layout, end);
+                let bits = |a: Aggregates| a.0.map(f64::to_bits);
+                proptest::prop_assert_eq!(bits(eager.aggregates(layout)), bits(lazy.aggregates(layout)));
+            }
+        }
     }
 }

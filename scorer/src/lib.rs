@@ -21,6 +21,7 @@
 extern crate alloc;
 
 pub mod features;
+pub mod model;
 pub mod snapshot;
 pub mod time;
 

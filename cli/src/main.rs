@@ -22,6 +22,14 @@ enum Command {
     Simulate(commands::simulate::Args),
     /// Validate a transaction file (CSV, gzip CSV or Parquet) and print what it holds.
     Ingest(commands::ingest::Args),
+    /// Compute every transaction's features (exact, or as served from periodic snapshots).
+    Features(commands::features::Args),
+    /// Make signing and edge keys.
+    #[command(subcommand)]
+    Keys(commands::keys::Command),
+    /// Build and inspect signed feature snapshots.
+    #[command(subcommand)]
+    Snapshot(commands::snapshot::Command),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +37,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Ingest(args) => commands::ingest::run(args),
+        Command::Features(args) => commands::features::run(args),
+        Command::Keys(command) => commands::keys::run(command),
+        Command::Snapshot(command) => commands::snapshot::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,12 +2,19 @@
 
 use exporter::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// Draws one indicatif bar per phase that the library announces.
 #[derive(Default)]
 pub struct Bars {
     bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    fn slot(&self) -> MutexGuard<'_, Option<ProgressBar>> {
+        // A panic while drawing leaves nothing inconsistent in an Option<ProgressBar>.
+        self.bar.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Progress for Bars {
@@ -22,26 +29,20 @@ impl Progress for Bars {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_prefix(phase.to_string());
-        if let Ok(mut slot) = self.bar.lock() {
-            if let Some(old) = slot.replace(bar) {
-                old.finish_and_clear();
-            }
+        if let Some(old) = self.slot().replace(bar) {
+            old.finish_and_clear();
         }
     }
 
     fn advance(&self, units: u64) {
-        if let Ok(slot) = self.bar.lock() {
-            if let Some(bar) = slot.as_ref() {
-                bar.inc(units);
-            }
+        if let Some(bar) = self.slot().as_ref() {
+            bar.inc(units);
         }
     }
 
     fn finish(&self) {
-        if let Ok(mut slot) = self.bar.lock() {
-            if let Some(bar) = slot.take() {
-                bar.finish_and_clear();
-            }
+        if let Some(bar) = self.slot().take() {
+            bar.finish_and_clear();
         }
     }
 }

@@ -13,14 +13,17 @@
 //!
 //! ```
 //! use exporter::simulate::{simulate, SimulationConfig};
-//! let tx = simulate(&SimulationConfig { customers: 50, terminals: 100, days: 7, ..Default::default() }, &exporter::NoProgress);
+//! let tx = simulate(&SimulationConfig { customers: 50, terminals: 100, days: 7, ..Default::default() }, &exporter::NoProgress)?;
 //! assert!(tx.len() > 0);
+//! # Ok::<(), exporter::simulate::SimulationError>(())
 //! ```
 
+pub mod features;
 pub mod format;
 pub mod ingest;
 pub mod progress;
 pub mod simulate;
+pub mod snapshot;
 pub mod summary;
 pub mod transactions;
 pub mod write;

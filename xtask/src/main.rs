@@ -2,6 +2,7 @@
 //! Each installs what it needs and is missing, then runs the project's own commands, printing
 //! each one before it runs so that a failure can be repeated by hand.
 
+mod peers;
 mod setup;
 
 use anyhow::{Context, Result, bail};
@@ -117,6 +118,12 @@ fn test() -> Result<()> {
 
 fn bench() -> Result<()> {
     let cargo = cargo();
+    let out = target_dir().join("bench");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let ours = out.join("features.json");
+    // SAFETY of the environment: xtask is single-threaded here; the variable is read by the
+    // bench binary that cargo starts below.
+    unsafe { std::env::set_var("TOLLGATE_BENCH_JSON", &ours) };
     run(&cargo, &["bench", "--package", "exporter"])?;
-    Ok(())
+    peers::features(&out, &ours)
 }

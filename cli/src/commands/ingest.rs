@@ -1,22 +1,19 @@
-//! `tollgate ingest`: validate a transaction file and print what it holds.
+//! `tollgate ingest`: validate a transaction file and print what it holds; also the input options
+//! every command that reads transactions shares.
 
 use crate::progress::Bars;
-use anyhow::{Context, bail};
-use exporter::ingest::{IngestOptions, OnError, TimeOrder, read_transactions};
+use anyhow::bail;
+use exporter::ingest::{IngestOptions, Ingested, OnError, TimeOrder, read_transactions};
 use exporter::summary::Summary;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Read a transaction file (CSV, gzip CSV or Parquet, chosen by its extension), check every row,
-/// and print a summary: rows read, accepted and rejected, frauds, customers, terminals, time range.
-///
-/// Every bad row is reported with its line (CSV) or row (Parquet), its column and the reason.
-/// By default the first bad row stops the run; `--on-error quarantine FILE` writes every rejected
-/// row with its reason to FILE and goes on. Nothing is dropped silently.
+/// Where transactions come from and how to read them; shared by every command that reads them.
 #[derive(clap::Args)]
-pub struct Args {
-    /// The transaction file: .csv, .csv.gz or .parquet.
-    input: PathBuf,
+pub struct SourceArgs {
+    /// The transaction file: .csv, .csv.gz or .parquet (the handbook's column layout unless
+    /// mapped with --column).
+    pub input: PathBuf,
     /// What to do with a bad row: `fail` (stop at the first, the default) or `quarantine FILE`
     /// (write every rejected row with its reason to FILE, a CSV, and go on).
     #[arg(long, num_args = 1..=2, value_names = ["MODE", "FILE"], default_values = ["fail"])]
@@ -29,6 +26,58 @@ pub struct Args {
     /// it is a bad row).
     #[arg(long)]
     sort: bool,
+}
+
+impl SourceArgs {
+    /// Reads and validates the transactions, drawing a progress bar.
+    pub fn read(&self) -> anyhow::Result<Ingested> {
+        let on_error = match self.on_error.as_slice() {
+            [mode] if mode == "fail" => OnError::Fail,
+            [mode, file] if mode == "quarantine" => OnError::Quarantine(PathBuf::from(file)),
+            [mode] if mode == "quarantine" => {
+                bail!("--on-error quarantine needs a FILE for the rejected rows")
+            }
+            other => bail!("--on-error {}: use `fail` or `quarantine FILE`", other.join(" ")),
+        };
+        let mut options = IngestOptions { on_error, ..IngestOptions::default() };
+        for mapping in &self.columns {
+            let Some((field, column)) = mapping.split_once('=') else {
+                bail!("--column {mapping:?}: expected FIELD=COLUMN, e.g. amount=AMOUNT_EUR");
+            };
+            options.columns.set(field, column)?;
+        }
+        if self.sort {
+            options.time_order = TimeOrder::Sort;
+        }
+        // The exporter's errors name the file themselves.
+        let ingested = read_transactions(&self.input, &options, &Bars::default())?;
+        if ingested.report.rejected > 0 {
+            eprintln!(
+                "warning: {} of {} rows rejected{}",
+                ingested.report.rejected,
+                ingested.report.rows_read,
+                ingested
+                    .report
+                    .quarantine
+                    .as_ref()
+                    .map(|p| format!(", written to {}", p.display()))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(ingested)
+    }
+}
+
+/// Read a transaction file (CSV, gzip CSV or Parquet, chosen by its extension), check every row,
+/// and print a summary: rows read, accepted and rejected, frauds, customers, terminals, time range.
+///
+/// Every bad row is reported with its line (CSV) or row (Parquet), its column and the reason.
+/// By default the first bad row stops the run; `--on-error quarantine FILE` writes every rejected
+/// row with its reason to FILE and goes on. Nothing is dropped silently.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    source: SourceArgs,
     /// Also print one line per day.
     #[arg(long)]
     per_day: bool,
@@ -36,25 +85,8 @@ pub struct Args {
 
 /// Runs `tollgate ingest`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut options = IngestOptions::default();
-    options.on_error = match args.on_error.as_slice() {
-        [mode] if mode == "fail" => OnError::Fail,
-        [mode, file] if mode == "quarantine" => OnError::Quarantine(PathBuf::from(file)),
-        [mode] if mode == "quarantine" => bail!("--on-error quarantine needs a FILE for the rejected rows"),
-        other => bail!("--on-error {}: use `fail` or `quarantine FILE`", other.join(" ")),
-    };
-    for mapping in &args.columns {
-        let Some((field, column)) = mapping.split_once('=') else {
-            bail!("--column {mapping:?}: expected FIELD=COLUMN, e.g. amount=AMOUNT_EUR");
-        };
-        options.columns.set(field, column)?;
-    }
-    if args.sort {
-        options.time_order = TimeOrder::Sort;
-    }
     let began = Instant::now();
-    let ingested = read_transactions(&args.input, &options, &Bars::default())
-        .with_context(|| format!("{}", args.input.display()))?;
+    let ingested = args.source.read()?;
     let elapsed = began.elapsed().as_secs_f64();
     let report = &ingested.report;
     println!("{:<28} {:>12}", "rows read", report.rows_read);

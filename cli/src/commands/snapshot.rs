@@ -1,0 +1,156 @@
+//! `tollgate snapshot build | inspect`: signed feature snapshots for the edge.
+
+use crate::commands::ingest::SourceArgs;
+use crate::progress::Bars;
+use anyhow::{Context, bail};
+use exporter::snapshot::build_from_history;
+use scorer::Timestamp;
+use scorer::features::{Aggregate, FeatureSchema};
+use scorer::snapshot::{EdgeKey, Snapshot, SnapshotSigner};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Signed feature snapshots.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Build a signed snapshot of every entity's windowed aggregates as of a time, from a
+    /// transaction history.
+    Build(BuildArgs),
+    /// Verify a snapshot and print its meta, its sizes and, on request, one entity's row.
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `tollgate snapshot build`.
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The snapshot holds every transaction before this time (UTC, `YYYY-MM-DD[ HH:MM:SS]`);
+    /// default: one second after the last transaction.
+    #[arg(long)]
+    as_of: Option<String>,
+    /// The signing key file (from `tollgate keys new`).
+    #[arg(long, default_value = "keys/signing.key")]
+    key: PathBuf,
+    /// Where to write the snapshot.
+    #[arg(long, short, default_value = "snapshot.tgs")]
+    output: PathBuf,
+}
+
+/// Arguments of `tollgate snapshot inspect`.
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// The snapshot file.
+    file: PathBuf,
+    /// The edge key file that verifies it (from `tollgate keys new`).
+    #[arg(long, default_value = "keys/edge.key")]
+    key: PathBuf,
+    /// Print the row of one entity, e.g. `--entity CUSTOMER_ID=596` (repeatable).
+    #[arg(long = "entity", value_name = "KIND=ID")]
+    entities: Vec<String>,
+}
+
+/// Runs `tollgate snapshot ...`.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Build(args) => build(args),
+        Command::Inspect(args) => inspect(args),
+    }
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let signer = SnapshotSigner::from_text(&read_text(&args.key)?)
+        .with_context(|| format!("{}", args.key.display()))?;
+    let tx = args.source.read()?.transactions;
+    let Some(&last) = tx.time.last() else { bail!("{}: no transactions", args.source.input.display()) };
+    let as_of = match &args.as_of {
+        Some(text) => text.parse::<Timestamp>().with_context(|| format!("--as-of {text:?}"))?,
+        None => last.plus_seconds(1),
+    };
+    let began = Instant::now();
+    let schema = FeatureSchema::handbook();
+    let built = build_from_history(&tx, &schema, as_of, now(), &signer, &Bars::default())?;
+    let elapsed = began.elapsed();
+    std::fs::write(&args.output, &built.bytes)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    println!("{:<16} {}", "snapshot", built.meta.snapshot_id);
+    println!("{:<16} {}", "as of", as_of);
+    for (entity, rows) in schema.entities().iter().zip(&built.rows) {
+        println!("{:<16} {rows} rows of {} bytes", entity.name, scorer::snapshot::row_width(&entity.layout));
+    }
+    println!("{:<16} {} bytes, built in {:.3} s", "size", built.bytes.len(), elapsed.as_secs_f64());
+    println!("wrote {}", args.output.display());
+    Ok(())
+}
+
+fn now() -> Timestamp {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    Timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let key =
+        EdgeKey::from_text(&read_text(&args.key)?).with_context(|| format!("{}", args.key.display()))?;
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let began = Instant::now();
+    let snapshot = Snapshot::load(&bytes, std::slice::from_ref(&key))
+        .with_context(|| format!("{}", args.file.display()))?;
+    let load = began.elapsed();
+    let meta = snapshot.meta();
+    println!("{:<18} {}", "snapshot", meta.snapshot_id);
+    println!("{:<18} {}", "as of", meta.as_of);
+    println!("{:<18} {}", "created at", meta.created_at);
+    match meta.data_range {
+        Some((from, to)) => println!("{:<18} {from} .. {to}", "data"),
+        None => println!("{:<18} (none)", "data"),
+    }
+    println!("{:<18} {}", "exporter", meta.exporter_version);
+    println!("{:<18} {:016x} ({} features)", "schema hash", meta.schema.hash(), meta.schema.len());
+    println!("{:<18} {}", "model", meta.model_id.as_deref().unwrap_or("(none)"));
+    for (e, entity) in meta.schema.entities().iter().enumerate() {
+        if let Some(table) = snapshot.table(e) {
+            println!("{:<18} {} rows x {} bytes", entity.name, table.len(), table.row_width());
+        }
+    }
+    println!(
+        "{:<18} {} bytes, verified and loaded in {:.3} ms",
+        "size",
+        snapshot.size(),
+        load.as_secs_f64() * 1e3
+    );
+    for request in &args.entities {
+        let Some((kind, id)) = request.split_once('=') else {
+            bail!("--entity {request:?}: expected KIND=ID")
+        };
+        let Some(e) = meta.schema.entities().iter().position(|d| d.name == kind) else {
+            let known: Vec<&str> = meta.schema.entities().iter().map(|d| d.name.as_str()).collect();
+            bail!("--entity {request:?}: no entity kind {kind} (known: {})", known.join(", "));
+        };
+        let layout = &meta.schema.entities()[e].layout;
+        let entity_key = key.id_hash().hash(id.as_bytes());
+        println!("\n{kind} {id} (key {:016x})", entity_key.0);
+        let Some(aggregates) = snapshot.table(e).and_then(|t| t.lookup(entity_key)) else {
+            println!("  not in the snapshot: scored as a new entity (all aggregates 0)");
+            continue;
+        };
+        for (slot, value) in layout.slots.iter().zip(aggregates.0) {
+            let what = match slot.aggregate {
+                Aggregate::Count => "transactions",
+                Aggregate::AmountSum => "amount sum",
+                Aggregate::FraudCount => "frauds",
+            };
+            let window = if slot.window.delay_days == 0 {
+                format!("last {} d", slot.window.days)
+            } else {
+                format!("{} d before the last {}", slot.window.days, slot.window.delay_days)
+            };
+            println!("  {what:<14} {window:<22} {value}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Feature throughput on the handbook file (or, without it, the default simulation), CSV load
+//! timed apart: exact (lag 0) and as served at 1 h and 24 h cadence. Prints a table and, with
+//! `TOLLGATE_BENCH_JSON=PATH`, writes the timings as JSON for `cargo xtask bench` to set beside
+//! the polars and duckdb peers.
+
+use exporter::features::{Cadence, compute_features};
+use exporter::ingest::{IngestOptions, read_transactions};
+use exporter::simulate::{SimulationConfig, simulate};
+use exporter::{NoProgress, Transactions};
+use scorer::features::FeatureSchema;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+
+fn load() -> (String, Transactions, Duration) {
+    let handbook =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    let began = Instant::now();
+    if handbook.exists() {
+        match read_transactions(&handbook, &IngestOptions::default(), &NoProgress) {
+            Ok(ingested) => return ("handbook".into(), ingested.transactions, began.elapsed()),
+            Err(e) => panic!("{}: {e}", handbook.display()),
+        }
+    }
+    match simulate(&SimulationConfig::default(), &NoProgress) {
+        Ok(tx) => ("simulated (handbook absent)".into(), tx, began.elapsed()),
+        Err(e) => panic!("simulate: {e}"),
+    }
+}
+
+/// Best and median of `RUNS` timings of `f`.
+fn time(mut f: impl FnMut()) -> (f64, f64) {
+    let mut runs: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let began = Instant::now();
+            f();
+            began.elapsed().as_secs_f64()
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    (runs[0], runs[RUNS / 2])
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter that does not name this bench skips it.
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if !filter.is_empty() && !filter.iter().any(|f| "features".contains(f.as_str())) {
+        return;
+    }
+    let (source, tx, load_time) = load();
+    let schema = FeatureSchema::handbook();
+    let mut rows = Vec::new();
+    for (name, cadence) in [
+        ("exact", Cadence::Exact),
+        ("as served, 1 h", Cadence::Every(3600)),
+        ("as served, 24 h", Cadence::Every(86_400)),
+    ] {
+        let (best, median) = time(|| {
+            let table = compute_features(&tx, &schema, cadence, &NoProgress);
+            std::hint::black_box(table.map(|t| t.values.len()).unwrap_or(0));
+        });
+        rows.push((name, best, median));
+    }
+    println!(
+        "\nfeatures: {} transactions ({source}), {} features, best / median of {RUNS}",
+        tx.len(),
+        schema.len()
+    );
+    println!("| mode | best (s) | median (s) | transactions/s (best) |");
+    println!("| --- | --- | --- | --- |");
+    println!("| load CSV.gz (once, apart) | {:.3} | | |", load_time.as_secs_f64());
+    for (name, best, median) in &rows {
+        println!("| {name} | {best:.3} | {median:.3} | {:.2e} |", tx.len() as f64 / best);
+    }
+    if let Ok(path) = std::env::var("TOLLGATE_BENCH_JSON") {
+        let json = serde_json::json!({
+            "transactions": tx.len(),
+            "load_s": load_time.as_secs_f64(),
+            "exact_best_s": rows[0].1,
+            "exact_median_s": rows[0].2,
+        })
+        .to_string();
+        if let Err(e) = std::fs::write(&path, json) {
+            eprintln!("could not write {path}: {e}");
+        }
+    }
+}

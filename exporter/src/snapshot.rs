@@ -1,0 +1,135 @@
+//! Building signed snapshots from a transaction history, and the keys that sign them. The bytes
+//! are laid out by `scorer::snapshot::build_snapshot`, the aggregates by `scorer::features`: this
+//! module only streams the history through them.
+
+use crate::{Progress, Transactions};
+use scorer::Timestamp;
+use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
+use scorer::snapshot::{BuildError, EntityKey, IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot};
+
+/// Why a snapshot could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The schema names an entity kind the transactions do not carry.
+    #[error(transparent)]
+    Features(#[from] crate::features::FeatureError),
+    /// The snapshot format refused the content.
+    #[error("{0}")]
+    Build(BuildError),
+    /// The operating system's random source failed.
+    #[error("the system random source failed: {0}")]
+    Random(String),
+}
+
+/// A freshly built snapshot.
+#[derive(Clone, Debug)]
+pub struct BuiltSnapshot {
+    /// The signed bytes.
+    pub bytes: Vec<u8>,
+    /// Its meta section.
+    pub meta: SnapshotMeta,
+    /// Rows per entity kind (entities with no transaction in any window are left out: they
+    /// score exactly as an unknown entity does).
+    pub rows: Vec<usize>,
+}
+
+/// Makes a new signing key (ed25519) and id-hash key from the operating system's random source.
+pub fn new_signer() -> Result<SnapshotSigner, ExportError> {
+    use rand::TryRng;
+    let mut seed = [0u8; 32];
+    let mut id_key = [0u8; 16];
+    let mut rng = rand::rngs::SysRng;
+    rng.try_fill_bytes(&mut seed).map_err(|e| ExportError::Random(e.to_string()))?;
+    rng.try_fill_bytes(&mut id_key).map_err(|e| ExportError::Random(e.to_string()))?;
+    Ok(SnapshotSigner::from_secret(seed, IdHashKey(id_key)))
+}
+
+/// The aggregates of every entity as of `as_of` (every transaction before it), from a history in
+/// time order: one table per entity kind of `schema`, keyed by the signer's id hash.
+pub fn aggregate_history(
+    tx: &Transactions,
+    schema: &FeatureSchema,
+    as_of: Timestamp,
+    id_hash: &IdHashKey,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<(EntityKey, Aggregates)>>, ExportError> {
+    let columns = crate::features::entity_columns(tx, schema)?;
+    let mut tables = Vec::with_capacity(columns.len());
+    let end = tx.time.partition_point(|t| *t < as_of);
+    progress.start("aggregate", (end * columns.len()) as u64);
+    for ((column, ids), entity) in columns.iter().zip(schema.entities()) {
+        let layout = &entity.layout;
+        let mut states = vec![EntityWindows::new(layout); ids.len()];
+        for i in 0..end {
+            let state = &mut states[column[i] as usize];
+            // Advancing as we go drops what no window needs any more, bounding memory.
+            state.advance_to(layout, tx.time[i]);
+            state.push(tx.time[i], tx.amount[i], tx.fraud[i] != 0);
+            if i % 65_536 == 65_535 {
+                progress.advance(65_536);
+            }
+        }
+        let mut rows = Vec::new();
+        for (k, state) in states.iter_mut().enumerate() {
+            state.advance_to(layout, as_of);
+            let aggregates = state.aggregates(layout);
+            if aggregates != Aggregates::ZERO {
+                rows.push((id_hash.hash(ids.id(k as u32).as_bytes()), aggregates));
+            }
+        }
+        tables.push(rows);
+    }
+    progress.finish();
+    Ok(tables)
+}
+
+/// Builds and signs the snapshot as of `as_of` from a history in time order.
+pub fn build_from_history(
+    tx: &Transactions,
+    schema: &FeatureSchema,
+    as_of: Timestamp,
+    created_at: Timestamp,
+    signer: &SnapshotSigner,
+    progress: &dyn Progress,
+) -> Result<BuiltSnapshot, ExportError> {
+    let tables = aggregate_history(tx, schema, as_of, signer.id_hash(), progress)?;
+    let end = tx.time.partition_point(|t| *t < as_of);
+    let data_range = (end > 0).then(|| (tx.time[0], tx.time[end - 1]));
+    let meta = SnapshotMeta {
+        snapshot_id: snapshot_id(as_of, schema, &tables),
+        as_of,
+        created_at,
+        data_range,
+        exporter_version: env!("CARGO_PKG_VERSION").to_string(),
+        id_key_fingerprint: signer.id_hash().fingerprint(),
+        schema: schema.clone(),
+        model_id: None,
+    };
+    let rows = tables.iter().map(Vec::len).collect();
+    let bytes = build_snapshot(&meta, tables, signer).map_err(ExportError::Build)?;
+    Ok(BuiltSnapshot { bytes, meta, rows })
+}
+
+/// `tg-YYYYMMDDTHHMMSS-xxxxxxxx`: the as-of time and a content hash, so that equal content
+/// gets an equal id and different content a different one.
+fn snapshot_id(as_of: Timestamp, schema: &FeatureSchema, tables: &[Vec<(EntityKey, Aggregates)>]) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(&as_of.0.to_le_bytes());
+    h.update(&schema.hash().to_le_bytes());
+    for table in tables {
+        h.update(&(table.len() as u64).to_le_bytes());
+        for (key, aggregates) in table {
+            h.update(&key.0.to_le_bytes());
+            for v in aggregates.0 {
+                h.update(&v.to_bits().to_le_bytes());
+            }
+        }
+    }
+    let digest = h.finalize();
+    let d = as_of.to_datetime();
+    let b = digest.as_bytes();
+    format!(
+        "tg-{:04}{:02}{:02}T{:02}{:02}{:02}-{:02x}{:02x}{:02x}{:02x}",
+        d.year, d.month, d.day, d.hour, d.minute, d.second, b[0], b[1], b[2], b[3]
+    )
+}

@@ -176,11 +176,15 @@ pub enum SchemaError {
 impl fmt::Display for SchemaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SchemaError::EntityCount(n) => write!(f, "a schema needs 1 to {MAX_ENTITIES} entity kinds, not {n}"),
+            SchemaError::EntityCount(n) => {
+                write!(f, "a schema needs 1 to {MAX_ENTITIES} entity kinds, not {n}")
+            }
             SchemaError::UnknownEntity { feature, entity } => {
                 write!(f, "feature {feature}: entity index {entity} is not in the schema")
             }
-            SchemaError::EmptyWindow { feature } => write!(f, "feature {feature}: a window must be at least one day"),
+            SchemaError::EmptyWindow { feature } => {
+                write!(f, "feature {feature}: a window must be at least one day")
+            }
             SchemaError::RiskWithoutDelay { feature } => {
                 write!(f, "feature {feature}: a risk window needs a delay, labels are not known at once")
             }
@@ -437,7 +441,8 @@ mod tests {
         let a = FeatureSchema::handbook();
         let mut features = a.features().to_vec();
         features[0].doc = String::from("changed");
-        let b = FeatureSchema::new(vec!["CUSTOMER_ID".into(), "TERMINAL_ID".into()], features.clone()).unwrap();
+        let b =
+            FeatureSchema::new(vec!["CUSTOMER_ID".into(), "TERMINAL_ID".into()], features.clone()).unwrap();
         assert_eq!(a.hash(), b.hash());
         features[0].name = String::from("AMOUNT");
         let c = FeatureSchema::new(vec!["CUSTOMER_ID".into(), "TERMINAL_ID".into()], features).unwrap();

@@ -1,3 +1,2 @@
 //! The edge worker (filled by the worker issue): workers-rs, `POST /v1/score` against a snapshot
 //! kept in Workers KV, built to wasm32 and tested under a real workerd.
-#![cfg_attr(target_arch = "wasm32", no_std)]

@@ -87,14 +87,54 @@ fn demo(seed: u64) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tollgate = target_dir().join("release").join("tollgate");
     let tollgate = tollgate.to_string_lossy();
-    let transactions = out.join("transactions.parquet");
-    let transactions = transactions.to_string_lossy();
+    let path = |name: &str| out.join(name).to_string_lossy().into_owned();
+    let (transactions, features, keys, snapshot) =
+        (path("transactions.parquet"), path("features.parquet"), path("keys"), path("snapshot.tgs"));
     let seed = seed.to_string();
     println!("\n== 1. simulate 183 days of card transactions (5,000 customers, 10,000 terminals)");
     run(&tollgate, &["simulate", "--seed", &seed, "--output", &transactions])?;
     println!("\n== 2. ingest and validate them, with a summary per day");
     run(&tollgate, &["ingest", &transactions, "--per-day"])?;
+    println!("\n== 3. features as the edge serves them (hourly snapshots), against exact ones");
+    run(
+        &tollgate,
+        &["features", &transactions, "--output", &features, "--snapshot-every", "1h", "--compare-exact"],
+    )?;
+    println!("\n== 4. keys, and a signed snapshot of every customer and terminal as of the last day");
+    run(&tollgate, &["keys", "new", "--out", &keys, "--force"])?;
+    let (signing, edge) = (format!("{keys}/signing.key"), format!("{keys}/edge.key"));
+    run(
+        &tollgate,
+        &[
+            "snapshot",
+            "build",
+            &transactions,
+            "--as-of",
+            "2018-09-30",
+            "--key",
+            &signing,
+            "--output",
+            &snapshot,
+        ],
+    )?;
+    run(
+        &tollgate,
+        &[
+            "snapshot",
+            "inspect",
+            &snapshot,
+            "--key",
+            &edge,
+            "--entity",
+            "CUSTOMER_ID=42",
+            "--entity",
+            "TERMINAL_ID=7",
+        ],
+    )?;
     println!("\nThe demo's files are in {}.", out.display());
+    println!(
+        "Not yet in the demo (open issues): training a model, the wasm scorer, the host, the worker, the page."
+    );
     Ok(())
 }
 

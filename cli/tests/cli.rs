@@ -1,0 +1,125 @@
+//! The `tollgate` binary end to end on real files: simulate, ingest, features, keys, snapshot
+//! build and inspect; and the errors a user sees for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tollgate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tollgate")).args(args).current_dir(dir).output().expect("run tollgate")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn simulates_ingests_builds_features_and_a_verifiable_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = tollgate(
+        d,
+        &[
+            "simulate",
+            "--seed",
+            "3",
+            "--days",
+            "40",
+            "--customers",
+            "300",
+            "--terminals",
+            "600",
+            "-o",
+            "tx.parquet",
+        ],
+    );
+    assert!(sim.status.success(), "{}", stderr(&sim));
+    assert!(stdout(&sim).contains("transactions"));
+
+    let ingest = tollgate(d, &["ingest", "tx.parquet", "--per-day"]);
+    assert!(ingest.status.success(), "{}", stderr(&ingest));
+    let text = stdout(&ingest);
+    assert!(text.contains("rejected                                0"), "{text}");
+    assert!(text.contains("2018-05-10"), "per-day table: {text}");
+
+    let features = tollgate(
+        d,
+        &["features", "tx.parquet", "-o", "features.csv", "--snapshot-every", "1h", "--compare-exact"],
+    );
+    assert!(features.status.success(), "{}", stderr(&features));
+    let csv = std::fs::read_to_string(d.join("features.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(header.ends_with("TERMINAL_ID_NB_TX_30DAY_WINDOW,TERMINAL_ID_RISK_30DAY_WINDOW"), "{header}");
+    assert_eq!(header.split(',').count(), 9 + 14, "transaction columns + features but TX_AMOUNT");
+    assert!(stdout(&features).contains("| CUSTOMER_ID_NB_TX_1DAY_WINDOW |"));
+
+    let keys = tollgate(d, &["keys", "new", "--out", "keys"]);
+    assert!(keys.status.success(), "{}", stderr(&keys));
+    let again = tollgate(d, &["keys", "new", "--out", "keys"]);
+    assert!(!again.status.success(), "must not overwrite keys silently");
+    assert!(stderr(&again).contains("already exists; pass --force"), "{}", stderr(&again));
+
+    let build = tollgate(d, &["snapshot", "build", "tx.parquet", "--as-of", "2018-05-01", "-o", "snap.tgs"]);
+    assert!(build.status.success(), "{}", stderr(&build));
+    assert!(stdout(&build).contains("rows of 48 bytes"), "{}", stdout(&build));
+
+    let inspect = tollgate(
+        d,
+        &["snapshot", "inspect", "snap.tgs", "--entity", "CUSTOMER_ID=1", "--entity", "CUSTOMER_ID=ghost"],
+    );
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let text = stdout(&inspect);
+    assert!(text.contains("as of              2018-05-01 00:00:00"), "{text}");
+    assert!(text.contains("not in the snapshot"), "{text}");
+
+    // Another key pair does not verify it.
+    let other = tollgate(d, &["keys", "new", "--out", "other"]);
+    assert!(other.status.success());
+    let refused = tollgate(d, &["snapshot", "inspect", "snap.tgs", "--key", "other/edge.key"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("which this edge does not trust"), "{}", stderr(&refused));
+}
+
+#[test]
+fn bad_rows_are_named_and_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let header = "TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD,TX_FRAUD_SCENARIO";
+    let rows = [
+        "0,2018-04-01 00:00:31,1,2,10.5,0,0",
+        "1,2018-04-01 00:01:00,1,2,\"12,5\",0,0",
+        "2,2018-04-01 00:02:00,3,2,7,0,0",
+    ];
+    std::fs::write(d.join("tx.csv"), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+
+    let failed = tollgate(d, &["ingest", "tx.csv"]);
+    assert!(!failed.status.success());
+    assert!(stderr(&failed).contains("line 3: TX_AMOUNT \"12,5\" is not a number"), "{}", stderr(&failed));
+
+    let quarantined = tollgate(d, &["ingest", "tx.csv", "--on-error", "quarantine", "bad.csv"]);
+    assert!(quarantined.status.success(), "{}", stderr(&quarantined));
+    let text = stdout(&quarantined);
+    assert!(text.contains("rows read                               3"), "{text}");
+    assert!(text.contains("rejected                                1"), "{text}");
+    let bad = std::fs::read_to_string(d.join("bad.csv")).unwrap();
+    assert!(bad.contains("is not a number"), "{bad}");
+}
+
+#[test]
+fn help_explains_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = tollgate(dir.path(), &["--help"]);
+    let text = stdout(&help);
+    for command in ["simulate", "ingest", "features", "keys", "snapshot"] {
+        assert!(text.contains(command), "{command} missing from --help: {text}");
+    }
+    let unknown = tollgate(
+        dir.path(),
+        &["simulate", "--output", "x.txt", "--days", "1", "--customers", "1", "--terminals", "1"],
+    );
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("unknown file type"), "{}", stderr(&unknown));
+}

@@ -3,8 +3,9 @@
 //! each transaction the features the edge would compute from the snapshot it holds at that time.
 
 use crate::{EntityIds, Progress, Transactions};
+use rayon::prelude::*;
 use scorer::Timestamp;
-use scorer::features::{Aggregates, EntityWindows, FeatureSchema, MAX_ENTITIES, TxFacts};
+use scorer::features::{Aggregates, EntityLayout, EntityWindows, FeatureSchema, MAX_ENTITIES, TxFacts};
 
 /// When the entity aggregates behind a transaction's features were taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,8 +100,120 @@ pub(crate) fn entity_columns<'a>(
         .collect()
 }
 
-/// Computes `schema`'s features for every transaction of `tx` (which must be in time order) in
-/// one pass, with entity aggregates taken at `cadence`.
+/// Transaction indices grouped by entity: `order[offsets[k]..offsets[k + 1]]` are entity `k`'s
+/// transactions, in their original (time) order. A counting sort, O(transactions + entities).
+pub(crate) struct ByEntity {
+    pub(crate) offsets: Vec<usize>,
+    pub(crate) order: Vec<u32>,
+}
+
+impl ByEntity {
+    pub(crate) fn group(column: &[u32], entities: usize) -> ByEntity {
+        let mut offsets = vec![0usize; entities + 1];
+        for &k in column {
+            offsets[k as usize + 1] += 1;
+        }
+        for k in 0..entities {
+            offsets[k + 1] += offsets[k];
+        }
+        let mut next = offsets.clone();
+        let mut order = vec![0u32; column.len()];
+        for (i, &k) in column.iter().enumerate() {
+            order[next[k as usize]] = i as u32;
+            next[k as usize] += 1;
+        }
+        ByEntity { offsets, order }
+    }
+
+    /// Splits the entities into about `parts` contiguous blocks of similar transaction counts,
+    /// each with its share of `out` (`width` values per transaction, grouped order).
+    pub(crate) fn blocks<'a, T>(
+        &self,
+        parts: usize,
+        width: usize,
+        mut out: &'a mut [T],
+    ) -> Vec<(std::ops::Range<usize>, &'a mut [T])> {
+        let entities = self.offsets.len() - 1;
+        let target = self.order.len().div_ceil(parts.max(1)).max(1);
+        let mut blocks = Vec::with_capacity(parts + 1);
+        let mut first = 0;
+        while first < entities {
+            let mut last = first + 1;
+            while last < entities && self.offsets[last] - self.offsets[first] < target {
+                last += 1;
+            }
+            let (head, tail) =
+                std::mem::take(&mut out).split_at_mut((self.offsets[last] - self.offsets[first]) * width);
+            blocks.push((first..last, head));
+            out = tail;
+            first = last;
+        }
+        blocks
+    }
+}
+
+/// Checks that transactions are in time order.
+fn check_time_order(tx: &Transactions) -> Result<(), FeatureError> {
+    match tx.time.windows(2).position(|w| w[1] < w[0]) {
+        Some(i) => Err(FeatureError::NotInTimeOrder {
+            transaction_id: tx.transaction_id[i + 1],
+            time: tx.time[i + 1],
+            previous: tx.time[i],
+        }),
+        None => Ok(()),
+    }
+}
+
+/// For every transaction, its entity's aggregates (of one entity kind) at `cadence`, as the
+/// layout's slots: `n_slots` values per transaction, in `groups` order.
+///
+/// Each entity's transactions are replayed on their own, so an entity's recent history stays in
+/// cache, and entities are spread over threads; the result does not depend on either.
+fn entity_aggregates(
+    tx: &Transactions,
+    groups: &ByEntity,
+    layout: &EntityLayout,
+    cadence: Cadence,
+    progress: &dyn Progress,
+) -> Vec<f64> {
+    let n_slots = layout.slots.len();
+    let mut sorted = vec![0.0; tx.len() * n_slots];
+    let blocks = groups.blocks(4 * rayon::current_num_threads(), n_slots, &mut sorted);
+    blocks.into_par_iter().for_each(|(entities, out)| {
+        let mut at = 0;
+        for k in entities {
+            let mut state = EntityWindows::new(layout);
+            let mut cached: Option<(Timestamp, Aggregates)> = None;
+            for &i in &groups.order[groups.offsets[k]..groups.offsets[k + 1]] {
+                let i = i as usize;
+                let time = tx.time[i];
+                let aggregates = match cadence.snapshot_before(time) {
+                    None => {
+                        state.advance_to(layout, time);
+                        state.aggregates(layout)
+                    }
+                    Some(boundary) => match cached {
+                        Some((at_boundary, aggregates)) if at_boundary == boundary => aggregates,
+                        _ => {
+                            state.advance_to(layout, boundary);
+                            let aggregates = state.aggregates(layout);
+                            cached = Some((boundary, aggregates));
+                            aggregates
+                        }
+                    },
+                };
+                out[at..at + n_slots].copy_from_slice(&aggregates.0[..n_slots]);
+                at += n_slots;
+                state.push(time, tx.amount[i], tx.fraud[i] != 0);
+            }
+        }
+        progress.advance((at / n_slots.max(1)) as u64);
+    });
+    sorted
+}
+
+/// Computes `schema`'s features for every transaction of `tx` (which must be in time order),
+/// with entity aggregates taken at `cadence`.
 pub fn compute_features(
     tx: &Transactions,
     schema: &FeatureSchema,
@@ -113,65 +226,39 @@ pub fn compute_features(
         return Err(FeatureError::BadCadence(s));
     }
     let columns = entity_columns(tx, schema)?;
-    let mut states: Vec<Vec<EntityWindows>> = schema
-        .entities()
-        .iter()
-        .zip(&columns)
-        .map(|(e, (_, ids))| vec![EntityWindows::new(&e.layout); ids.len()])
-        .collect();
-    // As served: each entity's aggregates at the latest snapshot boundary it was seen in.
-    let mut cached: Vec<Vec<(i64, Aggregates)>> =
-        states.iter().map(|s| vec![(i64::MIN, Aggregates::ZERO); s.len()]).collect();
+    check_time_order(tx)?;
+    let n_entities = columns.len();
+    progress.start("features", (tx.len() * n_entities) as u64);
+    // Per entity kind: the slots in grouped order, and each transaction's place in that order.
+    let mut per_kind = Vec::with_capacity(n_entities);
+    for ((column, ids), entity) in columns.iter().zip(schema.entities()) {
+        let groups = ByEntity::group(column, ids.len());
+        let slots = entity_aggregates(tx, &groups, &entity.layout, cadence, progress);
+        let mut place = vec![0u32; tx.len()];
+        for (j, &i) in groups.order.iter().enumerate() {
+            place[i as usize] = j as u32;
+        }
+        per_kind.push((slots, place, entity.layout.slots.len()));
+    }
+    progress.finish();
 
     let n_features = schema.len();
     let mut values = vec![0.0; tx.len() * n_features];
-    let mut aggregates = [Aggregates::ZERO; MAX_ENTITIES];
-    let mut previous = Timestamp(i64::MIN);
-    progress.start("features", tx.len() as u64);
-    for i in 0..tx.len() {
-        let time = tx.time[i];
-        if time < previous {
-            progress.finish();
-            return Err(FeatureError::NotInTimeOrder {
-                transaction_id: tx.transaction_id[i],
-                time,
-                previous,
-            });
-        }
-        previous = time;
-        let as_of = cadence.snapshot_before(time);
-        for (e, entity) in schema.entities().iter().enumerate() {
-            let k = columns[e].0[i] as usize;
-            let state = &mut states[e][k];
-            aggregates[e] = match as_of {
-                None => {
-                    state.advance_to(&entity.layout, time);
-                    state.aggregates(&entity.layout)
-                }
-                Some(boundary) => {
-                    let cache = &mut cached[e][k];
-                    if cache.0 != boundary.0 {
-                        state.advance_to(&entity.layout, boundary);
-                        *cache = (boundary.0, state.aggregates(&entity.layout));
-                    }
-                    cache.1
-                }
-            };
-        }
-        let facts = TxFacts { time, amount: tx.amount[i] };
-        schema.compute(
-            &facts,
-            &aggregates[..schema.entities().len()],
-            &mut values[i * n_features..][..n_features],
-        );
-        for (e, (column, _)) in columns.iter().enumerate() {
-            states[e][column[i] as usize].push(time, tx.amount[i], tx.fraud[i] != 0);
-        }
-        if i % 65_536 == 65_535 {
-            progress.advance(65_536);
-        }
+    if n_features == 0 {
+        return Ok(FeatureTable { schema: schema.clone(), values });
     }
-    progress.finish();
+    values.par_chunks_mut(n_features * 4096).enumerate().for_each(|(chunk, rows)| {
+        let mut aggregates = [Aggregates::ZERO; MAX_ENTITIES];
+        for (r, row) in rows.chunks_exact_mut(n_features).enumerate() {
+            let i = chunk * 4096 + r;
+            for (e, (slots, place, n_slots)) in per_kind.iter().enumerate() {
+                let at = place[i] as usize * n_slots;
+                aggregates[e].0[..*n_slots].copy_from_slice(&slots[at..at + n_slots]);
+            }
+            let facts = TxFacts { time: tx.time[i], amount: tx.amount[i] };
+            schema.compute(&facts, &aggregates[..n_entities], row);
+        }
+    });
     Ok(FeatureTable { schema: schema.clone(), values })
 }
 

@@ -2,7 +2,9 @@
 //! are laid out by `scorer::snapshot::build_snapshot`, the aggregates by `scorer::features`: this
 //! module only streams the history through them.
 
+use crate::features::ByEntity;
 use crate::{Progress, Transactions};
+use rayon::prelude::*;
 use scorer::Timestamp;
 use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
 use scorer::snapshot::{BuildError, EntityKey, IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot};
@@ -54,29 +56,30 @@ pub fn aggregate_history(
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<(EntityKey, Aggregates)>>, ExportError> {
     let columns = crate::features::entity_columns(tx, schema)?;
-    let mut tables = Vec::with_capacity(columns.len());
     let end = tx.time.partition_point(|t| *t < as_of);
+    let mut tables = Vec::with_capacity(columns.len());
     progress.start("aggregate", (end * columns.len()) as u64);
     for ((column, ids), entity) in columns.iter().zip(schema.entities()) {
         let layout = &entity.layout;
-        let mut states = vec![EntityWindows::new(layout); ids.len()];
-        for i in 0..end {
-            let state = &mut states[column[i] as usize];
-            // Advancing as we go drops what no window needs any more, bounding memory.
-            state.advance_to(layout, tx.time[i]);
-            state.push(tx.time[i], tx.amount[i], tx.fraud[i] != 0);
-            if i % 65_536 == 65_535 {
-                progress.advance(65_536);
-            }
-        }
-        let mut rows = Vec::new();
-        for (k, state) in states.iter_mut().enumerate() {
-            state.advance_to(layout, as_of);
-            let aggregates = state.aggregates(layout);
-            if aggregates != Aggregates::ZERO {
-                rows.push((id_hash.hash(ids.id(k as u32).as_bytes()), aggregates));
-            }
-        }
+        let groups = ByEntity::group(&column[..end], ids.len());
+        let rows: Vec<(EntityKey, Aggregates)> = (0..ids.len())
+            .into_par_iter()
+            .filter_map(|k| {
+                let mut state = EntityWindows::new(layout);
+                let history = &groups.order[groups.offsets[k]..groups.offsets[k + 1]];
+                for &i in history {
+                    let i = i as usize;
+                    // Advancing as we go drops what no window needs any more, bounding memory.
+                    state.advance_to(layout, tx.time[i]);
+                    state.push(tx.time[i], tx.amount[i], tx.fraud[i] != 0);
+                }
+                progress.advance(history.len() as u64);
+                state.advance_to(layout, as_of);
+                let aggregates = state.aggregates(layout);
+                (aggregates != Aggregates::ZERO)
+                    .then(|| (id_hash.hash(ids.id(k as u32).as_bytes()), aggregates))
+            })
+            .collect();
         tables.push(rows);
     }
     progress.finish();

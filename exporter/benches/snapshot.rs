@@ -1,4 +1,4 @@
-//! Snapshots at scale: a simulated week of 1M customers and 100k terminals. Measures building
+//! Snapshots at scale: two simulated weeks of 1M customers and 100k terminals. Measures building
 //! (aggregating the history and signing), loading with full verification, and one entity lookup.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -11,8 +11,13 @@ use scorer::snapshot::{EntityKey, IdHashKey, Snapshot, SnapshotSigner};
 use std::hint::black_box;
 
 fn snapshots(c: &mut Criterion) {
-    let config =
-        SimulationConfig { customers: 1_000_000, terminals: 100_000, days: 7, ..SimulationConfig::default() };
+    // Two weeks: terminal windows end 7 days back, so a shorter history leaves them empty.
+    let config = SimulationConfig {
+        customers: 1_000_000,
+        terminals: 100_000,
+        days: 14,
+        ..SimulationConfig::default()
+    };
     let tx = match simulate(&config, &NoProgress) {
         Ok(tx) => tx,
         Err(e) => panic!("simulate: {e}"),

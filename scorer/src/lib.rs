@@ -6,6 +6,10 @@
 //!
 //! * [`Timestamp`]: seconds since the Unix epoch (UTC), with the calendar arithmetic that the
 //!   weekend and night features need.
+//! * [`score::Scorer`]: a verified [`snapshot::Snapshot`] (entity rows, [`model::Model`],
+//!   [`policy::Policy`]) ready to turn a [`score::Request`] into an [`score::Outcome`]: score,
+//!   [`policy::Decision`], reasons. `Scorer::score_bytes` is the MessagePack/JSON wire path that
+//!   `scorer.wasm` exports (`docs/abi.md`).
 //!
 //! Later modules add the feature definitions (`features`), the snapshot reader (`snapshot`), the
 //! model evaluators (`model`) and the decision policy (`policy`).
@@ -22,6 +26,8 @@ extern crate alloc;
 
 pub mod features;
 pub mod model;
+pub mod policy;
+pub mod score;
 pub mod snapshot;
 pub mod time;
 

@@ -4,8 +4,11 @@
 use proptest::prelude::*;
 use scorer::Timestamp;
 use scorer::features::{Aggregates, FeatureSchema};
+use scorer::model::{Logistic, Model, ModelError, Node, TreeEnsemble, TreeOutput};
+use scorer::policy::{BlockList, Policy, PolicyError, ReasonCode};
 use scorer::snapshot::{
-    EdgeKey, EntityKey, IdHashKey, Snapshot, SnapshotError, SnapshotMeta, SnapshotSigner, build_snapshot,
+    BuildError, EdgeKey, EntityKey, IdHashKey, Snapshot, SnapshotError, SnapshotMeta, SnapshotSigner,
+    build_snapshot, build_snapshot_with,
 };
 
 fn signer() -> SnapshotSigner {
@@ -41,9 +44,79 @@ fn rows(signer: &SnapshotSigner, customers: u64, terminals: u64) -> Vec<Vec<(Ent
     vec![(0..customers).map(customer).collect(), (0..terminals).map(terminal).collect()]
 }
 
+fn model() -> Model {
+    Model::Logistic(Logistic { weights: (0..15).map(|i| f64::from(i) / 10.0).collect(), intercept: -3.0 })
+}
+
+fn policy() -> Policy {
+    let code = |c| ReasonCode::new(c).unwrap();
+    Policy::new(0.4, 0.9)
+        .unwrap()
+        .with_amount_cap(2500.0, code("AMOUNT_CAP"))
+        .unwrap()
+        .with_block_list(BlockList::new(0, code("BLOCKED_CUSTOMER"), vec![EntityKey(11), EntityKey(5)]))
+        .unwrap()
+}
+
+fn meta_with_model(signer: &SnapshotSigner) -> SnapshotMeta {
+    SnapshotMeta { model_id: Some("lr-test".into()), ..meta(signer) }
+}
+
+/// A small snapshot with every section kind: META, two entity tables, MODEL and POLICY.
 fn small_snapshot() -> Vec<u8> {
     let s = signer();
-    build_snapshot(&meta(&s), rows(&s, 5, 3), &s).unwrap()
+    build_snapshot_with(&meta_with_model(&s), rows(&s, 5, 3), Some(&model()), Some(&policy()), &s).unwrap()
+}
+
+/// Lays out and signs `sections` (kind, entity, width, rows, body) as the builder does, so that
+/// tests can make validly signed snapshots the builder refuses to make.
+fn assemble(sections: &[(u16, u16, u32, u64, Vec<u8>)], signer: &SnapshotSigner) -> Vec<u8> {
+    let table_end = 64 + 64 * sections.len();
+    let mut offsets = Vec::new();
+    let mut next = table_end + 64;
+    for s in sections {
+        offsets.push(next);
+        next = (next + s.4.len()).next_multiple_of(8);
+    }
+    let mut out = vec![0u8; next];
+    out[..8].copy_from_slice(b"TGSNAP\r\n");
+    out[8..10].copy_from_slice(&1u16.to_le_bytes());
+    out[10..12].copy_from_slice(&1u16.to_le_bytes());
+    out[12..16].copy_from_slice(&(sections.len() as u32).to_le_bytes());
+    out[16..24].copy_from_slice(&(next as u64).to_le_bytes());
+    out[24..32].copy_from_slice(&signer.edge_key().key_id());
+    for (i, ((kind, entity, width, rows, body), &offset)) in sections.iter().zip(&offsets).enumerate() {
+        let e = 64 + 64 * i;
+        out[e..e + 2].copy_from_slice(&kind.to_le_bytes());
+        out[e + 2..e + 4].copy_from_slice(&entity.to_le_bytes());
+        out[e + 4..e + 8].copy_from_slice(&width.to_le_bytes());
+        out[e + 8..e + 16].copy_from_slice(&(offset as u64).to_le_bytes());
+        out[e + 16..e + 24].copy_from_slice(&(body.len() as u64).to_le_bytes());
+        out[e + 24..e + 32].copy_from_slice(&rows.to_le_bytes());
+        out[offset..offset + body.len()].copy_from_slice(body);
+    }
+    resign(&mut out, signer);
+    out
+}
+
+/// The sections of [`small_snapshot`], to recombine with [`assemble`].
+fn small_sections() -> Vec<(u16, u16, u32, u64, Vec<u8>)> {
+    let bytes = small_snapshot();
+    let n = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    (0..n)
+        .map(|i| {
+            let e = &bytes[64 + 64 * i..128 + 64 * i];
+            let offset = u64::from_le_bytes(e[8..16].try_into().unwrap()) as usize;
+            let len = u64::from_le_bytes(e[16..24].try_into().unwrap()) as usize;
+            (
+                u16::from_le_bytes(e[0..2].try_into().unwrap()),
+                u16::from_le_bytes(e[2..4].try_into().unwrap()),
+                u32::from_le_bytes(e[4..8].try_into().unwrap()),
+                u64::from_le_bytes(e[24..32].try_into().unwrap()),
+                bytes[offset..offset + len].to_vec(),
+            )
+        })
+        .collect()
 }
 
 /// Recomputes every section digest and the signature, as a forger holding the key would: used to
@@ -88,6 +161,113 @@ fn loads_what_was_built_and_finds_every_entity() {
         }
         assert_eq!(t.lookup(s.id_hash().hash(b"never seen")), None);
     }
+}
+
+#[test]
+fn loads_the_model_and_the_policy_it_was_built_with() {
+    let bytes = small_snapshot();
+    let snap = load(&bytes).unwrap();
+    assert_eq!(snap.model(), Some(&model()));
+    assert_eq!(snap.policy(), Some(&policy()));
+    assert_eq!(snap.meta().model_id.as_deref(), Some("lr-test"));
+    assert_eq!(snap.id_hash(), signer().id_hash());
+    assert_eq!(assemble(&small_sections(), &signer()), bytes, "the test assembler lays out as the builder");
+}
+
+#[test]
+fn a_snapshot_without_model_or_policy_still_serves_features() {
+    let bytes = build_snapshot(&meta(&signer()), rows(&signer(), 5, 3), &signer()).unwrap();
+    let snap = load(&bytes).unwrap();
+    assert!(snap.model().is_none() && snap.policy().is_none());
+    assert_eq!(snap.table(0).unwrap().len(), 5);
+}
+
+#[test]
+fn the_builder_refuses_models_and_policies_that_do_not_fit() {
+    let s = signer();
+    let short = Model::Logistic(Logistic { weights: vec![1.0; 14], intercept: 0.0 });
+    let build = |meta: &SnapshotMeta, model: Option<&Model>, policy: Option<&Policy>| {
+        build_snapshot_with(meta, rows(&s, 2, 2), model, policy, &s).unwrap_err()
+    };
+    assert_eq!(
+        build(&meta_with_model(&s), Some(&short), None),
+        BuildError::ModelFeatureCount { model: 14, schema: 15 }
+    );
+    assert_eq!(build(&meta(&s), Some(&model()), None), BuildError::ModelId);
+    assert_eq!(build(&meta_with_model(&s), None, None), BuildError::ModelId);
+    let code = ReasonCode::new("X").unwrap();
+    let stray = Policy::DEFAULT.with_block_list(BlockList::new(2, code, vec![])).unwrap();
+    assert_eq!(
+        build(&meta(&s), None, Some(&stray)),
+        BuildError::Policy(PolicyError::UnknownEntity { list: 0, entity: 2 })
+    );
+}
+
+#[test]
+fn refuses_models_and_policies_that_do_not_fit_even_when_validly_signed() {
+    let s = signer();
+    let base = small_sections();
+    let with = |i: usize, body: Vec<u8>| {
+        let mut sections = base.clone();
+        sections[i].4 = body;
+        assemble(&sections, &s)
+    };
+    // A tree model reading 14 features (the schema has 15).
+    let leaf = |value| Node { feature: u16::MAX, default_left: false, value, left: 0, right: 0 };
+    let trees = Model::Trees(TreeEnsemble {
+        n_features: 14,
+        nodes: vec![
+            Node { feature: 0, default_left: true, value: 1.0, left: 1, right: 2 },
+            leaf(0.0),
+            leaf(1.0),
+        ],
+        roots: vec![0],
+        base_margin: 0.0,
+        output: TreeOutput::Logistic,
+    });
+    let bytes = with(3, trees.encode());
+    assert_eq!(
+        load(&bytes).unwrap_err(),
+        SnapshotError::Model(ModelError::FeatureCount { model: 14, schema: 15 })
+    );
+    let bytes = with(3, vec![9, 9, 9]);
+    assert!(matches!(load(&bytes).unwrap_err(), SnapshotError::Model(_)));
+    let code = ReasonCode::new("X").unwrap();
+    let stray = Policy::DEFAULT.with_block_list(BlockList::new(2, code, vec![])).unwrap();
+    let bytes = with(4, stray.encode());
+    assert_eq!(
+        load(&bytes).unwrap_err(),
+        SnapshotError::Policy(PolicyError::UnknownEntity { list: 0, entity: 2 })
+    );
+    let bytes = with(4, vec![0x80]);
+    assert_eq!(load(&bytes).unwrap_err(), SnapshotError::Policy(PolicyError::Missing("review_at")));
+}
+
+#[test]
+fn refuses_a_model_without_its_id_repeated_sections_and_stray_section_fields() {
+    let s = signer();
+    let base = small_sections();
+    let without =
+        |kinds: &[u16]| -> Vec<_> { base.iter().filter(|x| !kinds.contains(&x.0)).cloned().collect() };
+    // META without model_id, MODEL present.
+    let mut sections = base.clone();
+    sections[0].4 = meta(&s).encode();
+    let err = load(&assemble(&sections, &s)).unwrap_err();
+    assert_eq!(err, SnapshotError::Sections("META model_id and the MODEL section must come together"));
+    // model_id present, MODEL absent.
+    assert!(matches!(load(&assemble(&without(&[3]), &s)).unwrap_err(), SnapshotError::Sections(_)));
+    // Neither: fine; no policy: fine.
+    let mut sections = without(&[3, 4]);
+    sections[0].4 = meta(&s).encode();
+    assert!(load(&assemble(&sections, &s)).is_ok());
+    for kind in [3u16, 4] {
+        let mut sections = base.clone();
+        sections.push(base.iter().find(|x| x.0 == kind).unwrap().clone());
+        assert!(matches!(load(&assemble(&sections, &s)).unwrap_err(), SnapshotError::Sections(_)));
+    }
+    let mut sections = base.clone();
+    sections[3].1 = 1; // an entity index on the MODEL section
+    assert_eq!(load(&assemble(&sections, &s)).unwrap_err(), SnapshotError::SectionLayout { section: 3 });
 }
 
 #[test]

@@ -148,12 +148,24 @@ fn test() -> Result<()> {
     clippy_wasm.extend(wasm_crates);
     clippy_wasm.extend(["--", "-D", "warnings"]);
     run(&cargo, &clippy_wasm)?;
-    run(
-        &cargo,
-        &["build", "--package", "scorer-wasm", "--target", "wasm32-unknown-unknown", "--profile", "wasm"],
-    )?;
+    let scorer_wasm = build_scorer_wasm()?;
+    // The parity tests run this very module in wasmtime.
+    // SAFETY of the environment: xtask is single-threaded; cargo test inherits the variable.
+    unsafe { std::env::set_var("TOLLGATE_SCORER_WASM", &scorer_wasm) };
     run(&cargo, &["test", "--workspace"])?;
     Ok(())
+}
+
+/// Builds `scorer.wasm` with the size-optimised profile and returns its path.
+fn build_scorer_wasm() -> Result<PathBuf> {
+    run(
+        &cargo(),
+        &["build", "--package", "scorer-wasm", "--target", "wasm32-unknown-unknown", "--profile", "wasm"],
+    )?;
+    let path = target_dir().join("wasm32-unknown-unknown").join("wasm").join("scorer_wasm.wasm");
+    let size = std::fs::metadata(&path).with_context(|| format!("{} was not built", path.display()))?.len();
+    eprintln!("xtask: {} is {size} bytes", path.display());
+    Ok(path)
 }
 
 fn bench() -> Result<()> {

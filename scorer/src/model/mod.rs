@@ -9,7 +9,7 @@ mod codec;
 mod trees;
 
 pub use codec::ModelError;
-pub use trees::{Node, TreeEnsemble, TreeOutput};
+pub use trees::{LEAF, Node, TreeEnsemble, TreeOutput};
 
 use alloc::vec::Vec;
 

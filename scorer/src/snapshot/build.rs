@@ -3,9 +3,12 @@
 use super::read::signed_message;
 use super::{
     EntityKey, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAGIC, SECTION_ENTITY_TABLE, SECTION_ENTRY_LEN,
-    SECTION_META, SIGNATURE_LEN, SnapshotMeta, SnapshotSigner, row_width, slot_offsets,
+    SECTION_META, SECTION_MODEL, SECTION_POLICY, SIGNATURE_LEN, SnapshotMeta, SnapshotSigner, row_width,
+    slot_offsets,
 };
 use crate::features::Aggregates;
+use crate::model::Model;
+use crate::policy::{Policy, PolicyError};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -33,6 +36,17 @@ pub enum BuildError {
     },
     /// The meta's id-key fingerprint is not the signer's.
     IdHashKeyMismatch,
+    /// The model reads another number of features than the schema has.
+    ModelFeatureCount {
+        /// Features the model reads.
+        model: usize,
+        /// Features the schema has.
+        schema: usize,
+    },
+    /// A model without `meta.model_id`, or a `model_id` without a model.
+    ModelId,
+    /// The policy does not fit the schema.
+    Policy(PolicyError),
 }
 
 impl fmt::Display for BuildError {
@@ -49,20 +63,48 @@ impl fmt::Display for BuildError {
                 write!(f, "entity table {entity}: a count is not a whole number from 0 to 4294967295")
             }
             BuildError::IdHashKeyMismatch => f.write_str("the meta's id-key fingerprint is not the signer's"),
+            BuildError::ModelFeatureCount { model, schema } => {
+                write!(f, "the model reads {model} features but the schema has {schema}")
+            }
+            BuildError::ModelId => f.write_str("meta.model_id must be set exactly when a model is given"),
+            BuildError::Policy(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl core::error::Error for BuildError {}
 
-/// Builds and signs a snapshot: `tables[e]` holds the (key, aggregates) of every entity of kind
-/// `e` in `meta.schema` order; rows are sorted here.
+/// Builds and signs a snapshot of aggregates only (no model, no policy): `tables[e]` holds the
+/// (key, aggregates) of every entity of kind `e` in `meta.schema` order; rows are sorted here.
 pub fn build_snapshot(
     meta: &SnapshotMeta,
+    tables: Vec<Vec<(EntityKey, Aggregates)>>,
+    signer: &SnapshotSigner,
+) -> Result<Vec<u8>, BuildError> {
+    build_snapshot_with(meta, tables, None, None, signer)
+}
+
+/// Builds and signs a snapshot with an optional MODEL section (then `meta.model_id` must be set)
+/// and an optional POLICY section, after the entity tables.
+pub fn build_snapshot_with(
+    meta: &SnapshotMeta,
     mut tables: Vec<Vec<(EntityKey, Aggregates)>>,
+    model: Option<&Model>,
+    policy: Option<&Policy>,
     signer: &SnapshotSigner,
 ) -> Result<Vec<u8>, BuildError> {
     let entities = meta.schema.entities();
+    if model.is_some() != meta.model_id.is_some() {
+        return Err(BuildError::ModelId);
+    }
+    if let Some(m) = model
+        && m.n_features() != meta.schema.len()
+    {
+        return Err(BuildError::ModelFeatureCount { model: m.n_features(), schema: meta.schema.len() });
+    }
+    if let Some(p) = policy {
+        p.check_entities(entities.len()).map_err(BuildError::Policy)?;
+    }
     if tables.len() != entities.len() {
         return Err(BuildError::TableCount { expected: entities.len(), found: tables.len() });
     }
@@ -70,7 +112,7 @@ pub fn build_snapshot(
         return Err(BuildError::IdHashKeyMismatch);
     }
     // (kind, entity, width, rows, body)
-    let mut sections: Vec<(u16, u16, u32, u64, Vec<u8>)> = Vec::with_capacity(1 + tables.len());
+    let mut sections: Vec<(u16, u16, u32, u64, Vec<u8>)> = Vec::with_capacity(3 + tables.len());
     sections.push((SECTION_META, 0, 0, 0, meta.encode()));
     for (e, (rows, def)) in tables.iter_mut().zip(entities).enumerate() {
         rows.sort_unstable_by_key(|(k, _)| *k);
@@ -94,6 +136,12 @@ pub fn build_snapshot(
             }
         }
         sections.push((SECTION_ENTITY_TABLE, e as u16, width as u32, rows.len() as u64, body));
+    }
+    if let Some(m) = model {
+        sections.push((SECTION_MODEL, 0, 0, 0, m.encode()));
+    }
+    if let Some(p) = policy {
+        sections.push((SECTION_POLICY, 0, 0, 0, p.encode()));
     }
 
     let table_end = HEADER_LEN + sections.len() * SECTION_ENTRY_LEN;

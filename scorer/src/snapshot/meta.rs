@@ -3,10 +3,9 @@
 
 use crate::Timestamp;
 use crate::features::{FeatureDef, FeatureKind, FeatureSchema, Window};
+use crate::score::wire::MsgPackReader;
 use alloc::string::String;
 use alloc::vec::Vec;
-use rmp::Marker;
-use rmp::decode::{self as dec, Bytes, RmpRead};
 use rmp::encode::{self as enc, ByteBuf};
 
 /// What a snapshot says about itself.
@@ -123,8 +122,8 @@ impl SnapshotMeta {
 
     /// Decodes a META section, checking the schema against its recorded hash.
     pub fn decode(bytes: &[u8]) -> Result<SnapshotMeta, MetaError> {
-        let mut r = Bytes::new(bytes);
-        let fields = dec::read_map_len(&mut r).map_err(|_| MetaError::Malformed("the top-level map"))?;
+        let mut r = MsgPackReader::new(bytes);
+        let fields = r.map_len().ok_or(MetaError::Malformed("the top-level map"))?;
         let (mut snapshot_id, mut as_of, mut created_at, mut from, mut to) = (None, None, None, None, None);
         let (mut exporter_version, mut fingerprint, mut schema_hash, mut model_id) = (None, None, None, None);
         let (mut entities, mut features) = (None, None);
@@ -141,18 +140,12 @@ impl SnapshotMeta {
                 "schema_hash" => schema_hash = Some(get_u64(&mut r, "schema_hash")?),
                 "model_id" => model_id = Some(get_str(&mut r, "model_id")?),
                 "entities" => {
-                    let n = dec::read_array_len(&mut r).map_err(|_| MetaError::Malformed("entities"))?;
-                    let mut names = Vec::new();
-                    for _ in 0..n.min(64) {
-                        names.push(get_str(&mut r, "entities")?);
-                    }
-                    if n > 64 {
-                        return Err(MetaError::Malformed("entities"));
-                    }
+                    let n = r.array_len().filter(|&n| n <= 64).ok_or(MetaError::Malformed("entities"))?;
+                    let names = (0..n).map(|_| get_str(&mut r, "entities")).collect::<Result<Vec<_>, _>>()?;
                     entities = Some(names);
                 }
                 "features" => features = Some(get_features(&mut r)?),
-                _ => skip_value(&mut r, 0)?,
+                _ => r.skip().ok_or(MetaError::Malformed("an unknown field"))?,
             }
         }
         let schema = FeatureSchema::new(
@@ -192,36 +185,37 @@ fn put_i64(b: &mut ByteBuf, key: &str, value: i64) {
     let _ = enc::write_sint(b, value);
 }
 
-fn get_str(r: &mut Bytes<'_>, what: &'static str) -> Result<String, MetaError> {
-    let len = dec::read_str_len(r).map_err(|_| MetaError::Malformed(what))? as usize;
-    let rest = r.remaining_slice();
-    let text = rest.get(..len).ok_or(MetaError::Malformed(what))?;
-    let text = core::str::from_utf8(text).map_err(|_| MetaError::Malformed(what))?;
-    let value = String::from(text);
-    *r = Bytes::new(&rest[len..]);
-    Ok(value)
+fn get_str(r: &mut MsgPackReader<'_>, what: &'static str) -> Result<String, MetaError> {
+    r.str().map(String::from).ok_or(MetaError::Malformed(what))
 }
 
-fn get_i64(r: &mut Bytes<'_>, what: &'static str) -> Result<i64, MetaError> {
-    dec::read_int(r).map_err(|_| MetaError::Malformed(what))
-}
-
-fn get_u64(r: &mut Bytes<'_>, what: &'static str) -> Result<u64, MetaError> {
-    dec::read_int(r).map_err(|_| MetaError::Malformed(what))
-}
-
-fn get_small(r: &mut Bytes<'_>) -> Result<u16, MetaError> {
-    dec::read_int(r).map_err(|_| MetaError::Malformed("a feature's numbers"))
-}
-
-fn get_features(r: &mut Bytes<'_>) -> Result<Vec<FeatureDef>, MetaError> {
-    let n = dec::read_array_len(r).map_err(|_| MetaError::Malformed("features"))?;
-    if n > 4096 {
-        return Err(MetaError::Malformed("features"));
+fn get_i64(r: &mut MsgPackReader<'_>, what: &'static str) -> Result<i64, MetaError> {
+    match r.int() {
+        Some((false, abs)) => i64::try_from(abs).ok(),
+        // Down to -2^63, whose magnitude wraps to itself.
+        Some((true, abs)) if abs <= 1 << 63 => Some((abs as i64).wrapping_neg()),
+        _ => None,
     }
+    .ok_or(MetaError::Malformed(what))
+}
+
+fn get_u64(r: &mut MsgPackReader<'_>, what: &'static str) -> Result<u64, MetaError> {
+    match r.int() {
+        Some((false, abs)) | Some((true, abs @ 0)) => Ok(abs),
+        _ => Err(MetaError::Malformed(what)),
+    }
+}
+
+fn get_small(r: &mut MsgPackReader<'_>) -> Result<u16, MetaError> {
+    let v = get_u64(r, "a feature's numbers")?;
+    u16::try_from(v).map_err(|_| MetaError::Malformed("a feature's numbers"))
+}
+
+fn get_features(r: &mut MsgPackReader<'_>) -> Result<Vec<FeatureDef>, MetaError> {
+    let n = r.array_len().filter(|&n| n <= 4096).ok_or(MetaError::Malformed("features"))?;
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
-        if dec::read_array_len(r).map_err(|_| MetaError::Malformed("a feature"))? != 6 {
+        if r.array_len() != Some(6) {
             return Err(MetaError::Malformed("a feature"));
         }
         let name = get_str(r, "a feature's name")?;
@@ -241,72 +235,6 @@ fn get_features(r: &mut Bytes<'_>) -> Result<Vec<FeatureDef>, MetaError> {
         out.push(FeatureDef { name, doc, kind });
     }
     Ok(out)
-}
-
-/// Skips one MessagePack value of any type (bounded nesting).
-fn skip_value(r: &mut Bytes<'_>, depth: u8) -> Result<(), MetaError> {
-    const BAD: MetaError = MetaError::Malformed("an unknown field");
-    if depth > 16 {
-        return Err(BAD);
-    }
-    let marker = dec::read_marker(r).map_err(|_| BAD)?;
-    let skip = |r: &mut Bytes<'_>, n: usize| -> Result<(), MetaError> {
-        let rest = r.remaining_slice();
-        let tail = rest.get(n..).ok_or(BAD)?;
-        *r = Bytes::new(tail);
-        Ok(())
-    };
-    let read_len = |r: &mut Bytes<'_>, width: usize| -> Result<usize, MetaError> {
-        let mut buf = [0u8; 4];
-        r.read_exact_buf(&mut buf[4 - width..]).map_err(|_| BAD)?;
-        Ok(u32::from_be_bytes(buf) as usize)
-    };
-    match marker {
-        Marker::Null | Marker::True | Marker::False | Marker::FixPos(_) | Marker::FixNeg(_) => Ok(()),
-        Marker::U8 | Marker::I8 => skip(r, 1),
-        Marker::U16 | Marker::I16 => skip(r, 2),
-        Marker::U32 | Marker::I32 | Marker::F32 => skip(r, 4),
-        Marker::U64 | Marker::I64 | Marker::F64 => skip(r, 8),
-        Marker::FixStr(n) => skip(r, usize::from(n)),
-        Marker::Str8 | Marker::Bin8 => {
-            let n = read_len(r, 1)?;
-            skip(r, n)
-        }
-        Marker::Str16 | Marker::Bin16 => {
-            let n = read_len(r, 2)?;
-            skip(r, n)
-        }
-        Marker::Str32 | Marker::Bin32 => {
-            let n = read_len(r, 4)?;
-            skip(r, n)
-        }
-        Marker::FixArray(n) => (0..n).try_for_each(|_| skip_value(r, depth + 1)),
-        Marker::FixMap(n) => (0..2 * u32::from(n)).try_for_each(|_| skip_value(r, depth + 1)),
-        Marker::Array16 | Marker::Array32 | Marker::Map16 | Marker::Map32 => {
-            let wide = matches!(marker, Marker::Array32 | Marker::Map32);
-            let n = read_len(r, if wide { 4 } else { 2 })?;
-            let items = if matches!(marker, Marker::Map16 | Marker::Map32) { 2 * n } else { n };
-            if items > r.remaining_slice().len() {
-                return Err(BAD);
-            }
-            (0..items).try_for_each(|_| skip_value(r, depth + 1))
-        }
-        Marker::FixExt1 => skip(r, 2),
-        Marker::FixExt2 => skip(r, 3),
-        Marker::FixExt4 => skip(r, 5),
-        Marker::FixExt8 => skip(r, 9),
-        Marker::FixExt16 => skip(r, 17),
-        Marker::Ext8 | Marker::Ext16 | Marker::Ext32 => {
-            let width = match marker {
-                Marker::Ext8 => 1,
-                Marker::Ext16 => 2,
-                _ => 4,
-            };
-            let n = read_len(r, width)?;
-            skip(r, n + 1)
-        }
-        Marker::Reserved => Err(BAD),
-    }
 }
 
 #[cfg(test)]

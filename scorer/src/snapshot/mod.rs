@@ -1,5 +1,5 @@
-//! The snapshot: the signed, versioned, zero-copy file of per-entity aggregates (later also the
-//! model and the policy) that the exporter builds and every edge loads. Loading is validation, not
+//! The snapshot: the signed, versioned, zero-copy file of per-entity aggregates, the model and the
+//! decision policy that the exporter builds and every edge loads. Loading is validation, not
 //! parsing: [`Snapshot::load`] checks every byte once and then reads rows in place.
 //! The layout is documented byte by byte in `docs/snapshot-format.md`.
 
@@ -8,7 +8,7 @@ mod keys;
 mod meta;
 mod read;
 
-pub use build::{BuildError, build_snapshot};
+pub use build::{BuildError, build_snapshot, build_snapshot_with};
 pub use keys::{EdgeKey, EntityKey, IdHashKey, KeyError, SnapshotSigner};
 pub use meta::{MetaError, SnapshotMeta};
 pub use read::{EntityTable, Snapshot, SnapshotError};
@@ -17,8 +17,8 @@ pub use read::{EntityTable, Snapshot, SnapshotError};
 pub const MAGIC: [u8; 8] = *b"TGSNAP\r\n";
 /// The format's major version: readers refuse any other.
 pub const FORMAT_MAJOR: u16 = 1;
-/// The format's minor version: additions a reader of the same major version may ignore.
-pub const FORMAT_MINOR: u16 = 0;
+/// The format's minor version: 1 added the optional MODEL and POLICY sections.
+pub const FORMAT_MINOR: u16 = 1;
 
 const HEADER_LEN: usize = 64;
 const SECTION_ENTRY_LEN: usize = 64;
@@ -28,6 +28,8 @@ const SIGNING_CONTEXT: &[u8] = b"tollgate snapshot v1\0";
 /// Section kinds (stable: part of the format).
 const SECTION_META: u16 = 1;
 const SECTION_ENTITY_TABLE: u16 = 2;
+const SECTION_MODEL: u16 = 3;
+const SECTION_POLICY: u16 = 4;
 
 /// Bytes of an entity row for `layout`: the key, the f64 aggregates (amount sums), then the u32
 /// aggregates (counts), padded to a multiple of 8.

@@ -1,10 +1,13 @@
 //! Reading a snapshot: every check before use, then lookups that read rows in place.
 
 use super::{
-    EdgeKey, EntityKey, FORMAT_MAJOR, HEADER_LEN, MAGIC, MetaError, SECTION_ENTITY_TABLE, SECTION_ENTRY_LEN,
-    SECTION_META, SIGNATURE_LEN, SIGNING_CONTEXT, SnapshotMeta, row_width, slot_offsets,
+    EdgeKey, EntityKey, FORMAT_MAJOR, HEADER_LEN, IdHashKey, MAGIC, MetaError, SECTION_ENTITY_TABLE,
+    SECTION_ENTRY_LEN, SECTION_META, SECTION_MODEL, SECTION_POLICY, SIGNATURE_LEN, SIGNING_CONTEXT,
+    SnapshotMeta, row_width, slot_offsets,
 };
 use crate::features::{Aggregates, FeatureSchema};
+use crate::model::{Model, ModelError};
+use crate::policy::{Policy, PolicyError};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -80,6 +83,10 @@ pub enum SnapshotError {
     },
     /// No entity at all: almost certainly a broken export.
     Empty,
+    /// The MODEL section is invalid, or reads another number of features than the schema has.
+    Model(ModelError),
+    /// The POLICY section is invalid or names an entity kind the schema does not have.
+    Policy(PolicyError),
 }
 
 impl fmt::Display for SnapshotError {
@@ -131,6 +138,8 @@ impl fmt::Display for SnapshotError {
                 write!(f, "snapshot entity table {entity}: row {row} is not in ascending key order")
             }
             SnapshotError::Empty => f.write_str("snapshot holds no entity at all"),
+            SnapshotError::Model(e) => write!(f, "snapshot {e}"),
+            SnapshotError::Policy(e) => write!(f, "snapshot {e}"),
         }
     }
 }
@@ -199,8 +208,10 @@ impl<'a> EntityTable<'a> {
             if hi - lo < 32 || lo_key == hi_key {
                 break;
             }
-            let span = u128::from(hi_key - lo_key);
-            let guess = lo + (u128::from(key - lo_key) * (hi - lo) as u128 / span) as usize;
+            // In f64 rather than u128: a guess needs no exactness (the search checks every key it
+            // reads), and u128 division costs a kilobyte of wasm and is slow there.
+            let fraction = (key - lo_key) as f64 / (hi_key - lo_key) as f64;
+            let guess = (lo + (fraction * (hi - lo) as f64) as usize).min(hi);
             let k = self.key(guess);
             if k == key {
                 return Some(guess);
@@ -240,6 +251,9 @@ impl<'a> EntityTable<'a> {
 pub struct Snapshot<'a> {
     meta: SnapshotMeta,
     tables: Vec<EntityTable<'a>>,
+    model: Option<Model>,
+    policy: Option<Policy>,
+    id_hash: IdHashKey,
     bytes: &'a [u8],
 }
 
@@ -286,7 +300,7 @@ impl<'a> Snapshot<'a> {
 
         // Sections follow the signature in table order, each at the previous end rounded up to 8.
         let mut next = table_end + SIGNATURE_LEN;
-        let mut meta_bytes = None;
+        let (mut meta_bytes, mut model_bytes, mut policy_bytes) = (None, None, None);
         let mut raw_tables: Vec<(usize, usize, usize, &[u8])> = Vec::new(); // entity, width, rows, bytes
         for s in 0..sections {
             let entry = &bytes[HEADER_LEN + s * SECTION_ENTRY_LEN..][..SECTION_ENTRY_LEN];
@@ -304,9 +318,16 @@ impl<'a> Snapshot<'a> {
                 return Err(SnapshotError::SectionDigest { section: s });
             }
             next = start + len;
+            if kind != SECTION_ENTITY_TABLE && (entity, width, rows) != (0, 0, 0) {
+                return Err(SnapshotError::SectionLayout { section: s });
+            }
             match kind {
                 SECTION_META if meta_bytes.is_none() => meta_bytes = Some(body),
                 SECTION_META => return Err(SnapshotError::Sections("two META sections")),
+                SECTION_MODEL if model_bytes.is_none() => model_bytes = Some(body),
+                SECTION_MODEL => return Err(SnapshotError::Sections("two MODEL sections")),
+                SECTION_POLICY if policy_bytes.is_none() => policy_bytes = Some(body),
+                SECTION_POLICY => return Err(SnapshotError::Sections("two POLICY sections")),
                 SECTION_ENTITY_TABLE => {
                     let rows =
                         usize::try_from(rows).map_err(|_| SnapshotError::SectionLayout { section: s })?;
@@ -332,7 +353,45 @@ impl<'a> Snapshot<'a> {
         if tables.iter().all(EntityTable::is_empty) {
             return Err(SnapshotError::Empty);
         }
-        Ok(Snapshot { meta, tables, bytes })
+        let model = match model_bytes {
+            Some(body) => {
+                let model = Model::decode(body).map_err(SnapshotError::Model)?;
+                if model.n_features() != meta.schema.len() {
+                    let (model, schema) = (model.n_features(), meta.schema.len());
+                    return Err(SnapshotError::Model(ModelError::FeatureCount { model, schema }));
+                }
+                Some(model)
+            }
+            None => None,
+        };
+        if model.is_some() != meta.model_id.is_some() {
+            return Err(SnapshotError::Sections("META model_id and the MODEL section must come together"));
+        }
+        let policy = match policy_bytes {
+            Some(body) => {
+                let policy = Policy::decode(body).map_err(SnapshotError::Policy)?;
+                policy.check_entities(meta.schema.entities().len()).map_err(SnapshotError::Policy)?;
+                Some(policy)
+            }
+            None => None,
+        };
+        let id_hash = signer.id_hash().clone();
+        Ok(Snapshot { meta, tables, model, policy, id_hash, bytes })
+    }
+
+    /// The model, when the snapshot carries one (a snapshot without a model still serves features).
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
+    }
+
+    /// The decision policy, when the snapshot carries one.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+
+    /// The id-hash key of the edge key that verified the snapshot: turns raw ids into keys.
+    pub fn id_hash(&self) -> &IdHashKey {
+        &self.id_hash
     }
 
     /// What the snapshot says about itself.

@@ -1,0 +1,513 @@
+//! The whole request path: a [`Request`] (ids, amount, time) → entity lookups (unknown entities
+//! get the all-zero cold start) → features → model → hard rules and thresholds → an [`Outcome`]
+//! with reasons. [`Scorer`] owns a loaded snapshot and its scratch space, so scoring does not
+//! allocate; `score_bytes` is the wire path (MessagePack or JSON in, the same format out) that
+//! `scorer.wasm` exports and native hosts call to get the very same bytes.
+
+mod decimal;
+mod request;
+mod response;
+pub(crate) mod wire;
+
+pub use wire::{Format, MAX_DEPTH};
+
+use crate::Timestamp;
+use crate::features::{Aggregates, FeatureSchema, MAX_ENTITIES, TxFacts};
+use crate::model::Model;
+use crate::policy::{Decision, Policy, RuleHits};
+use crate::snapshot::{EntityKey, Snapshot};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Longest entity or transaction id, in bytes (numbers count as their decimal text).
+pub const MAX_ID_LEN: usize = 128;
+/// Most reasons a response can carry.
+pub const MAX_REASONS: usize = 8;
+/// Reasons per response unless [`Scorer::set_top_reasons`] says otherwise.
+pub const DEFAULT_REASONS: usize = 3;
+/// The policy of snapshots without one (a `static`, so that it can be borrowed).
+static DEFAULT_POLICY: Policy = Policy::DEFAULT;
+
+/// Earliest time a request may carry: 0000-01-01 00:00:00 UTC.
+pub const MIN_TIME: Timestamp = Timestamp(-62_167_219_200);
+/// Latest time a request may carry: 9999-12-31 23:59:59 UTC.
+pub const MAX_TIME: Timestamp = Timestamp(253_402_300_799);
+
+/// An entity or transaction id, borrowed from the request: UTF-8 text of 1 to [`MAX_ID_LEN`]
+/// bytes, or a whole number. Numbers are hashed as their canonical decimal text, so `42`, `42.0`
+/// and `"42"` find the same entity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Id<'a>(IdRepr<'a>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IdRepr<'a> {
+    Text(&'a str),
+    Number { neg: bool, abs: u64 },
+    // JSON string contents with escapes still in, checked to decode to valid id text.
+    Escaped(&'a [u8]),
+}
+
+impl<'a> Id<'a> {
+    /// A text id; `None` when empty or longer than [`MAX_ID_LEN`] bytes.
+    pub fn text(text: &'a str) -> Option<Id<'a>> {
+        (1..=MAX_ID_LEN).contains(&text.len()).then_some(Id(IdRepr::Text(text)))
+    }
+
+    /// A numeric id of sign `neg` and magnitude `abs` (`-0` is `0`).
+    pub fn number(neg: bool, abs: u64) -> Id<'a> {
+        Id(IdRepr::Number { neg: neg && abs != 0, abs })
+    }
+
+    /// JSON string contents holding escapes; `None` unless they decode to valid id text.
+    fn escaped(raw: &'a [u8]) -> Option<Id<'a>> {
+        let mut buf = [0u8; MAX_ID_LEN];
+        let len = wire::unescape(raw, &mut buf)?;
+        let text = core::str::from_utf8(&buf[..len]).ok()?;
+        Id::text(text).map(|_| Id(IdRepr::Escaped(raw)))
+    }
+
+    /// The bytes that are hashed (the text, or the number's decimal text), written into `buf`.
+    pub fn canonical<'b>(&self, buf: &'b mut [u8; MAX_ID_LEN]) -> &'b [u8] {
+        let len = match self.0 {
+            IdRepr::Text(text) => {
+                buf[..text.len()].copy_from_slice(text.as_bytes());
+                text.len()
+            }
+            IdRepr::Number { neg, abs } => {
+                let mut digits = [0u8; 21];
+                let mut at = digits.len();
+                let mut v = abs;
+                loop {
+                    at -= 1;
+                    digits[at] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                    if v == 0 {
+                        break;
+                    }
+                }
+                if neg {
+                    at -= 1;
+                    digits[at] = b'-';
+                }
+                let len = digits.len() - at;
+                buf[..len].copy_from_slice(&digits[at..]);
+                len
+            }
+            // Checked on construction to fit; an impossible failure hashes as the empty id.
+            IdRepr::Escaped(raw) => wire::unescape(raw, buf).unwrap_or(0),
+        };
+        &buf[..len]
+    }
+
+    /// True when the id was given as a number.
+    pub fn is_number(&self) -> bool {
+        matches!(self.0, IdRepr::Number { .. })
+    }
+
+    /// The number as sign and magnitude, when the id was given as one.
+    fn as_number(&self) -> Option<(bool, u64)> {
+        match self.0 {
+            IdRepr::Number { neg, abs } => Some((neg, abs)),
+            _ => None,
+        }
+    }
+}
+
+/// One transaction to score, borrowing its ids from the request bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Request<'a> {
+    /// The caller's id of the transaction, echoed in the response (optional).
+    pub transaction_id: Option<Id<'a>>,
+    /// The id of each entity kind, in schema order (customer, terminal, ...); all required.
+    pub entity_ids: [Option<Id<'a>>; MAX_ENTITIES],
+    /// The amount: finite and >= 0.
+    pub amount: f64,
+    /// When it happens.
+    pub time: Timestamp,
+}
+
+impl<'a> Request<'a> {
+    /// A request with no ids yet.
+    pub fn new(time: Timestamp, amount: f64) -> Request<'a> {
+        Request { transaction_id: None, entity_ids: [None; MAX_ENTITIES], amount, time }
+    }
+}
+
+/// The part of a request an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// The request as a whole (its encoding, its shape).
+    Request,
+    /// A batch as a whole.
+    Batch,
+    /// `transaction_id`.
+    TransactionId,
+    /// The id of entity kind `i` (schema order), named after the schema's id column in lower case.
+    Entity(u8),
+    /// `amount`.
+    Amount,
+    /// `time`.
+    Time,
+}
+
+/// What is wrong with a field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The bytes are not valid MessagePack or JSON.
+    Malformed,
+    /// The request is not a map.
+    NotAMap,
+    /// The batch is not an array.
+    NotAnArray,
+    /// Bytes follow the request.
+    TrailingBytes,
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// A required field is absent.
+    Missing,
+    /// A field is given twice.
+    Repeated,
+    /// An id that is neither text nor a whole number.
+    NotAnId,
+    /// An id text that is empty, too long or not UTF-8.
+    BadIdText,
+    /// A numeric id beyond what numbers carry exactly.
+    IdTooLarge,
+    /// An amount that is not a finite number >= 0.
+    NotAnAmount,
+    /// A time that is neither whole Unix seconds nor date-time text.
+    NotATime,
+    /// A time outside years 0000 to 9999 or with a field out of range.
+    TimeOutOfRange,
+    /// The bytes lie outside the memory they should be in (a bad pointer or length from a host).
+    OutOfBounds,
+}
+
+impl Problem {
+    fn text(self, format: Format) -> &'static str {
+        match self {
+            Problem::Malformed => match format {
+                Format::MsgPack => "is not valid MessagePack",
+                Format::Json => "is not valid JSON",
+            },
+            Problem::NotAMap => "must be a map (a JSON object)",
+            Problem::NotAnArray => "must be an array",
+            Problem::TrailingBytes => "has bytes after its end",
+            Problem::TooDeep => "is nested more than 32 levels deep",
+            Problem::Missing => "is missing",
+            Problem::Repeated => "is given twice",
+            Problem::NotAnId => "must be text or a whole number",
+            Problem::BadIdText => "must be 1 to 128 bytes of UTF-8 text",
+            Problem::IdTooLarge => "is a number too large to be an exact id; send it as text",
+            Problem::NotAnAmount => "must be a finite number >= 0",
+            Problem::NotATime => "must be whole Unix seconds or text YYYY-MM-DD HH:MM:SS",
+            Problem::TimeOutOfRange => "is out of range (years 0000 to 9999, valid dates)",
+            Problem::OutOfBounds => "lies outside the module's memory (bad pointer or length)",
+        }
+    }
+}
+
+/// A request that cannot be scored: which field, what is wrong, in which format it came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestError {
+    /// The field.
+    pub field: Field,
+    /// The problem.
+    pub problem: Problem,
+    /// The request's format.
+    pub format: Format,
+}
+
+/// Why no score was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreError {
+    /// The request is invalid.
+    Request(RequestError),
+    /// The snapshot has no model (it serves features only).
+    NoModel,
+    /// No snapshot is loaded (raised by hosts and `scorer.wasm`, which may have none yet).
+    NoSnapshot,
+}
+
+impl ScoreError {
+    /// `bad_request`, `no_model` or `no_snapshot`: the `error_kind` of responses.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ScoreError::Request(_) => "bad_request",
+            ScoreError::NoModel => "no_model",
+            ScoreError::NoSnapshot => "no_snapshot",
+        }
+    }
+
+    /// The error as text, naming entity fields after `schema`'s id columns when given
+    /// (`customer_id: must be text or a whole number`).
+    pub fn describe<'e>(&'e self, schema: Option<&'e FeatureSchema>) -> impl fmt::Display + 'e {
+        Described(self, schema)
+    }
+}
+
+struct Described<'e>(&'e ScoreError, Option<&'e FeatureSchema>);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ScoreError::Request(e) => {
+                write_field(f, e.field, self.1)?;
+                write!(f, ": {}", e.problem.text(e.format))
+            }
+            ScoreError::NoModel => f.write_str("snapshot: has no model, it serves features only"),
+            ScoreError::NoSnapshot => f.write_str("snapshot: none is loaded"),
+        }
+    }
+}
+
+impl fmt::Display for ScoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.describe(None))
+    }
+}
+
+impl core::error::Error for ScoreError {}
+
+/// Writes a field's name: `customer_id`, `amount`, ...
+fn write_field(f: &mut impl fmt::Write, field: Field, schema: Option<&FeatureSchema>) -> fmt::Result {
+    let name = match field {
+        Field::Request => "request",
+        Field::Batch => "batch",
+        Field::TransactionId => "transaction_id",
+        Field::Amount => "amount",
+        Field::Time => "time",
+        Field::Entity(e) => {
+            return match schema.and_then(|s| s.entities().get(usize::from(e))) {
+                Some(def) => def.name.chars().try_for_each(|c| f.write_char(c.to_ascii_lowercase())),
+                None => write!(f, "entity {e}"),
+            };
+        }
+    };
+    f.write_str(name)
+}
+
+/// How a response's reasons were computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attribution {
+    /// Exact per-feature contributions to the margin (logistic regression: `w_i * x_i`).
+    Exact,
+    /// No attribution for this model family yet (trees, MLP), or a hard rule decided.
+    None,
+}
+
+impl Attribution {
+    /// `exact` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribution::Exact => "exact",
+            Attribution::None => "none",
+        }
+    }
+}
+
+/// One reason: a feature, its value, and how much it pushed the score's margin up.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reason {
+    /// Feature index (schema order).
+    pub feature: u16,
+    /// The feature's value.
+    pub value: f64,
+    /// Its contribution to the margin.
+    pub contribution: f64,
+}
+
+/// The top reasons of a score, largest contribution first; only positive contributions count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reasons {
+    items: [Reason; MAX_REASONS],
+    len: u8,
+}
+
+impl Reasons {
+    /// No reasons.
+    pub const EMPTY: Reasons =
+        Reasons { items: [Reason { feature: 0, value: 0.0, contribution: 0.0 }; MAX_REASONS], len: 0 };
+
+    /// The reasons, largest contribution first (ties: lower feature index first).
+    pub fn as_slice(&self) -> &[Reason] {
+        &self.items[..usize::from(self.len)]
+    }
+
+    /// Keeps `r` if it is among the `k` largest positive contributions seen so far.
+    fn offer(&mut self, r: Reason, k: usize) {
+        // NaN and non-positive contributions never count as reasons.
+        if r.contribution.is_nan() || r.contribution <= 0.0 {
+            return;
+        }
+        let len = usize::from(self.len);
+        let at = self.items[..len].iter().position(|x| r.contribution > x.contribution).unwrap_or(len);
+        if at >= k {
+            return;
+        }
+        let end = len.min(k - 1);
+        self.items.copy_within(at..end, at + 1);
+        self.items[at] = r;
+        self.len = (end + 1) as u8;
+    }
+}
+
+/// The result of scoring one transaction.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Outcome {
+    /// The model's fraud score in [0, 1]; `None` when a hard rule decided before the model ran.
+    pub score: Option<f64>,
+    /// What to do.
+    pub decision: Decision,
+    /// The hard rules that fired (each has its reason code in the policy).
+    pub rules: RuleHits,
+    /// The top reasons.
+    pub reasons: Reasons,
+    /// How the reasons were computed.
+    pub attribution: Attribution,
+    /// Per entity kind (schema order): whether the snapshot knew it (else it scored cold).
+    pub known: [bool; MAX_ENTITIES],
+}
+
+/// A loaded snapshot ready to score: the snapshot, its policy and the scratch space of one request.
+#[derive(Clone, Debug)]
+pub struct Scorer<'a> {
+    snapshot: Snapshot<'a>,
+    features: Vec<f64>,
+    top_reasons: usize,
+}
+
+impl<'a> Scorer<'a> {
+    /// A scorer over a loaded snapshot.
+    pub fn new(snapshot: Snapshot<'a>) -> Scorer<'a> {
+        let features = alloc::vec![0.0; snapshot.schema().len()];
+        Scorer { snapshot, features, top_reasons: DEFAULT_REASONS }
+    }
+
+    /// The snapshot.
+    pub fn snapshot(&self) -> &Snapshot<'a> {
+        &self.snapshot
+    }
+
+    /// The snapshot's policy, or [`Policy::DEFAULT`] when it carries none.
+    pub fn policy(&self) -> &Policy {
+        self.snapshot.policy().unwrap_or(&DEFAULT_POLICY)
+    }
+
+    /// How many reasons responses carry (at most [`MAX_REASONS`]; 0 turns attribution off).
+    pub fn set_top_reasons(&mut self, n: usize) {
+        self.top_reasons = n.min(MAX_REASONS);
+    }
+
+    /// The feature vector of the last request scored by the model.
+    pub fn features(&self) -> &[f64] {
+        &self.features
+    }
+
+    /// Scores one request.
+    pub fn score(&mut self, req: &Request<'_>) -> Result<Outcome, ScoreError> {
+        let Scorer { snapshot, features, top_reasons } = self;
+        let invalid =
+            |field, problem| ScoreError::Request(RequestError { field, problem, format: Format::MsgPack });
+        let model = snapshot.model().ok_or(ScoreError::NoModel)?;
+        if !(req.amount.is_finite() && req.amount >= 0.0) {
+            return Err(invalid(Field::Amount, Problem::NotAnAmount));
+        }
+        if !(MIN_TIME..=MAX_TIME).contains(&req.time) {
+            return Err(invalid(Field::Time, Problem::TimeOutOfRange));
+        }
+        let n = snapshot.schema().entities().len();
+        let mut keys = [EntityKey(0); MAX_ENTITIES];
+        let mut rows = [Aggregates::ZERO; MAX_ENTITIES];
+        let mut known = [false; MAX_ENTITIES];
+        for e in 0..n {
+            let id = req.entity_ids[e].as_ref().ok_or(invalid(Field::Entity(e as u8), Problem::Missing))?;
+            let mut buf = [0u8; MAX_ID_LEN];
+            keys[e] = snapshot.id_hash().hash(id.canonical(&mut buf));
+            if let Some(row) = snapshot.table(e).and_then(|t| t.lookup(keys[e])) {
+                rows[e] = row;
+                known[e] = true;
+            }
+        }
+        // -0.0 would give -0.0 products and so other bits than 0.0 in the reasons.
+        let amount = req.amount + 0.0;
+        let policy = snapshot.policy().unwrap_or(&DEFAULT_POLICY);
+        let rules = policy.rules(amount, &keys[..n]);
+        if rules.any() {
+            let (reasons, attribution) = (Reasons::EMPTY, Attribution::None);
+            return Ok(Outcome {
+                score: None,
+                decision: Decision::Decline,
+                rules,
+                reasons,
+                attribution,
+                known,
+            });
+        }
+        snapshot.schema().compute(&TxFacts { time: req.time, amount }, &rows[..n], features);
+        let score = model.score(features);
+        let mut reasons = Reasons::EMPTY;
+        let attribution = match model {
+            Model::Logistic(m) if *top_reasons > 0 => {
+                for (i, (w, x)) in m.weights.iter().zip(features.iter()).enumerate() {
+                    reasons.offer(Reason { feature: i as u16, value: *x, contribution: w * x }, *top_reasons);
+                }
+                Attribution::Exact
+            }
+            _ => Attribution::None,
+        };
+        Ok(Outcome { score: Some(score), decision: policy.decide(score), rules, reasons, attribution, known })
+    }
+
+    /// Decodes one request (MessagePack, or JSON when it starts with `{`) against the snapshot's
+    /// schema.
+    pub fn decode_request<'i>(&self, input: &'i [u8]) -> Result<Request<'i>, RequestError> {
+        request::decode(input, self.snapshot.schema())
+    }
+
+    /// The wire path: decodes one request, scores it and appends the response, in the request's
+    /// format, to `out`. Errors are responses too; nothing panics.
+    pub fn score_bytes(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let format = Format::sniff(input);
+        response::with_sink(format, out, |sink| self.respond(input, format, sink));
+    }
+
+    /// The batch wire path: an array of requests in, an array of responses (same order) out; a
+    /// batch that is not a well-formed array gets one error response instead.
+    pub fn score_batch_bytes(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let format = Format::sniff(input);
+        response::with_sink(format, out, |sink| match request::split_batch(input, format) {
+            Ok(items) => {
+                sink.array(items.len() as u32);
+                for (start, end) in items {
+                    self.respond(&input[start..end], format, sink);
+                }
+                sink.end_array();
+            }
+            Err(problem) => {
+                let e = ScoreError::Request(RequestError { field: Field::Batch, problem, format });
+                response::write_error(sink, &e, Some(self.snapshot.meta()));
+            }
+        });
+    }
+
+    fn respond(&mut self, input: &[u8], format: Format, sink: &mut dyn wire::Sink) {
+        let result = request::decode_as(input, format, self.snapshot.schema())
+            .map_err(ScoreError::Request)
+            .and_then(|req| self.score(&req).map(|outcome| (req, outcome)));
+        match result {
+            Ok((req, outcome)) => response::write_outcome(sink, &req, &outcome, self),
+            Err(e) => response::write_error(sink, &e, Some(self.snapshot.meta())),
+        }
+    }
+}
+
+/// The response to a request or a batch that cannot reach a scorer (no snapshot loaded, or
+/// bytes a host could not hand over): one error response, in the request's format.
+pub fn error_response(input: &[u8], error: &ScoreError, out: &mut Vec<u8>) {
+    let format = Format::sniff(input);
+    response::with_sink(format, out, |sink| response::write_error(sink, error, None));
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,363 @@
+use super::*;
+use crate::features::FeatureSchema;
+use crate::model::{Logistic, Node, TreeEnsemble, TreeOutput};
+use crate::policy::{BlockList, ReasonCode};
+use crate::snapshot::{IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot_with};
+use alloc::string::{String, ToString};
+use alloc::vec;
+use proptest::prelude::*;
+
+fn signer() -> SnapshotSigner {
+    SnapshotSigner::from_secret([3; 32], IdHashKey([5; 16]))
+}
+
+fn logistic() -> Model {
+    // Amount, weekend, night, then customer count / mean and terminal count / risk per window.
+    let weights = vec![0.01, 0.2, 0.5, 0.1, 0.001, 0.05, 0.002, 0.0, 0.0, 0.0, 3.0, 0.0, 2.0, 0.0, 1.0];
+    Model::Logistic(Logistic { weights, intercept: -4.0 })
+}
+
+fn policy(s: &SnapshotSigner) -> Policy {
+    Policy::new(0.3, 0.8)
+        .unwrap()
+        .with_amount_cap(5000.0, ReasonCode::new("AMOUNT_CAP").unwrap())
+        .unwrap()
+        .with_block_list(BlockList::from_ids(
+            1,
+            ReasonCode::new("BLOCKED_TERMINAL").unwrap(),
+            [b"666".as_slice()],
+            s.id_hash(),
+        ))
+        .unwrap()
+}
+
+/// Customer 42 (3 transactions of 10 in the last day, 7 over 30 days) and terminal 7 (2 frauds in
+/// 10 transactions in each delayed window).
+fn snapshot_bytes(model: Option<&Model>, with_policy: bool) -> Vec<u8> {
+    let s = signer();
+    let meta = SnapshotMeta {
+        snapshot_id: "tg-test".into(),
+        as_of: Timestamp(1_533_686_400),
+        created_at: Timestamp(1_700_000_000),
+        data_range: None,
+        exporter_version: "test".into(),
+        id_key_fingerprint: s.id_hash().fingerprint(),
+        schema: FeatureSchema::handbook(),
+        model_id: model.map(|_| String::from("lr-test")),
+    };
+    let mut customer = Aggregates::ZERO;
+    customer.0[..6].copy_from_slice(&[3.0, 30.0, 5.0, 50.0, 7.0, 70.0]);
+    let mut terminal = Aggregates::ZERO;
+    terminal.0[..6].copy_from_slice(&[10.0, 2.0, 10.0, 2.0, 10.0, 2.0]);
+    let tables = vec![vec![(s.id_hash().hash(b"42"), customer)], vec![(s.id_hash().hash(b"7"), terminal)]];
+    let p = policy(&s);
+    build_snapshot_with(&meta, tables, model, with_policy.then_some(&p), &s).unwrap()
+}
+
+fn scorer(bytes: &[u8]) -> Scorer<'_> {
+    Scorer::new(Snapshot::load(bytes, &[signer().edge_key()]).unwrap())
+}
+
+fn json(scorer: &mut Scorer<'_>, request: &str) -> String {
+    let mut out = Vec::new();
+    scorer.score_bytes(request.as_bytes(), &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+const SATURDAY_NIGHT: &str = "2018-08-11 03:00:00";
+
+#[test]
+fn scores_a_known_transaction_with_exact_reasons() {
+    let model = logistic();
+    let bytes = snapshot_bytes(Some(&model), true);
+    let mut s = scorer(&bytes);
+    let request = r#"{"transaction_id": 9, "customer_id": 42, "terminal_id": "7", "amount": 20, "time": "2018-08-11 03:00:00"}"#;
+    let req = s.decode_request(request.as_bytes()).unwrap();
+    let outcome = s.score(&req).unwrap();
+    let time: Timestamp = SATURDAY_NIGHT.parse().unwrap();
+    let mut customer = Aggregates::ZERO;
+    customer.0[..6].copy_from_slice(&[3.0, 30.0, 5.0, 50.0, 7.0, 70.0]);
+    let mut terminal = Aggregates::ZERO;
+    terminal.0[..6].copy_from_slice(&[10.0, 2.0, 10.0, 2.0, 10.0, 2.0]);
+    let mut x = [0.0; 15];
+    FeatureSchema::handbook().compute(&TxFacts { time, amount: 20.0 }, &[customer, terminal], &mut x);
+    assert_eq!(outcome.score.map(f64::to_bits), Some(model.score(&x).to_bits()));
+    assert_eq!(outcome.known[..2], [true, true]);
+    assert_eq!(outcome.attribution, Attribution::Exact);
+    // Terminal risk 0.2 x 3, the night flag x 0.5, then a tie at 0.4 between the customer's day
+    // count (4 x 0.1) and the 7-day terminal risk (0.2 x 2): the lower feature index wins.
+    let reasons: Vec<(u16, f64)> =
+        outcome.reasons.as_slice().iter().map(|r| (r.feature, r.contribution)).collect();
+    assert_eq!(reasons, [(10, 3.0 * 0.2), (2, 0.5), (3, 0.1 * 4.0)]);
+    assert_eq!(outcome.decision, Policy::new(0.3, 0.8).unwrap().decide(model.score(&x)));
+}
+
+#[test]
+fn the_json_response_is_the_documented_one() {
+    let bytes = snapshot_bytes(Some(&logistic()), true);
+    let mut s = scorer(&bytes);
+    s.set_top_reasons(1);
+    let response = json(
+        &mut s,
+        r#"{"transaction_id":"t-1","customer_id":"42","terminal_id":7,"amount":20.0,"time":1533956400,"channel":{"x":[1,2]}}"#,
+    );
+    let expected = concat!(
+        r#"{"ok":true,"transaction_id":"t-1","score":0.23791100470404158,"decision":"allow","rules":[],"#,
+        r#""reasons":[{"feature":"TERMINAL_ID_RISK_1DAY_WINDOW","value":0.2,"contribution":0.6000000000000001}],"#,
+        r#""attribution":"exact","known":{"CUSTOMER_ID":true,"TERMINAL_ID":true},"#,
+        r#""snapshot_id":"tg-test","model_id":"lr-test"}"#
+    );
+    assert_eq!(response, expected);
+}
+
+#[test]
+fn unknown_entities_score_from_the_cold_start() {
+    let model = logistic();
+    let bytes = snapshot_bytes(Some(&model), true);
+    let mut s = scorer(&bytes);
+    let mut req = Request::new(SATURDAY_NIGHT.parse().unwrap(), 20.0);
+    req.entity_ids[0] = Id::text("never-seen");
+    req.entity_ids[1] = Some(Id::number(false, 7));
+    let outcome = s.score(&req).unwrap();
+    assert_eq!(outcome.known[..2], [false, true]);
+    assert_eq!(s.features()[3..5], [1.0, 20.0], "count 1 and mean = this amount");
+}
+
+#[test]
+fn numeric_and_text_ids_find_the_same_entity() {
+    let bytes = snapshot_bytes(Some(&logistic()), true);
+    let mut s = scorer(&bytes);
+    let mut base = |customer: &str| {
+        let text = alloc::format!(
+            r#"{{"customer_id":{customer},"terminal_id":7,"amount":1,"time":"{SATURDAY_NIGHT}"}}"#
+        );
+        json(&mut s, &text)
+    };
+    let expected = base("42");
+    assert!(expected.contains(r#""CUSTOMER_ID":true"#), "{expected}");
+    assert_eq!(base("\"42\""), expected);
+    assert_eq!(base("42.0"), expected);
+    assert_eq!(base("4.2e1"), expected);
+    assert_eq!(base("\"\\u0034\\u0032\""), expected);
+    assert!(base("\"042\"").contains(r#""CUSTOMER_ID":false"#));
+    assert!(base("-0").contains(r#""CUSTOMER_ID":false"#));
+}
+
+#[test]
+fn hard_rules_decline_before_the_model_with_their_codes() {
+    let bytes = snapshot_bytes(Some(&logistic()), true);
+    let mut s = scorer(&bytes);
+    let r = json(&mut s, r#"{"customer_id":1,"terminal_id":666,"amount":5000.01,"time":0}"#);
+    assert!(r.starts_with(r#"{"ok":true,"transaction_id":null,"score":null,"decision":"decline","rules":["AMOUNT_CAP","BLOCKED_TERMINAL"],"reasons":[],"attribution":"none""#), "{r}");
+    let r = json(&mut s, r#"{"customer_id":1,"terminal_id":666,"amount":5000,"time":0}"#);
+    assert!(r.contains(r#""rules":["BLOCKED_TERMINAL"]"#), "{r}");
+}
+
+#[test]
+fn errors_name_the_field_and_the_reason() {
+    let bytes = snapshot_bytes(Some(&logistic()), true);
+    let mut s = scorer(&bytes);
+    let cases = [
+        (
+            r#"{"customer_id":1,"terminal_id":2,"amount":-1,"time":0}"#,
+            "amount: must be a finite number >= 0",
+            "amount",
+        ),
+        (
+            r#"{"customer_id":1,"terminal_id":2,"amount":"12","time":0}"#,
+            "amount: must be a finite number >= 0",
+            "amount",
+        ),
+        (r#"{"customer_id":1,"amount":1,"time":0}"#, "terminal_id: is missing", "terminal_id"),
+        (
+            r#"{"customer_id":1,"CUSTOMER_ID":1,"terminal_id":2,"amount":1,"time":0}"#,
+            "customer_id: is given twice",
+            "customer_id",
+        ),
+        (
+            r#"{"customer_id":true,"terminal_id":2,"amount":1,"time":0}"#,
+            "customer_id: must be text or a whole number",
+            "customer_id",
+        ),
+        (
+            r#"{"customer_id":1.5,"terminal_id":2,"amount":1,"time":0}"#,
+            "customer_id: must be text or a whole number",
+            "customer_id",
+        ),
+        (
+            r#"{"customer_id":"","terminal_id":2,"amount":1,"time":0}"#,
+            "customer_id: must be 1 to 128 bytes of UTF-8 text",
+            "customer_id",
+        ),
+        (
+            r#"{"customer_id":1e300,"terminal_id":2,"amount":1,"time":0}"#,
+            "customer_id: is a number too large to be an exact id; send it as text",
+            "customer_id",
+        ),
+        (
+            r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":"2018-02-30 00:00:00"}"#,
+            "time: is out of range (years 0000 to 9999, valid dates)",
+            "time",
+        ),
+        (
+            r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":"yesterday"}"#,
+            "time: must be whole Unix seconds or text YYYY-MM-DD HH:MM:SS",
+            "time",
+        ),
+        (
+            r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":1e300}"#,
+            "time: is out of range (years 0000 to 9999, valid dates)",
+            "time",
+        ),
+        (r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":0"#, "request: is not valid JSON", ""),
+        (
+            r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":0} x"#,
+            "request: has bytes after its end",
+            "",
+        ),
+        ("[1]", "request: must be a map (a JSON object)", ""),
+    ];
+    for (request, message, field) in cases {
+        let r = json(&mut s, request);
+        let field = if field.is_empty() { "null".to_string() } else { alloc::format!("\"{field}\"") };
+        let expected = alloc::format!(
+            r#"{{"ok":false,"error":"{message}","error_kind":"bad_request","field":{field},"snapshot_id":"tg-test"}}"#
+        );
+        assert_eq!(r, expected, "{request}");
+    }
+    let mut out = Vec::new();
+    s.score_bytes(&[0x81, 0xa1], &mut out);
+    assert!(out.windows(24).any(|w| w == b"is not valid MessagePack"));
+}
+
+#[test]
+fn a_snapshot_without_a_model_says_so_and_without_a_policy_uses_the_default() {
+    let bytes = snapshot_bytes(None, false);
+    let mut s = scorer(&bytes);
+    let r = json(&mut s, r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":0}"#);
+    assert!(r.contains(r#""error_kind":"no_model""#), "{r}");
+    let bytes = snapshot_bytes(Some(&logistic()), false);
+    assert_eq!(scorer(&bytes).policy(), &Policy::DEFAULT);
+}
+
+#[test]
+fn trees_score_without_attribution() {
+    let leaf = |value| Node { feature: u16::MAX, default_left: false, value, left: 0, right: 0 };
+    let trees = Model::Trees(TreeEnsemble {
+        n_features: 15,
+        nodes: vec![
+            Node { feature: 0, default_left: true, value: 100.0, left: 1, right: 2 },
+            leaf(-1.0),
+            leaf(1.0),
+        ],
+        roots: vec![0],
+        base_margin: 0.0,
+        output: TreeOutput::Logistic,
+    });
+    let bytes = snapshot_bytes(Some(&trees), true);
+    let mut s = scorer(&bytes);
+    let r = json(&mut s, r#"{"customer_id":1,"terminal_id":2,"amount":150,"time":0}"#);
+    let expected = alloc::format!(r#""score":{:?},"#, crate::model::sigmoid(1.0));
+    assert!(r.contains(&expected) && r.contains(r#""reasons":[],"attribution":"none""#), "{r}");
+}
+
+#[test]
+fn batches_answer_in_order_and_refuse_broken_arrays_whole() {
+    let bytes = snapshot_bytes(Some(&logistic()), true);
+    let mut s = scorer(&bytes);
+    let one = r#"{"transaction_id":1,"customer_id":42,"terminal_id":7,"amount":1,"time":0}"#;
+    let bad = r#"{"transaction_id":2,"customer_id":42}"#;
+    let mut batch = Vec::new();
+    s.score_batch_bytes(alloc::format!("[{one}, {bad} ,{one}]").as_bytes(), &mut batch);
+    let mut singles = b"[".to_vec();
+    for (i, r) in [one, bad, one].iter().enumerate() {
+        if i > 0 {
+            singles.push(b',');
+        }
+        s.score_bytes(r.as_bytes(), &mut singles);
+    }
+    singles.push(b']');
+    assert_eq!(String::from_utf8(batch).unwrap(), String::from_utf8(singles).unwrap());
+    for broken in ["[", "[1,]", "[,1]", "{}", "[1] 2"] {
+        let mut out = Vec::new();
+        s.score_batch_bytes(broken.as_bytes(), &mut out);
+        assert!(out.starts_with(br#"{"ok":false,"error":"batch: "#), "{broken}");
+    }
+    let mut out = Vec::new();
+    s.score_batch_bytes(b"[]", &mut out);
+    assert_eq!(out, b"[]");
+}
+
+#[test]
+fn msgpack_requests_get_the_same_answers_as_json() {
+    let bytes = snapshot_bytes(Some(&logistic()), true);
+    let mut s = scorer(&bytes);
+    // {"customer_id": 42, "terminal_id": "7", "amount": 20.5 (f64), "time": 1533956400 (u32)}
+    let mut req = vec![0x84, 0xab];
+    req.extend_from_slice(b"customer_id");
+    req.push(42);
+    req.push(0xab);
+    req.extend_from_slice(b"terminal_id\xa17");
+    req.push(0xa6);
+    req.extend_from_slice(b"amount\xcb");
+    req.extend_from_slice(&20.5f64.to_bits().to_be_bytes());
+    req.push(0xa4);
+    req.extend_from_slice(b"time\xce");
+    req.extend_from_slice(&1_533_956_400u32.to_be_bytes());
+    let from_msgpack = s.score(&s.decode_request(&req).unwrap()).unwrap();
+    let from_json = s
+        .score(
+            &s.decode_request(br#"{"customer_id":42,"terminal_id":"7","amount":20.5,"time":1533956400}"#)
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(from_msgpack, from_json);
+    let mut out = Vec::new();
+    s.score_bytes(&req, &mut out);
+    assert_eq!(out[0], 0x8a, "a map of 10 entries");
+}
+
+#[test]
+fn top_reasons_keep_the_largest_positive_contributions_in_order() {
+    let mut r = Reasons::EMPTY;
+    for (i, c) in [0.5, -1.0, 2.0, 0.5, 3.0, 0.0, 1.0].into_iter().enumerate() {
+        r.offer(Reason { feature: i as u16, value: 1.0, contribution: c }, 3);
+    }
+    let got: Vec<u16> = r.as_slice().iter().map(|r| r.feature).collect();
+    assert_eq!(got, [4, 2, 6]);
+    let mut r = Reasons::EMPTY;
+    r.offer(Reason { feature: 0, value: 1.0, contribution: 1.0 }, 0);
+    assert!(r.as_slice().is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_get_a_response_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let snapshot = snapshot_bytes(Some(&logistic()), true);
+        let mut s = scorer(&snapshot);
+        let mut out = Vec::new();
+        s.score_bytes(&bytes, &mut out);
+        prop_assert!(!out.is_empty());
+        out.clear();
+        s.score_batch_bytes(&bytes, &mut out);
+        prop_assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn damaged_requests_never_panic(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6), cut in any::<prop::sample::Index>()) {
+        let snapshot = snapshot_bytes(Some(&logistic()), true);
+        let mut s = scorer(&snapshot);
+        let mut bytes = br#"[{"transaction_id":"a\u00e9","customer_id":42,"terminal_id":7,"amount":1.5e1,"time":"2018-08-11 03:00:00","x":[{"y":null}]}]"#.to_vec();
+        for (at, value) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        bytes.truncate(cut.index(bytes.len() + 1));
+        let mut out = Vec::new();
+        s.score_batch_bytes(&bytes, &mut out);
+        s.score_bytes(bytes.get(1..).unwrap_or_default(), &mut out);
+        prop_assert!(!out.is_empty());
+    }
+}

@@ -1,0 +1,638 @@
+//! `scorer.wasm` in wasmtime against the native scorer: the same snapshot and the same requests
+//! (a deterministic corpus from a simulated history, unknown entities, broken requests) must give
+//! byte-identical responses, and no input may trap the module.
+//!
+//! The module is taken from `TOLLGATE_SCORER_WASM` when set (`cargo xtask test` builds it first
+//! with `cargo build -p scorer-wasm --target wasm32-unknown-unknown --profile wasm`); otherwise
+//! this test builds it itself, into its own target directory next to the test binary's.
+
+use anyhow::{Context, Result, bail, ensure};
+use exporter::NoProgress;
+use exporter::simulate::{SimulationConfig, simulate};
+use exporter::snapshot::aggregate_history;
+use rmp::encode::{self as enc, ByteBuf};
+use scorer::Timestamp;
+use scorer::features::FeatureSchema;
+use scorer::model::{Logistic, Model, Node, TreeEnsemble, TreeOutput};
+use scorer::policy::{BlockList, Policy, ReasonCode};
+use scorer::score::{Request, Scorer};
+use scorer::snapshot::{IdHashKey, Snapshot, SnapshotMeta, SnapshotSigner, build_snapshot_with};
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+use wasmtime::{Engine, Instance, Memory, Module, Store, TypedFunc};
+
+/// Transactions scored per run at least (the issue's parity bar).
+const MIN_CORPUS: usize = 10_000;
+/// Random and damaged inputs thrown at `tg_score` and `tg_score_batch`.
+const FUZZ_CASES: usize = 20_000;
+
+/// The path of `scorer.wasm`, built when not given.
+fn scorer_wasm() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("TOLLGATE_SCORER_WASM") {
+        return Ok(PathBuf::from(path));
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // target/<profile>/deps/<test binary>: build in target/scorer-wasm-parity, a directory of its
+    // own, so that the outer cargo's lock on target/ is never in the way.
+    let exe = std::env::current_exe()?;
+    let target = exe.ancestors().nth(3).context("the test binary is not in a cargo target directory")?;
+    let dir = target.join("scorer-wasm-parity");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&workspace)
+        .env("CARGO_TARGET_DIR", &dir)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "scorer-wasm",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "wasm",
+        ])
+        .status()
+        .context("running cargo to build scorer.wasm")?;
+    ensure!(status.success(), "building scorer.wasm failed");
+    Ok(dir.join("wasm32-unknown-unknown/wasm/scorer_wasm.wasm"))
+}
+
+/// One instance of `scorer.wasm` and its exports.
+struct Guest {
+    store: Store<()>,
+    memory: Memory,
+    alloc: TypedFunc<u32, u32>,
+    free: TypedFunc<(u32, u32), ()>,
+    set_edge_keys: TypedFunc<(u32, u32), u32>,
+    load_snapshot: TypedFunc<(u32, u32), u32>,
+    last_error: TypedFunc<(), u64>,
+    score: TypedFunc<(u32, u32), u64>,
+    score_batch: TypedFunc<(u32, u32), u64>,
+    version: TypedFunc<(), u32>,
+    // A request buffer reused across calls, as hosts are meant to.
+    buf: (u32, u32),
+}
+
+impl Guest {
+    fn new(engine: &Engine, module: &Module) -> Result<Guest> {
+        let mut store = Store::new(engine, ());
+        let instance = Instance::new(&mut store, module, &[])?;
+        let memory = instance.get_memory(&mut store, "memory").context("no memory export")?;
+        Ok(Guest {
+            memory,
+            alloc: instance.get_typed_func(&mut store, "tg_alloc")?,
+            free: instance.get_typed_func(&mut store, "tg_free")?,
+            set_edge_keys: instance.get_typed_func(&mut store, "tg_set_edge_keys")?,
+            load_snapshot: instance.get_typed_func(&mut store, "tg_load_snapshot")?,
+            last_error: instance.get_typed_func(&mut store, "tg_last_error")?,
+            score: instance.get_typed_func(&mut store, "tg_score")?,
+            score_batch: instance.get_typed_func(&mut store, "tg_score_batch")?,
+            version: instance.get_typed_func(&mut store, "tg_version")?,
+            store,
+            buf: (0, 0),
+        })
+    }
+
+    /// Copies `bytes` into a fresh guest buffer of exactly their length.
+    fn put(&mut self, bytes: &[u8]) -> Result<u32> {
+        let ptr = self.alloc.call(&mut self.store, bytes.len() as u32)?;
+        ensure!(ptr != 0 || bytes.is_empty(), "tg_alloc({}) returned 0", bytes.len());
+        self.memory.write(&mut self.store, ptr as usize, bytes)?;
+        Ok(ptr)
+    }
+
+    /// Writes a request into the reused buffer, growing it when needed.
+    fn put_request(&mut self, bytes: &[u8]) -> Result<u32> {
+        if bytes.len() as u32 > self.buf.1 {
+            if self.buf.1 > 0 {
+                self.free.call(&mut self.store, self.buf)?;
+            }
+            let cap = (bytes.len() as u32).next_power_of_two().max(256);
+            let ptr = self.alloc.call(&mut self.store, cap)?;
+            ensure!(ptr != 0, "tg_alloc({cap}) returned 0");
+            self.buf = (ptr, cap);
+        }
+        self.memory.write(&mut self.store, self.buf.0 as usize, bytes)?;
+        Ok(self.buf.0)
+    }
+
+    fn read_packed(&mut self, packed: u64) -> Result<Vec<u8>> {
+        let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        let data = self.memory.data(&self.store);
+        Ok(data.get(ptr..ptr + len).context("a packed result points outside memory")?.to_vec())
+    }
+
+    fn score(&mut self, request: &[u8]) -> Result<Vec<u8>> {
+        let ptr = self.put_request(request)?;
+        let packed = self.score.call(&mut self.store, (ptr, request.len() as u32))?;
+        self.read_packed(packed)
+    }
+
+    fn score_batch(&mut self, batch: &[u8]) -> Result<Vec<u8>> {
+        let ptr = self.put_request(batch)?;
+        let packed = self.score_batch.call(&mut self.store, (ptr, batch.len() as u32))?;
+        self.read_packed(packed)
+    }
+
+    fn set_edge_keys(&mut self, text: &str) -> Result<u32> {
+        let ptr = self.put(text.as_bytes())?;
+        let status = self.set_edge_keys.call(&mut self.store, (ptr, text.len() as u32))?;
+        self.free.call(&mut self.store, (ptr, text.len() as u32))?;
+        Ok(status)
+    }
+
+    /// Hands a snapshot over (the module owns the buffer afterwards, whatever the status).
+    fn load(&mut self, snapshot: &[u8]) -> Result<u32> {
+        let ptr = self.put(snapshot)?;
+        Ok(self.load_snapshot.call(&mut self.store, (ptr, snapshot.len() as u32))?)
+    }
+
+    fn last_error(&mut self) -> Result<String> {
+        let packed = self.last_error.call(&mut self.store, ())?;
+        Ok(String::from_utf8(self.read_packed(packed)?)?)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+}
+
+/// SplitMix64: a small deterministic generator, so that the corpus is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn signer() -> SnapshotSigner {
+    SnapshotSigner::from_secret([21; 32], IdHashKey([42; 16]))
+}
+
+/// A hand-made logistic regression over the handbook's 15 features: amount, night and the
+/// terminal's recent fraud share raise the score.
+fn logistic() -> Model {
+    let weights = vec![0.012, 0.15, 0.6, 0.08, 0.004, 0.03, 0.002, 0.01, 0.001, 0.0, 4.0, 0.0, 3.0, 0.0, 1.5];
+    Model::Logistic(Logistic { weights, intercept: -3.5 })
+}
+
+/// Two stumps over the amount and the 7-day terminal risk, to check the tree evaluator too.
+fn trees() -> Model {
+    let leaf = |value| Node { feature: u16::MAX, default_left: false, value, left: 0, right: 0 };
+    let split = |feature, value, left, right| Node { feature, default_left: true, value, left, right };
+    Model::Trees(TreeEnsemble {
+        n_features: 15,
+        nodes: vec![
+            split(0, 120.0, 1, 2),
+            leaf(-1.5),
+            leaf(0.75),
+            split(12, 0.05, 4, 5),
+            leaf(-0.5),
+            leaf(2.5),
+        ],
+        roots: vec![0, 3],
+        base_margin: -1.0,
+        output: TreeOutput::Logistic,
+    })
+}
+
+/// Everything a corpus needs: the history, the snapshot and what to probe it with.
+struct Fixture {
+    snapshot: Vec<u8>,
+    requests: Vec<Vec<u8>>,
+}
+
+fn fixture(model: &Model, model_id: &str) -> Result<Fixture> {
+    let config = SimulationConfig { seed: 5, customers: 400, terminals: 800, days: 45, ..Default::default() };
+    let tx = simulate(&config, &NoProgress)?;
+    let as_of = Timestamp(config.start.0 + 30 * 86_400);
+    let s = signer();
+    let schema = FeatureSchema::handbook();
+    let tables = aggregate_history(&tx, &schema, as_of, s.id_hash(), &NoProgress)?;
+    let meta = SnapshotMeta {
+        snapshot_id: format!("tg-parity-{model_id}"),
+        as_of,
+        created_at: Timestamp(1_700_000_000),
+        data_range: Some((tx.time[0], as_of)),
+        exporter_version: "parity".into(),
+        id_key_fingerprint: s.id_hash().fingerprint(),
+        schema,
+        model_id: Some(model_id.into()),
+    };
+    let code = |c| ReasonCode::new(c).expect("a valid code");
+    let blocked_customers: Vec<&[u8]> = vec![b"3", b"77", b"150"];
+    let policy = Policy::new(0.25, 0.6)?
+        .with_amount_cap(400.0, code("AMOUNT_CAP"))?
+        .with_block_list(BlockList::from_ids(0, code("BLOCKED_CUSTOMER"), blocked_customers, s.id_hash()))?
+        .with_block_list(BlockList::from_ids(1, code("BLOCKED_TERMINAL"), [b"11".as_slice()], s.id_hash()))?;
+    let snapshot = build_snapshot_with(&meta, tables, Some(model), Some(&policy), &s)?;
+
+    let mut rng = Rng(17);
+    let mut requests = Vec::new();
+    let start = tx.time.partition_point(|t| *t < as_of);
+    for i in start..tx.len() {
+        let customer = tx.customers.id(tx.customer[i]);
+        let terminal = tx.terminals.id(tx.terminal[i]);
+        requests.push(request(&mut rng, i, customer, terminal, tx.amount[i], tx.time[i]));
+    }
+    // Unknown entities: the cold start.
+    for i in 0..2_000 {
+        let (customer, terminal) = match i % 3 {
+            0 => (format!("new-{i}"), tx.terminals.id(tx.terminal[start + i % 500]).to_string()),
+            1 => (tx.customers.id(tx.customer[start + i % 500]).to_string(), format!("{}", 1_000_000 + i)),
+            _ => (format!("{}", 5_000_000 + i), format!("t-{i}")),
+        };
+        let amount = (rng.below(50_000) as f64) / 100.0;
+        requests.push(request(&mut rng, i, &customer, &terminal, amount, Timestamp(as_of.0 + i as i64 * 97)));
+    }
+    requests.extend(broken_requests());
+    Ok(Fixture { snapshot, requests })
+}
+
+/// One request in one of four encodings, ids as numbers or text, time as seconds or text.
+fn request(rng: &mut Rng, i: usize, customer: &str, terminal: &str, amount: f64, time: Timestamp) -> Vec<u8> {
+    let numeric = |id: &str| id.parse::<u64>().ok();
+    match rng.below(4) {
+        0 | 1 => {
+            let mut b = ByteBuf::new();
+            let extra = i.is_multiple_of(5);
+            let _ = enc::write_map_len(&mut b, 5 + u32::from(extra));
+            let _ = enc::write_str(&mut b, "transaction_id");
+            let _ = enc::write_uint(&mut b, i as u64);
+            for (key, id) in [("customer_id", customer), ("TERMINAL_ID", terminal)] {
+                let _ = enc::write_str(&mut b, key);
+                match numeric(id).filter(|_| rng.below(2) == 0) {
+                    Some(n) => drop(enc::write_uint(&mut b, n)),
+                    None => drop(enc::write_str(&mut b, id)),
+                }
+            }
+            let _ = enc::write_str(&mut b, "amount");
+            let _ = enc::write_f64(&mut b, amount);
+            let _ = enc::write_str(&mut b, "time");
+            if rng.below(2) == 0 {
+                let _ = enc::write_sint(&mut b, time.0);
+            } else {
+                let _ = enc::write_str(&mut b, &time.to_string());
+            }
+            if extra {
+                let _ = enc::write_str(&mut b, "device");
+                let _ = enc::write_map_len(&mut b, 1);
+                let _ = enc::write_str(&mut b, "ua");
+                let _ = enc::write_str(&mut b, "Mozilla/5.0");
+            }
+            b.into_vec()
+        }
+        _ => {
+            let id = |id: &str, rng: &mut Rng| match numeric(id) {
+                Some(n) if rng.below(2) == 0 => n.to_string(),
+                _ => format!("{id:?}"),
+            };
+            let time = if rng.below(2) == 0 { time.0.to_string() } else { format!("\"{time}\"") };
+            format!(
+                r#"{{"transaction_id":"tx-{i}","customer_id":{},"terminal_id":{},"amount":{amount:?},"time":{time},"channel":"web"}}"#,
+                id(customer, rng),
+                id(terminal, rng)
+            )
+            .into_bytes()
+        }
+    }
+}
+
+/// Requests every scorer must refuse with a typed error, in both formats.
+fn broken_requests() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = [
+        r#"{"customer_id":1,"terminal_id":2,"amount":-1,"time":0}"#,
+        r#"{"customer_id":1,"terminal_id":2,"amount":1e400,"time":0}"#,
+        r#"{"customer_id":1,"terminal_id":2,"amount":"12.5","time":0}"#,
+        r#"{"customer_id":1,"amount":1,"time":0}"#,
+        r#"{"customer_id":1,"terminal_id":2,"time":0}"#,
+        r#"{"customer_id":1,"terminal_id":2,"amount":1}"#,
+        r#"{"customer_id":[1],"terminal_id":2,"amount":1,"time":0}"#,
+        r#"{"customer_id":1.5,"terminal_id":2,"amount":1,"time":0}"#,
+        r#"{"customer_id":1e30,"terminal_id":2,"amount":1,"time":0}"#,
+        r#"{"customer_id":"","terminal_id":2,"amount":1,"time":0}"#,
+        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":"2018-13-01 00:00:00"}"#,
+        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":"noon"}"#,
+        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":99999999999999}"#,
+        r#"{"customer_id":1,"customer_id":1,"terminal_id":2,"amount":1,"time":0}"#,
+        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":0,}"#,
+        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":0}}"#,
+        r#"{"customer_id":"\ud800","terminal_id":2,"amount":1,"time":0}"#,
+        r#"["customer_id",1]"#,
+        "{",
+        "",
+        "   ",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    out.push(
+        format!(r#"{{"customer_id":"{}","terminal_id":2,"amount":1,"time":0}}"#, "x".repeat(200))
+            .into_bytes(),
+    );
+    out.push(
+        format!(
+            r#"{{"customer_id":1,"terminal_id":2,"amount":1,"time":0,"deep":{}{}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        )
+        .into_bytes(),
+    );
+    // MessagePack: NaN amount, a non-map, a truncated map, a reserved marker, a huge declared array.
+    let mut nan = ByteBuf::new();
+    let _ = enc::write_map_len(&mut nan, 4);
+    for (k, v) in [("customer_id", 1u64), ("terminal_id", 2), ("time", 0)] {
+        let _ = enc::write_str(&mut nan, k);
+        let _ = enc::write_uint(&mut nan, v);
+    }
+    let _ = enc::write_str(&mut nan, "amount");
+    let _ = enc::write_f64(&mut nan, f64::NAN);
+    out.push(nan.into_vec());
+    out.extend([vec![0x93, 1, 2, 3], vec![0x84, 0xa1, b'x'], vec![0xc1], vec![0xdd, 0xff, 0xff, 0xff, 0xff]]);
+    // Every broken request many times over, so that they weigh in the corpus.
+    let copies = out.clone();
+    for _ in 0..20 {
+        out.extend(copies.iter().cloned());
+    }
+    out
+}
+
+fn engine_and_module() -> Result<(Engine, Module)> {
+    let path = scorer_wasm()?;
+    let engine = Engine::default();
+    let module =
+        Module::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
+    ensure!(module.imports().len() == 0, "scorer.wasm must import nothing");
+    Ok((engine, module))
+}
+
+fn loaded_guest(engine: &Engine, module: &Module, snapshot: &[u8]) -> Result<Guest> {
+    let mut guest = Guest::new(engine, module)?;
+    ensure!(guest.set_edge_keys(&signer().edge_key().to_text())? == 0, "edge key refused");
+    let status = guest.load(snapshot)?;
+    ensure!(status == 0, "snapshot refused ({status}): {}", guest.last_error()?);
+    Ok(guest)
+}
+
+/// Compares every request's response natively and in wasmtime, one by one and in batches;
+/// returns (requests, native ns per score, wasm ns per score).
+fn compare(guest: &mut Guest, scorer: &mut Scorer<'_>, requests: &[Vec<u8>]) -> Result<(usize, f64, f64)> {
+    let mut native = Vec::new();
+    let mut wasm = Vec::new();
+    let mut native_out = Vec::new();
+    let t = Instant::now();
+    for r in requests {
+        native_out.clear();
+        scorer.score_bytes(r, &mut native_out);
+        native.push(native_out.clone());
+    }
+    let native_ns = t.elapsed().as_nanos() as f64 / requests.len() as f64;
+    let t = Instant::now();
+    for r in requests {
+        wasm.push(guest.score(r)?);
+    }
+    let wasm_ns = t.elapsed().as_nanos() as f64 / requests.len() as f64;
+    for (i, (n, w)) in native.iter().zip(&wasm).enumerate() {
+        if n != w {
+            bail!(
+                "request {i} ({}) differs:\nnative {}\nwasm   {}",
+                String::from_utf8_lossy(&requests[i]),
+                String::from_utf8_lossy(n),
+                String::from_utf8_lossy(w)
+            );
+        }
+    }
+    // Batches of MessagePack requests and of JSON requests.
+    for json in [false, true] {
+        let same: Vec<&Vec<u8>> = requests
+            .iter()
+            .filter(|r| {
+                r.first() == Some(&b'{') && json || !json && r.first().is_some_and(|&b| b & 0xf0 == 0x80)
+            })
+            .collect();
+        for chunk in same.chunks(64) {
+            let batch = if json {
+                let mut b = b"[".to_vec();
+                for (i, r) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        b.push(b',');
+                    }
+                    b.extend_from_slice(r);
+                }
+                b.push(b']');
+                b
+            } else {
+                let mut b = ByteBuf::new();
+                let _ = enc::write_array_len(&mut b, chunk.len() as u32);
+                let mut v = b.into_vec();
+                chunk.iter().for_each(|r| v.extend_from_slice(r));
+                v
+            };
+            native_out.clear();
+            scorer.score_batch_bytes(&batch, &mut native_out);
+            ensure!(native_out == guest.score_batch(&batch)?, "a batch differs");
+        }
+    }
+    Ok((requests.len(), native_ns, wasm_ns))
+}
+
+#[test]
+fn wasm_and_native_give_identical_responses_on_the_parity_corpus() -> Result<()> {
+    let (engine, module) = engine_and_module()?;
+    let fixture = fixture(&logistic(), "lr-parity-v1")?;
+    ensure!(fixture.requests.len() >= MIN_CORPUS, "only {} requests", fixture.requests.len());
+    let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
+    ensure!(guest.version.call(&mut guest.store, ())? >> 16 == 1, "ABI major version");
+    let snapshot = Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?;
+    let mut scorer = Scorer::new(snapshot);
+
+    // The corpus must reach every path: each decision, rules, known and unknown entities, errors.
+    let mut out = Vec::new();
+    let count = |needle: &str, out: &mut Vec<u8>, scorer: &mut Scorer<'_>| {
+        fixture
+            .requests
+            .iter()
+            .filter(|r| r.first() == Some(&b'{'))
+            .filter(|r| {
+                out.clear();
+                scorer.score_bytes(r, out);
+                String::from_utf8_lossy(out).contains(needle)
+            })
+            .count()
+    };
+    for needle in [
+        r#""decision":"allow""#,
+        r#""decision":"review""#,
+        r#""decision":"decline""#,
+        r#""rules":["AMOUNT_CAP"]"#,
+        "BLOCKED_",
+        r#""CUSTOMER_ID":false"#,
+        r#""TERMINAL_ID":true"#,
+        r#""error_kind":"bad_request""#,
+    ] {
+        let n = count(needle, &mut out, &mut scorer);
+        eprintln!("{needle}: {n} JSON responses");
+        ensure!(n > 0, "no response in the corpus has {needle}");
+    }
+
+    let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &fixture.requests)?;
+    eprintln!(
+        "parity: {n} requests identical; per score (wire path, mixed corpus): native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns (incl. copying in and out)"
+    );
+    Ok(())
+}
+
+#[test]
+fn tree_models_and_hot_swaps_stay_identical() -> Result<()> {
+    let (engine, module) = engine_and_module()?;
+    let lr = fixture(&logistic(), "lr-parity-v1")?;
+    let gbdt = fixture(&trees(), "gbdt-parity-v1")?;
+    let mut guest = loaded_guest(&engine, &module, &lr.snapshot)?;
+    // Swap to the tree model in the same instance; a damaged snapshot in between is refused and
+    // the trees keep serving.
+    ensure!(guest.load(&gbdt.snapshot)? == 0, "{}", guest.last_error()?);
+    let mut damaged = gbdt.snapshot.clone();
+    let last = damaged.len() - 20;
+    damaged[last] ^= 1;
+    let status = guest.load(&damaged)?;
+    ensure!(status >= 10, "a damaged snapshot was accepted ({status})");
+    ensure!(guest.last_error()?.contains("snapshot"), "{}", guest.last_error()?);
+    let mut scorer = Scorer::new(Snapshot::load(&gbdt.snapshot, &[signer().edge_key()])?);
+    let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &gbdt.requests[..4_000])?;
+    eprintln!("trees: {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score");
+    Ok(())
+}
+
+#[test]
+fn no_input_traps_the_module() -> Result<()> {
+    let (engine, module) = engine_and_module()?;
+    let fixture = fixture(&logistic(), "lr-parity-v1")?;
+
+    // Before any key or snapshot: typed refusals, no trap.
+    let mut fresh = Guest::new(&engine, &module)?;
+    ensure!(fresh.load(&fixture.snapshot)? == 1, "a snapshot loaded without a trusted key");
+    ensure!(fresh.set_edge_keys("not a key")? == 3, "a bad key file was accepted");
+    let r = fresh.score(br#"{"customer_id":1}"#)?;
+    ensure!(String::from_utf8_lossy(&r).contains("no_snapshot"), "{}", String::from_utf8_lossy(&r));
+    let packed = fresh.score.call(&mut fresh.store, (u32::MAX - 4, 100))?;
+    ensure!(String::from_utf8_lossy(&fresh.read_packed(packed)?).contains("outside"), "bad pointer");
+
+    let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
+    let mut scorer = Scorer::new(Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?);
+    let seeds: Vec<&Vec<u8>> = fixture.requests.iter().step_by(97).collect();
+    let mut rng = Rng(99);
+    let mut native = Vec::new();
+    let start_memory = guest.memory_bytes();
+    for case in 0..FUZZ_CASES {
+        let input: Vec<u8> = match case % 3 {
+            0 => (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
+            _ => {
+                let mut bytes = seeds[rng.below(seeds.len())].clone();
+                for _ in 0..=rng.below(4) {
+                    let i = rng.below(bytes.len().max(1));
+                    if let Some(b) = bytes.get_mut(i) {
+                        *b = match rng.below(3) {
+                            0 => rng.next() as u8,
+                            1 => *b ^ (1 << rng.below(8)),
+                            _ => b"{}[],:\"\\0-e."[rng.below(12)],
+                        };
+                    }
+                }
+                bytes.truncate(rng.below(bytes.len() + 1).max(bytes.len() * 3 / 4));
+                bytes
+            }
+        };
+        let batch = case % 2 == 1;
+        let wasm = if batch { guest.score_batch(&input) } else { guest.score(&input) }
+            .with_context(|| format!("case {case} trapped on {input:02x?}"))?;
+        native.clear();
+        if batch {
+            scorer.score_batch_bytes(&input, &mut native);
+        } else {
+            scorer.score_bytes(&input, &mut native);
+        }
+        ensure!(wasm == native, "case {case}: wasm and native differ on {input:02x?}");
+    }
+    // A response handed back as a request, and arbitrary snapshots.
+    let packed = guest.score.call(&mut guest.store, (guest.buf.0, 0))?;
+    let again = guest.score.call(&mut guest.store, ((packed >> 32) as u32, (packed & 0xffff_ffff) as u32))?;
+    ensure!(!guest.read_packed(again)?.is_empty(), "no response to a response");
+    for len in [0usize, 1, 64, 200, 1000] {
+        let junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        ensure!(guest.load(&junk)? != 0, "junk loaded as a snapshot");
+    }
+    let grown = guest.memory_bytes() - start_memory;
+    eprintln!(
+        "fuzz: {FUZZ_CASES} inputs, no trap, wasm = native on each; memory {} KiB -> {} KiB",
+        start_memory / 1024,
+        guest.memory_bytes() / 1024
+    );
+    ensure!(grown < 16 << 20, "memory grew by {grown} bytes");
+    Ok(())
+}
+
+#[test]
+fn reports_time_per_score() -> Result<()> {
+    let (engine, module) = engine_and_module()?;
+    let fixture = fixture(&logistic(), "lr-parity-v1")?;
+    let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
+    let mut scorer = Scorer::new(Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?);
+    // The first few thousand MessagePack requests come from real transactions.
+    let msgpack: Vec<&Vec<u8>> = fixture
+        .requests
+        .iter()
+        .filter(|r| r.first().is_some_and(|&b| b & 0xf0 == 0x80))
+        .take(2_000)
+        .collect();
+    let decoded: Vec<Request> = msgpack.iter().filter_map(|r| scorer.decode_request(r).ok()).collect();
+    let rounds = 20;
+    let per = |t: Instant, n: usize| t.elapsed().as_nanos() as f64 / (rounds * n) as f64;
+
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for req in &decoded {
+            black_box(scorer.score(black_box(req)).ok());
+        }
+    }
+    let native_struct = per(t, decoded.len());
+
+    let mut out = Vec::with_capacity(1024);
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for r in &msgpack {
+            out.clear();
+            scorer.score_bytes(black_box(r), &mut out);
+        }
+    }
+    let native_wire = per(t, msgpack.len());
+
+    // In wasm: requests written once, then only the calls are timed.
+    let mut placed = Vec::new();
+    for r in &msgpack {
+        placed.push((guest.put(r)?, r.len() as u32));
+    }
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for &(ptr, len) in &placed {
+            black_box(guest.score.call(&mut guest.store, (ptr, len))?);
+        }
+    }
+    let wasm_wire = per(t, placed.len());
+    eprintln!(
+        "time per score (logistic, handbook features, {} requests x {rounds}): native Scorer::score {native_struct:.0} ns; \
+         native score_bytes (MessagePack in and out) {native_wire:.0} ns; wasmtime tg_score {wasm_wire:.0} ns",
+        decoded.len()
+    );
+    Ok(())
+}

@@ -49,9 +49,14 @@ pub fn features(out: &Path, ours: &Path) -> Result<()> {
     println!("| engine | features (s) | tollgate is faster by |");
     println!("| --- | --- | --- |");
     println!("| tollgate (Rust, 1 thread) | {ours_best:.3} | |");
-    for engine in ["polars", "duckdb"] {
-        if let Some(best) = number(&theirs, &format!("{engine}_features_best_s")) {
-            println!("| {engine} | {best:.3} | {:.1}x |", best / ours_best);
+    let results = theirs.get("results").and_then(|r| r.as_array()).cloned().unwrap_or_default();
+    for result in
+        results.iter().filter(|r| r.get("variant").and_then(|v| v.as_str()) == Some("handbook windows"))
+    {
+        let engine = result.get("engine").and_then(|e| e.as_str()).unwrap_or("?");
+        let version = result.get("version").and_then(|e| e.as_str()).unwrap_or("");
+        if let Some(best) = number(result, "features_best_s") {
+            println!("| {engine} {version} | {best:.3} | {:.1}x |", best / ours_best);
         }
     }
     Ok(())

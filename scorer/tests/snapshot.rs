@@ -370,8 +370,14 @@ fn refuses_ids_hashed_with_another_key() {
     assert!(Snapshot::load(&bytes, &[EdgeKey::from_text(&s.edge_key().to_text()).unwrap()]).is_ok());
 }
 
+/// Proptest cases per property: `TOLLGATE_FUZZ_CASES` or 2,000.
+fn fuzz_cases() -> u32 {
+    std::env::var("TOLLGATE_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    // 2,000 cases in CI; `TOLLGATE_FUZZ_CASES=N` runs longer (docs/snapshot-format.md records one).
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {

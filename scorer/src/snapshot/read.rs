@@ -154,6 +154,12 @@ pub struct EntityTable<'a> {
     len: usize,
     // Per slot: byte offset in the row, f64 (else u32).
     slots: Vec<(usize, bool)>,
+    // Bucket index over the keys' top `bucket_bits` bits: rows `buckets[b]..buckets[b + 1]` have
+    // top bits `b`. Keys are uniform hashes, so a bucket holds about 8 rows and a lookup reads one
+    // small, cache-resident array and then a few consecutive rows. Built while the key order is
+    // checked on load; 4 bytes per 8 entities.
+    buckets: Vec<u32>,
+    bucket_bits: u32,
 }
 
 impl<'a> EntityTable<'a> {
@@ -192,52 +198,21 @@ impl<'a> EntityTable<'a> {
         out
     }
 
-    /// The row index of `key`, if present: interpolation search (keys are uniform hashes), then
-    /// binary search once the range is small.
+    /// The row index of `key`, if present: its bucket, then a scan of the bucket's rows.
     pub fn find(&self, key: EntityKey) -> Option<usize> {
         let key = key.0;
-        if self.len == 0 {
-            return None;
-        }
-        let (mut lo, mut hi) = (0usize, self.len - 1);
-        for _ in 0..6 {
-            let (lo_key, hi_key) = (self.key(lo), self.key(hi));
-            if key < lo_key || key > hi_key {
-                return None;
-            }
-            if hi - lo < 32 || lo_key == hi_key {
-                break;
-            }
-            // In f64 rather than u128: a guess needs no exactness (the search checks every key it
-            // reads), and u128 division costs a kilobyte of wasm and is slow there.
-            let fraction = (key - lo_key) as f64 / (hi_key - lo_key) as f64;
-            let guess = (lo + (fraction * (hi - lo) as f64) as usize).min(hi);
-            let k = self.key(guess);
-            if k == key {
-                return Some(guess);
-            }
-            if k < key {
-                lo = guess + 1;
+        let b = if self.bucket_bits == 0 { 0 } else { (key >> (64 - self.bucket_bits)) as usize };
+        let (mut start, mut end) = (*self.buckets.get(b)? as usize, *self.buckets.get(b + 1)? as usize);
+        // Buckets are small for hashed keys; halve a large one (only a skewed table has them).
+        while end - start > 16 {
+            let mid = start + (end - start) / 2;
+            if self.key(mid) <= key {
+                start = mid;
             } else {
-                hi = guess.checked_sub(1)?;
-            }
-            if lo > hi {
-                return None;
+                end = mid;
             }
         }
-        while lo <= hi {
-            let mid = lo + (hi - lo) / 2;
-            let k = self.key(mid);
-            if k == key {
-                return Some(mid);
-            }
-            if k < key {
-                lo = mid + 1;
-            } else {
-                hi = mid.checked_sub(1)?;
-            }
-        }
-        None
+        (start..end).find(|&i| self.key(i) >= key).filter(|&i| self.key(i) == key)
     }
 
     /// The aggregates of the entity with `key`, or `None` when the snapshot does not know it.
@@ -436,11 +411,33 @@ fn entity_tables<'a>(
                     found: width as u64,
                 });
             }
-            let table = EntityTable { rows, width, len, slots: slot_offsets(&def.layout) };
-            for i in 1..len {
-                if table.key(i) <= table.key(i - 1) {
+            if u32::try_from(len).is_err() {
+                return Err(SnapshotError::Sections("an entity table has more than 4294967295 rows"));
+            }
+            // About 8 rows per bucket: the smallest power of two of buckets with len / 8 or more.
+            let bucket_bits = (len / 8).max(1).next_power_of_two().trailing_zeros().min(24);
+            let mut table = EntityTable {
+                rows,
+                width,
+                len,
+                slots: slot_offsets(&def.layout),
+                buckets: Vec::with_capacity((1 << bucket_bits) + 1),
+                bucket_bits,
+            };
+            let mut previous = None;
+            for i in 0..len {
+                let key = table.key(i);
+                if previous.is_some_and(|p| key <= p) {
                     return Err(SnapshotError::RowsOutOfOrder { entity, row: i as u64 });
                 }
+                previous = Some(key);
+                let bucket = if bucket_bits == 0 { 0 } else { (key >> (64 - bucket_bits)) as usize };
+                while table.buckets.len() <= bucket {
+                    table.buckets.push(i as u32);
+                }
+            }
+            while table.buckets.len() <= 1 << bucket_bits {
+                table.buckets.push(len as u32);
             }
             Ok(table)
         })

@@ -143,6 +143,26 @@ pub struct IngestReport {
     pub ignored_columns: Vec<String>,
 }
 
+impl Ingested {
+    /// Closes a read, whatever the format: the quarantine file flushed, the table finished (and
+    /// sorted if asked), the report filled in.
+    fn finish(
+        table: rows::TableBuilder<'_>,
+        rejections: quarantine::Rejections,
+        format: FileFormat,
+        rows_read: u64,
+        ignored_columns: Vec<String>,
+    ) -> Result<Ingested, IngestError> {
+        let rejected = rejections.count;
+        let quarantine = rejections.finish()?;
+        let (transactions, sorted) = table.finish();
+        let accepted = transactions.len() as u64;
+        let report =
+            IngestReport { format, rows_read, accepted, rejected, quarantine, sorted, ignored_columns };
+        Ok(Ingested { transactions, report })
+    }
+}
+
 impl fmt::Display for IngestReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.rows_read == 0 {

@@ -667,11 +667,8 @@ mod tests {
         assert!(tx.customers.len() <= config.customers);
     }
 
-    #[test]
-    fn every_transaction_uses_a_terminal_within_the_radius() {
-        let config = SimulationConfig { radius: 3.0, ..small(6) };
-        let tx = run(&config);
-        let terminals = terminal_positions(&config);
+    fn assert_terminals_within_radius(config: &SimulationConfig, tx: &Transactions) {
+        let terminals = terminal_positions(config);
         for i in 0..tx.len() {
             let c = profile_number(&tx.customers, tx.customer[i]);
             let (x, y) = Profile::draw(&mut rng(config.seed, Stream::Customer, c as u64)).position;
@@ -681,6 +678,13 @@ mod tests {
                 "row {i} uses a far terminal"
             );
         }
+    }
+
+    #[test]
+    fn every_transaction_uses_a_terminal_within_the_radius() {
+        let config = SimulationConfig { radius: 3.0, ..small(6) };
+        let tx = run(&config);
+        assert_terminals_within_radius(&config, &tx);
     }
 
     #[test]
@@ -734,16 +738,7 @@ mod tests {
         let config = SimulationConfig { customers: 60, terminals: 200_000, days: 10, ..small(16) };
         let tx = run(&config);
         assert!(tx.len() > 500, "only {} transactions", tx.len());
-        let terminals = terminal_positions(&config);
-        for i in 0..tx.len() {
-            let c = profile_number(&tx.customers, tx.customer[i]);
-            let (x, y) = Profile::draw(&mut rng(config.seed, Stream::Customer, c as u64)).position;
-            let (tx_, ty) = terminals[profile_number(&tx.terminals, tx.terminal[i])];
-            assert!(
-                ((x - tx_).powi(2) + (y - ty).powi(2)).sqrt() < config.radius,
-                "row {i} uses a far terminal"
-            );
-        }
+        assert_terminals_within_radius(&config, &tx);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::columns::{self, Fields};
 use super::gunzip::{self, GunzipError, GunzipReader};
 use super::quarantine::Rejections;
 use super::rows::{self, CacheKey, EntityCache, Row, TableBuilder};
-use super::{IngestError, IngestOptions, IngestReport, Ingested, Place, RowProblem};
+use super::{IngestError, IngestOptions, Ingested, Place, RowProblem};
 use crate::{FileFormat, Progress};
 use csv::ByteRecord;
 use std::fs::File;
@@ -136,19 +136,7 @@ fn read_records<S: Source>(
             rejections.reject(Place::Line(line), problem, record.iter())?;
         }
     }
-    let rejected = rejections.count;
-    let quarantine = rejections.finish()?;
-    let (transactions, sorted) = table.finish();
-    let report = IngestReport {
-        format,
-        rows_read,
-        accepted: transactions.len() as u64,
-        rejected,
-        quarantine,
-        sorted,
-        ignored_columns: resolved.ignored,
-    };
-    Ok(Ingested { transactions, report })
+    Ingested::finish(table, rejections, format, rows_read, resolved.ignored)
 }
 
 /// Parses and checks one record's fields on their own; entity ids found in the caches come back

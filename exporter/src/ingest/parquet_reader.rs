@@ -10,7 +10,7 @@
 use super::columns::{self, Fields};
 use super::quarantine::Rejections;
 use super::rows::{self, CacheKey, Entity, EntityCache, Row, TableBuilder};
-use super::{IngestError, IngestOptions, IngestReport, Ingested, Place, RowProblem};
+use super::{IngestError, IngestOptions, Ingested, Place, RowProblem};
 use crate::{FileFormat, Progress};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -167,19 +167,7 @@ pub(super) fn read(
     });
     progress.finish();
     result?;
-    let rejected = rejections.count;
-    let quarantine = rejections.finish()?;
-    let (transactions, sorted) = table.finish();
-    let report = IngestReport {
-        format: FileFormat::Parquet,
-        rows_read,
-        accepted: transactions.len() as u64,
-        rejected,
-        quarantine,
-        sorted,
-        ignored_columns: resolved.ignored,
-    };
-    Ok(Ingested { transactions, report })
+    Ingested::finish(table, rejections, FileFormat::Parquet, rows_read, resolved.ignored)
 }
 
 /// One column of a batch, downcast once per batch.

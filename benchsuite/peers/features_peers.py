@@ -418,15 +418,17 @@ def self_test(seed: int = 7) -> int:
 # --------------------------------------------------------------------------------------------- main
 
 
-def timed(fn, runs: int) -> tuple[list[float], object]:
-    times, result = [], None
+def timed(fn, runs: int) -> tuple[list[float], list[float], object]:
+    """Wall-clock and process CPU seconds (all threads) of each run, and the last result."""
+    times, cpu, result = [], [], None
     for _ in range(runs):
         result = None
         gc.collect()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = fn()
         times.append(time.perf_counter() - start)
-    return times, result
+        cpu.append(time.process_time() - start_cpu)
+    return times, cpu, result
 
 
 def main() -> int:
@@ -472,7 +474,7 @@ def main() -> int:
     if load_before[0] > (os.cpu_count() or 1) * 0.5:
         print(f"warning: load average {load_before[0]:.2f} on {os.cpu_count()} CPUs; timings will be noisy", file=sys.stderr)
 
-    def record(engine, variant, version, load_s, times, features, note, exact):
+    def record(engine, variant, version, load_s, times, cpu, features, note, exact):
         check = compare(features, golden)
         label = f"{engine} ({variant})" if variant else engine
         outputs[label] = features
@@ -486,6 +488,7 @@ def main() -> int:
                 "features_best_s": min(times),
                 "features_median_s": statistics.median(times),
                 "features_runs_s": times,
+                "features_cpu_runs_s": cpu,
                 "rows": features.height,
                 "rows_matching_golden": check["matching"],
                 "golden_rows": check["compared"],
@@ -497,7 +500,8 @@ def main() -> int:
             }
         )
         print(
-            f"{label}: best {min(times):.3f} s, median {statistics.median(times):.3f} s; "
+            f"{label}: best {min(times):.3f} s, median {statistics.median(times):.3f} s "
+            f"(CPU {min(cpu):.2f}-{max(cpu):.2f} s); "
             f"{check['matching']:,}/{check['compared']:,} golden rows match"
             + ("" if check["only_the_same_second_pair"] else f"; differing: {[d['TRANSACTION_ID'] for d in check['differing']]}"),
             file=sys.stderr,
@@ -520,9 +524,9 @@ def main() -> int:
         if not args.exact_only:
             variants.append((False, "time windows only", "rolling_sum_by over TX_DATETIME; same-second peers included"))
         for exact, variant, note in variants:
-            times, feats = timed(lambda: polars_features(tx, exact), args.runs)
+            times, cpu, feats = timed(lambda: polars_features(tx, exact), args.runs)
             assert feats.shape == (rows, 1 + len(FEATURES)), feats.shape
-            record("polars", variant, pl.__version__, pl_load, times, feats, note, exact)
+            record("polars", variant, pl.__version__, pl_load, times, cpu, feats, note, exact)
             del feats
     del tx
     gc.collect()
@@ -543,8 +547,8 @@ def main() -> int:
             variants.append((False, "time windows only", "RANGE BETWEEN INTERVAL frames; same-second peers included"))
         for exact, variant, note in variants:
             sql = duckdb_features_sql(rows, exact)
-            times, _ = timed(lambda: duckdb_features(con, sql), args.runs)
-            record("duckdb", variant, duckdb.__version__, db_load, times, duckdb_fetch(con), note, exact)
+            times, cpu, _ = timed(lambda: duckdb_features(con, sql), args.runs)
+            record("duckdb", variant, duckdb.__version__, db_load, times, cpu, duckdb_fetch(con), note, exact)
         con.close()
 
     disagreeing = None

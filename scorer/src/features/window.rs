@@ -11,7 +11,8 @@ use alloc::vec::Vec;
 #[derive(Clone, Copy, Debug)]
 struct Event {
     time: i64,
-    amount: f64,
+    // The amount on the fixed-point grid, converted once when pushed.
+    amount: i128,
     fraud: bool,
 }
 
@@ -60,7 +61,7 @@ impl EntityWindows {
 
     /// Records a transaction of this entity. Transactions must be pushed in time order.
     pub fn push(&mut self, time: Timestamp, amount: f64, fraud: bool) {
-        self.events.push_back(Event { time: time.0, amount, fraud });
+        self.events.push_back(Event { time: time.0, amount: fixed(amount), fraud });
     }
 
     /// Moves every window to end at `now`: transactions pushed so far enter a window once
@@ -77,7 +78,7 @@ impl EntityWindows {
                     break;
                 }
                 state.count += 1;
-                state.amount_sum = state.amount_sum.wrapping_add(fixed(e.amount));
+                state.amount_sum = state.amount_sum.wrapping_add(e.amount);
                 state.frauds += u64::from(e.fraud);
                 state.enter += 1;
             }
@@ -87,7 +88,7 @@ impl EntityWindows {
                     break;
                 }
                 state.count -= 1;
-                state.amount_sum = state.amount_sum.wrapping_sub(fixed(e.amount));
+                state.amount_sum = state.amount_sum.wrapping_sub(e.amount);
                 state.frauds -= u64::from(e.fraud);
                 state.exit += 1;
             }

@@ -140,6 +140,10 @@ fn demo(seed: u64) -> Result<()> {
 
 fn test() -> Result<()> {
     setup::wasm_target()?;
+    // The worker and page tests run real workerd and headless Chromium, built with wasm-bindgen.
+    setup::node_packages()?;
+    let wasm_bindgen = setup::wasm_bindgen()?;
+    let chromium = setup::chromium()?;
     let cargo = cargo();
     run(&cargo, &["fmt", "--all", "--", "--check"])?;
     run(&cargo, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
@@ -151,7 +155,11 @@ fn test() -> Result<()> {
     let scorer_wasm = build_scorer_wasm()?;
     // The parity tests run this very module in wasmtime.
     // SAFETY of the environment: xtask is single-threaded; cargo test inherits the variable.
-    unsafe { std::env::set_var("TOLLGATE_SCORER_WASM", &scorer_wasm) };
+    unsafe {
+        std::env::set_var("TOLLGATE_SCORER_WASM", &scorer_wasm);
+        std::env::set_var("TOLLGATE_WASM_BINDGEN", &wasm_bindgen);
+        std::env::set_var("TOLLGATE_CHROMIUM", &chromium);
+    }
     run(&cargo, &["test", "--workspace"])?;
     Ok(())
 }

@@ -7,20 +7,14 @@
 //! this test builds it itself, into its own target directory next to the test binary's.
 
 use anyhow::{Context, Result, bail, ensure};
-use exporter::NoProgress;
-use exporter::simulate::{SimulationConfig, simulate};
-use exporter::snapshot::aggregate_history;
 use rmp::encode::{self as enc, ByteBuf};
-use scorer::Timestamp;
-use scorer::features::FeatureSchema;
-use scorer::model::{Logistic, Model, Node, TreeEnsemble, TreeOutput};
-use scorer::policy::{BlockList, Policy, ReasonCode};
 use scorer::score::{Request, Scorer};
-use scorer::snapshot::{IdHashKey, Snapshot, SnapshotMeta, SnapshotSigner, build_snapshot_with};
+use scorer::snapshot::Snapshot;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
+use tollgate_tests::parity::{Rng, fixture, logistic, signer, trees};
 use wasmtime::{Engine, Instance, Memory, Module, Store, TypedFunc};
 
 /// Transactions scored per run at least (the issue's parity bar).
@@ -157,215 +151,6 @@ impl Guest {
     fn memory_bytes(&self) -> usize {
         self.memory.data_size(&self.store)
     }
-}
-
-/// SplitMix64: a small deterministic generator, so that the corpus is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn signer() -> SnapshotSigner {
-    SnapshotSigner::from_secret([21; 32], IdHashKey([42; 16]))
-}
-
-/// A hand-made logistic regression over the handbook's 15 features: amount, night and the
-/// terminal's recent fraud share raise the score.
-fn logistic() -> Model {
-    let weights = vec![0.012, 0.15, 0.6, 0.08, 0.004, 0.03, 0.002, 0.01, 0.001, 0.0, 4.0, 0.0, 3.0, 0.0, 1.5];
-    Model::Logistic(Logistic { weights, intercept: -3.5 })
-}
-
-/// Two stumps over the amount and the 7-day terminal risk, to check the tree evaluator too.
-fn trees() -> Model {
-    let leaf = |value| Node { feature: u16::MAX, default_left: false, value, left: 0, right: 0 };
-    let split = |feature, value, left, right| Node { feature, default_left: true, value, left, right };
-    Model::Trees(TreeEnsemble {
-        n_features: 15,
-        nodes: vec![
-            split(0, 120.0, 1, 2),
-            leaf(-1.5),
-            leaf(0.75),
-            split(12, 0.05, 4, 5),
-            leaf(-0.5),
-            leaf(2.5),
-        ],
-        roots: vec![0, 3],
-        base_margin: -1.0,
-        output: TreeOutput::Logistic,
-    })
-}
-
-/// Everything a corpus needs: the history, the snapshot and what to probe it with.
-struct Fixture {
-    snapshot: Vec<u8>,
-    requests: Vec<Vec<u8>>,
-}
-
-fn fixture(model: &Model, model_id: &str) -> Result<Fixture> {
-    let config = SimulationConfig { seed: 5, customers: 400, terminals: 800, days: 45, ..Default::default() };
-    let tx = simulate(&config, &NoProgress)?;
-    let as_of = Timestamp(config.start.0 + 30 * 86_400);
-    let s = signer();
-    let schema = FeatureSchema::handbook();
-    let tables = aggregate_history(&tx, &schema, as_of, s.id_hash(), &NoProgress)?;
-    let meta = SnapshotMeta {
-        snapshot_id: format!("tg-parity-{model_id}"),
-        as_of,
-        created_at: Timestamp(1_700_000_000),
-        data_range: Some((tx.time[0], as_of)),
-        exporter_version: "parity".into(),
-        id_key_fingerprint: s.id_hash().fingerprint(),
-        schema,
-        model_id: Some(model_id.into()),
-    };
-    let code = |c| ReasonCode::new(c).expect("a valid code");
-    let blocked_customers: Vec<&[u8]> = vec![b"3", b"77", b"150"];
-    let policy = Policy::new(0.25, 0.6)?
-        .with_amount_cap(400.0, code("AMOUNT_CAP"))?
-        .with_block_list(BlockList::from_ids(0, code("BLOCKED_CUSTOMER"), blocked_customers, s.id_hash()))?
-        .with_block_list(BlockList::from_ids(1, code("BLOCKED_TERMINAL"), [b"11".as_slice()], s.id_hash()))?;
-    let snapshot = build_snapshot_with(&meta, tables, Some(model), Some(&policy), &s)?;
-
-    let mut rng = Rng(17);
-    let mut requests = Vec::new();
-    let start = tx.time.partition_point(|t| *t < as_of);
-    for i in start..tx.len() {
-        let customer = tx.customers.id(tx.customer[i]);
-        let terminal = tx.terminals.id(tx.terminal[i]);
-        requests.push(request(&mut rng, i, customer, terminal, tx.amount[i], tx.time[i]));
-    }
-    // Unknown entities: the cold start.
-    for i in 0..2_000 {
-        let (customer, terminal) = match i % 3 {
-            0 => (format!("new-{i}"), tx.terminals.id(tx.terminal[start + i % 500]).to_string()),
-            1 => (tx.customers.id(tx.customer[start + i % 500]).to_string(), format!("{}", 1_000_000 + i)),
-            _ => (format!("{}", 5_000_000 + i), format!("t-{i}")),
-        };
-        let amount = (rng.below(50_000) as f64) / 100.0;
-        requests.push(request(&mut rng, i, &customer, &terminal, amount, Timestamp(as_of.0 + i as i64 * 97)));
-    }
-    requests.extend(broken_requests());
-    Ok(Fixture { snapshot, requests })
-}
-
-/// One request in one of four encodings, ids as numbers or text, time as seconds or text.
-fn request(rng: &mut Rng, i: usize, customer: &str, terminal: &str, amount: f64, time: Timestamp) -> Vec<u8> {
-    let numeric = |id: &str| id.parse::<u64>().ok();
-    match rng.below(4) {
-        0 | 1 => {
-            let mut b = ByteBuf::new();
-            let extra = i.is_multiple_of(5);
-            let _ = enc::write_map_len(&mut b, 5 + u32::from(extra));
-            let _ = enc::write_str(&mut b, "transaction_id");
-            let _ = enc::write_uint(&mut b, i as u64);
-            for (key, id) in [("customer_id", customer), ("TERMINAL_ID", terminal)] {
-                let _ = enc::write_str(&mut b, key);
-                match numeric(id).filter(|_| rng.below(2) == 0) {
-                    Some(n) => drop(enc::write_uint(&mut b, n)),
-                    None => drop(enc::write_str(&mut b, id)),
-                }
-            }
-            let _ = enc::write_str(&mut b, "amount");
-            let _ = enc::write_f64(&mut b, amount);
-            let _ = enc::write_str(&mut b, "time");
-            if rng.below(2) == 0 {
-                let _ = enc::write_sint(&mut b, time.0);
-            } else {
-                let _ = enc::write_str(&mut b, &time.to_string());
-            }
-            if extra {
-                let _ = enc::write_str(&mut b, "device");
-                let _ = enc::write_map_len(&mut b, 1);
-                let _ = enc::write_str(&mut b, "ua");
-                let _ = enc::write_str(&mut b, "Mozilla/5.0");
-            }
-            b.into_vec()
-        }
-        _ => {
-            let id = |id: &str, rng: &mut Rng| match numeric(id) {
-                Some(n) if rng.below(2) == 0 => n.to_string(),
-                _ => format!("{id:?}"),
-            };
-            let time = if rng.below(2) == 0 { time.0.to_string() } else { format!("\"{time}\"") };
-            format!(
-                r#"{{"transaction_id":"tx-{i}","customer_id":{},"terminal_id":{},"amount":{amount:?},"time":{time},"channel":"web"}}"#,
-                id(customer, rng),
-                id(terminal, rng)
-            )
-            .into_bytes()
-        }
-    }
-}
-
-/// Requests every scorer must refuse with a typed error, in both formats.
-fn broken_requests() -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = [
-        r#"{"customer_id":1,"terminal_id":2,"amount":-1,"time":0}"#,
-        r#"{"customer_id":1,"terminal_id":2,"amount":1e400,"time":0}"#,
-        r#"{"customer_id":1,"terminal_id":2,"amount":"12.5","time":0}"#,
-        r#"{"customer_id":1,"amount":1,"time":0}"#,
-        r#"{"customer_id":1,"terminal_id":2,"time":0}"#,
-        r#"{"customer_id":1,"terminal_id":2,"amount":1}"#,
-        r#"{"customer_id":[1],"terminal_id":2,"amount":1,"time":0}"#,
-        r#"{"customer_id":1.5,"terminal_id":2,"amount":1,"time":0}"#,
-        r#"{"customer_id":1e30,"terminal_id":2,"amount":1,"time":0}"#,
-        r#"{"customer_id":"","terminal_id":2,"amount":1,"time":0}"#,
-        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":"2018-13-01 00:00:00"}"#,
-        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":"noon"}"#,
-        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":99999999999999}"#,
-        r#"{"customer_id":1,"customer_id":1,"terminal_id":2,"amount":1,"time":0}"#,
-        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":0,}"#,
-        r#"{"customer_id":1,"terminal_id":2,"amount":1,"time":0}}"#,
-        r#"{"customer_id":"\ud800","terminal_id":2,"amount":1,"time":0}"#,
-        r#"["customer_id",1]"#,
-        "{",
-        "",
-        "   ",
-    ]
-    .iter()
-    .map(|s| s.as_bytes().to_vec())
-    .collect();
-    out.push(
-        format!(r#"{{"customer_id":"{}","terminal_id":2,"amount":1,"time":0}}"#, "x".repeat(200))
-            .into_bytes(),
-    );
-    out.push(
-        format!(
-            r#"{{"customer_id":1,"terminal_id":2,"amount":1,"time":0,"deep":{}{}}}"#,
-            "[".repeat(40),
-            "]".repeat(40)
-        )
-        .into_bytes(),
-    );
-    // MessagePack: NaN amount, a non-map, a truncated map, a reserved marker, a huge declared array.
-    let mut nan = ByteBuf::new();
-    let _ = enc::write_map_len(&mut nan, 4);
-    for (k, v) in [("customer_id", 1u64), ("terminal_id", 2), ("time", 0)] {
-        let _ = enc::write_str(&mut nan, k);
-        let _ = enc::write_uint(&mut nan, v);
-    }
-    let _ = enc::write_str(&mut nan, "amount");
-    let _ = enc::write_f64(&mut nan, f64::NAN);
-    out.push(nan.into_vec());
-    out.extend([vec![0x93, 1, 2, 3], vec![0x84, 0xa1, b'x'], vec![0xc1], vec![0xdd, 0xff, 0xff, 0xff, 0xff]]);
-    // Every broken request many times over, so that they weigh in the corpus.
-    let copies = out.clone();
-    for _ in 0..20 {
-        out.extend(copies.iter().cloned());
-    }
-    out
 }
 
 fn engine_and_module() -> Result<(Engine, Module)> {
@@ -536,14 +321,14 @@ fn no_input_traps_the_module() -> Result<()> {
     let start_memory = guest.memory_bytes();
     for case in 0..FUZZ_CASES {
         let input: Vec<u8> = match case % 3 {
-            0 => (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
+            0 => (0..rng.below(300)).map(|_| rng.next_u64() as u8).collect(),
             _ => {
                 let mut bytes = seeds[rng.below(seeds.len())].clone();
                 for _ in 0..=rng.below(4) {
                     let i = rng.below(bytes.len().max(1));
                     if let Some(b) = bytes.get_mut(i) {
                         *b = match rng.below(3) {
-                            0 => rng.next() as u8,
+                            0 => rng.next_u64() as u8,
                             1 => *b ^ (1 << rng.below(8)),
                             _ => b"{}[],:\"\\0-e."[rng.below(12)],
                         };
@@ -569,7 +354,7 @@ fn no_input_traps_the_module() -> Result<()> {
     let again = guest.score.call(&mut guest.store, ((packed >> 32) as u32, (packed & 0xffff_ffff) as u32))?;
     ensure!(!guest.read_packed(again)?.is_empty(), "no response to a response");
     for len in [0usize, 1, 64, 200, 1000] {
-        let junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         ensure!(guest.load(&junk)? != 0, "junk loaded as a snapshot");
     }
     let grown = guest.memory_bytes() - start_memory;

@@ -3,3 +3,39 @@
 //! where it came from. [`parity`] makes the one corpus that every runtime is checked against.
 
 pub mod parity;
+
+use anyhow::{Context, Result, ensure};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The path of `scorer.wasm`: `TOLLGATE_SCORER_WASM` when set (`cargo xtask test` builds it
+/// first), otherwise built here with the `wasm` profile into a target directory of its own.
+pub fn scorer_wasm() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("TOLLGATE_SCORER_WASM") {
+        return Ok(PathBuf::from(path));
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // target/<profile>/deps/<test binary>: build in target/scorer-wasm-parity, a directory of its
+    // own, so that the outer cargo's lock on target/ is never in the way.
+    let exe = std::env::current_exe()?;
+    let target = exe.ancestors().nth(3).context("the test binary is not in a cargo target directory")?;
+    let dir = target.join("scorer-wasm-parity");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&workspace)
+        .env("CARGO_TARGET_DIR", &dir)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "scorer-wasm",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "wasm",
+        ])
+        .status()
+        .context("running cargo to build scorer.wasm")?;
+    ensure!(status.success(), "building scorer.wasm failed");
+    Ok(dir.join("wasm32-unknown-unknown/wasm/scorer_wasm.wasm"))
+}

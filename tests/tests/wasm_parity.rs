@@ -11,47 +11,15 @@ use rmp::encode::{self as enc, ByteBuf};
 use scorer::score::{Request, Scorer};
 use scorer::snapshot::Snapshot;
 use std::hint::black_box;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 use tollgate_tests::parity::{Rng, fixture, logistic, signer, trees};
+use tollgate_tests::scorer_wasm;
 use wasmtime::{Engine, Instance, Memory, Module, Store, TypedFunc};
 
 /// Transactions scored per run at least (the parity bar).
 const MIN_CORPUS: usize = 10_000;
 /// Random and damaged inputs thrown at `tg_score` and `tg_score_batch`.
 const FUZZ_CASES: usize = 20_000;
-
-/// The path of `scorer.wasm`, built when not given.
-fn scorer_wasm() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("TOLLGATE_SCORER_WASM") {
-        return Ok(PathBuf::from(path));
-    }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    // target/<profile>/deps/<test binary>: build in target/scorer-wasm-parity, a directory of its
-    // own, so that the outer cargo's lock on target/ is never in the way.
-    let exe = std::env::current_exe()?;
-    let target = exe.ancestors().nth(3).context("the test binary is not in a cargo target directory")?;
-    let dir = target.join("scorer-wasm-parity");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&workspace)
-        .env("CARGO_TARGET_DIR", &dir)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "scorer-wasm",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--profile",
-            "wasm",
-        ])
-        .status()
-        .context("running cargo to build scorer.wasm")?;
-    ensure!(status.success(), "building scorer.wasm failed");
-    Ok(dir.join("wasm32-unknown-unknown/wasm/scorer_wasm.wasm"))
-}
 
 /// One instance of `scorer.wasm` and its exports.
 struct Guest {

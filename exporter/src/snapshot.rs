@@ -7,7 +7,9 @@ use crate::{Progress, Transactions};
 use rayon::prelude::*;
 use scorer::Timestamp;
 use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
-use scorer::snapshot::{BuildError, EntityKey, IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot};
+use scorer::model::Model;
+use scorer::policy::Policy;
+use scorer::snapshot::{BuildError, EntityKey, IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot_with};
 
 /// Why a snapshot could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +88,17 @@ pub fn aggregate_history(
     Ok(tables)
 }
 
-/// Builds and signs the snapshot as of `as_of` from a history in time order.
+/// What a snapshot carries besides the aggregates: the model that scores and the policy that
+/// decides. Without them the edge answers with features only.
+#[derive(Clone, Debug, Default)]
+pub struct Decisioning<'a> {
+    /// The model and its id (recorded in the meta and in every response).
+    pub model: Option<(&'a Model, &'a str)>,
+    /// The decision policy (thresholds and hard rules).
+    pub policy: Option<&'a Policy>,
+}
+
+/// Builds and signs the snapshot as of `as_of` from a history in time order, aggregates only.
 pub fn build_from_history(
     tx: &Transactions,
     schema: &FeatureSchema,
@@ -95,28 +107,56 @@ pub fn build_from_history(
     signer: &SnapshotSigner,
     progress: &dyn Progress,
 ) -> Result<BuiltSnapshot, ExportError> {
+    build_with(tx, schema, as_of, created_at, signer, &Decisioning::default(), progress)
+}
+
+/// Builds and signs the snapshot as of `as_of` from a history in time order, with a model and a
+/// policy when given.
+pub fn build_with(
+    tx: &Transactions,
+    schema: &FeatureSchema,
+    as_of: Timestamp,
+    created_at: Timestamp,
+    signer: &SnapshotSigner,
+    decisioning: &Decisioning<'_>,
+    progress: &dyn Progress,
+) -> Result<BuiltSnapshot, ExportError> {
     let tables = aggregate_history(tx, schema, as_of, signer.id_hash(), progress)?;
     let end = tx.time.partition_point(|t| *t < as_of);
     let data_range = (end > 0).then(|| (tx.time[0], tx.time[end - 1]));
     let meta = SnapshotMeta {
-        snapshot_id: snapshot_id(as_of, schema, &tables),
+        snapshot_id: snapshot_id(as_of, schema, &tables, decisioning),
         as_of,
         created_at,
         data_range,
         exporter_version: env!("CARGO_PKG_VERSION").to_string(),
         id_key_fingerprint: signer.id_hash().fingerprint(),
         schema: schema.clone(),
-        model_id: None,
+        model_id: decisioning.model.map(|(_, id)| id.to_string()),
     };
     let rows = tables.iter().map(Vec::len).collect();
-    let bytes = build_snapshot(&meta, tables, signer).map_err(ExportError::Build)?;
+    let model = decisioning.model.map(|(m, _)| m);
+    let bytes =
+        build_snapshot_with(&meta, tables, model, decisioning.policy, signer).map_err(ExportError::Build)?;
     Ok(BuiltSnapshot { bytes, meta, rows })
 }
 
 /// `tg-YYYYMMDDTHHMMSS-xxxxxxxx`: the as-of time and a content hash, so that equal content
 /// gets an equal id and different content a different one.
-fn snapshot_id(as_of: Timestamp, schema: &FeatureSchema, tables: &[Vec<(EntityKey, Aggregates)>]) -> String {
+fn snapshot_id(
+    as_of: Timestamp,
+    schema: &FeatureSchema,
+    tables: &[Vec<(EntityKey, Aggregates)>],
+    decisioning: &Decisioning<'_>,
+) -> String {
     let mut h = blake3::Hasher::new();
+    if let Some((model, id)) = decisioning.model {
+        h.update(id.as_bytes());
+        h.update(&model.encode());
+    }
+    if let Some(policy) = decisioning.policy {
+        h.update(&policy.encode());
+    }
     h.update(&as_of.0.to_le_bytes());
     h.update(&schema.hash().to_le_bytes());
     for table in tables {

@@ -30,6 +30,21 @@ enum Command {
     /// Build and inspect signed feature snapshots.
     #[command(subcommand)]
     Snapshot(commands::snapshot::Command),
+    /// Serve scoring over HTTP: scorer.wasm in wasmtime, snapshot push, rollback, metrics.
+    Serve(commands::serve::Args),
+    /// Push a snapshot to a running host (http://HOST:PORT), local Workers KV (kv-local:DIR) or a directory.
+    Push(commands::push::Args),
+    /// Train a fraud model (lr, rf, gbdt) on transactions or any numeric CSV, and write it.
+    Train(commands::train::Args),
+    /// Evaluate a model on a test period and write a report, or run the prequential protocol.
+    Evaluate(commands::evaluate::Args),
+    /// Import an XGBoost JSON or scikit-learn ONNX model into the scorer's model format.
+    Import(commands::import::Args),
+    /// Replay a stretch of a transaction history through a running `tollgate serve`, and print the
+    /// decisions, their accuracy against the true labels, and the latency.
+    Replay(commands::replay::Args),
+    /// Serve the browser demo page (built by `cargo xtask demo`) on 127.0.0.1.
+    Www(commands::www::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +55,13 @@ fn main() -> ExitCode {
         Command::Features(args) => commands::features::run(args),
         Command::Keys(command) => commands::keys::run(command),
         Command::Snapshot(command) => commands::snapshot::run(command),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Push(args) => commands::push::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Import(args) => commands::import::run(args),
+        Command::Replay(args) => commands::replay::run(args),
+        Command::Www(args) => commands::www::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

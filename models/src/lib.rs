@@ -10,7 +10,10 @@
 //! * [`Samples`]: the borrowed feature matrix and labels every trainer takes.
 //! * Trainers: [`LogisticConfig`] (L2 logistic regression, standardisation folded into the
 //!   weights), [`GbdtConfig`] (XGBoost-style gradient boosting, exact or histogram splits),
-//!   [`ForestConfig`] (scikit-learn-style random forest); [`Trainer`] is any of them.
+//!   [`ForestConfig`] (scikit-learn-style random forest), [`SvmConfig`] (linear SVM, Platt-scaled
+//!   to a probability), [`MlpConfig`] (small dense network, Adam); [`Trainer`] is any of them.
+//! * [`Resampling`]: class rebalancing before training (under- and over-sampling, SMOTE,
+//!   NearMiss, chains), parsed from a flag such as `smote:0.1:5+under:0.5`.
 //! * [`metrics`]: confusion matrix, precision, recall, F1, AUC ROC, average precision and the
 //!   handbook's card precision@k, with scikit-learn's definitions.
 //!
@@ -34,8 +37,16 @@
 pub mod dataset;
 pub mod forest;
 pub mod gbdt;
+pub mod import;
 pub mod logistic;
 pub mod metrics;
+pub mod mlp;
+pub mod protocol;
+pub mod report;
+pub mod resample;
+pub mod svm;
+pub mod tabular;
+pub mod threshold;
 pub mod train;
 mod tree;
 
@@ -44,6 +55,10 @@ pub use forest::{ForestConfig, MaxFeatures};
 pub use gbdt::{Arithmetic, BaseScore, EarlyStopping, GbdtConfig, GbdtFit, SplitMethod, StopMetric};
 pub use logistic::{LogisticConfig, LogisticFit};
 pub use metrics::{CardPrecision, ConfusionMatrix, Evaluation, MetricError};
+pub use mlp::{HiddenActivation, MlpConfig, MlpFit, MlpStopping};
+pub use protocol::{Candidate, Prequential, PrequentialResult};
+pub use resample::{NearMissVersion, Origin, ResampleError, Resampled, Resampling};
+pub use svm::{Calibration, SvmConfig, SvmFit, SvmLoss};
 pub use train::{ClassWeight, Samples, TrainError, Trainer};
 
 /// The crate's version, recorded in model metadata.

@@ -4,6 +4,8 @@
 use crate::forest::ForestConfig;
 use crate::gbdt::GbdtConfig;
 use crate::logistic::LogisticConfig;
+use crate::mlp::MlpConfig;
+use crate::svm::SvmConfig;
 use exporter::Progress;
 use scorer::model::Model;
 
@@ -226,6 +228,10 @@ pub enum Trainer {
     Gbdt(GbdtConfig),
     /// Random forest.
     Forest(ForestConfig),
+    /// Linear SVM, Platt-scaled.
+    Svm(SvmConfig),
+    /// Multilayer perceptron.
+    Mlp(MlpConfig),
 }
 
 impl Trainer {
@@ -235,6 +241,8 @@ impl Trainer {
             Trainer::Logistic(c) => c.fit(train).map(|f| f.model),
             Trainer::Gbdt(c) => c.fit(train, progress).map(|f| f.model),
             Trainer::Forest(c) => c.fit(train, progress),
+            Trainer::Svm(c) => c.fit(train).map(|f| f.model),
+            Trainer::Mlp(c) => c.fit(train).map(|f| f.model),
         }
     }
 
@@ -244,6 +252,8 @@ impl Trainer {
             Trainer::Logistic(_) => "logistic",
             Trainer::Gbdt(_) => "gbdt",
             Trainer::Forest(_) => "forest",
+            Trainer::Svm(_) => "logistic",
+            Trainer::Mlp(_) => "mlp",
         }
     }
 }

@@ -177,7 +177,7 @@ fn sampled_models_depend_on_the_seed_not_on_the_thread_count() {
         match &mut reseeded {
             Trainer::Gbdt(c) => c.seed = 12,
             Trainer::Forest(c) => c.seed = 12,
-            Trainer::Logistic(_) => unreachable!(),
+            Trainer::Logistic(_) | Trainer::Svm(_) | Trainer::Mlp(_) => unreachable!(),
         }
         assert_ne!(one, reseeded.fit(train, &NoProgress).unwrap(), "{}", trainer.family());
     }

@@ -2,7 +2,9 @@
 //! The tests themselves live in `tests/tests/`; fixtures in `tests/fixtures/`, each with a line on
 //! where it came from. [`parity`] makes the one corpus that every runtime is checked against.
 
+pub mod page;
 pub mod parity;
+pub mod worker;
 
 use anyhow::{Context, Result, ensure};
 use std::path::PathBuf;

@@ -1,7 +1,15 @@
 //! One module per subcommand.
 
+pub mod evaluate;
 pub mod features;
+pub mod import;
 pub mod ingest;
 pub mod keys;
+pub mod kv;
+pub mod push;
+pub mod replay;
+pub mod serve;
 pub mod simulate;
 pub mod snapshot;
+pub mod train;
+pub mod www;

@@ -3,9 +3,11 @@
 use crate::commands::ingest::SourceArgs;
 use crate::progress::Bars;
 use anyhow::{Context, bail};
-use exporter::snapshot::build_from_history;
+use exporter::snapshot::{Decisioning, build_with};
 use scorer::Timestamp;
 use scorer::features::{Aggregate, FeatureSchema};
+use scorer::model::Model;
+use scorer::policy::{BlockList, Policy, ReasonCode};
 use scorer::snapshot::{EdgeKey, Snapshot, SnapshotSigner};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,6 +37,26 @@ pub struct BuildArgs {
     /// Where to write the snapshot.
     #[arg(long, short, default_value = "snapshot.tgs")]
     output: PathBuf,
+    /// The model the edge scores with (a file from `tollgate train` or `tollgate import`); without
+    /// it the snapshot carries aggregates only.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The model's id, recorded in the snapshot and in every response; default: the file name.
+    #[arg(long, requires = "model")]
+    model_id: Option<String>,
+    /// Scores from this one up are reviewed.
+    #[arg(long, default_value_t = Policy::DEFAULT.review_at())]
+    review: f64,
+    /// Scores from this one up are declined.
+    #[arg(long, default_value_t = Policy::DEFAULT.decline_at())]
+    decline: f64,
+    /// Hard rule before the model: decline any amount above this (reason code AMOUNT_CAP).
+    #[arg(long, value_name = "AMOUNT")]
+    amount_cap: Option<f64>,
+    /// Hard rule before the model: decline this entity (`KIND=ID`, e.g. `CUSTOMER_ID=42`;
+    /// reason code BLOCKED_<KIND>; repeatable). Ids are stored hashed, never raw.
+    #[arg(long = "block", value_name = "KIND=ID")]
+    blocks: Vec<String>,
 }
 
 /// Arguments of `tollgate snapshot inspect`.
@@ -71,9 +93,32 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         Some(text) => text.parse::<Timestamp>().with_context(|| format!("--as-of {text:?}"))?,
         None => last.plus_seconds(1),
     };
-    let began = Instant::now();
     let schema = FeatureSchema::handbook();
-    let built = build_from_history(&tx, &schema, as_of, now(), &signer, &Bars::default())?;
+    let model = match &args.model {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let model = Model::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if model.n_features() != schema.len() {
+                bail!(
+                    "{}: the model reads {} features, the snapshot's schema has {}",
+                    path.display(),
+                    model.n_features(),
+                    schema.len()
+                );
+            }
+            let id = match &args.model_id {
+                Some(id) => id.clone(),
+                None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            };
+            Some((model, id))
+        }
+        None => None,
+    };
+    let policy = policy(&args, &schema, &signer)?;
+    let decisioning =
+        Decisioning { model: model.as_ref().map(|(m, id)| (m, id.as_str())), policy: Some(&policy) };
+    let began = Instant::now();
+    let built = build_with(&tx, &schema, as_of, now(), &signer, &decisioning, &Bars::default())?;
     let elapsed = began.elapsed();
     std::fs::write(&args.output, &built.bytes)
         .with_context(|| format!("writing {}", args.output.display()))?;
@@ -82,9 +127,46 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     for (entity, rows) in schema.entities().iter().zip(&built.rows) {
         println!("{:<16} {rows} rows of {} bytes", entity.name, scorer::snapshot::row_width(&entity.layout));
     }
+    println!("{:<16} {}", "model", built.meta.model_id.as_deref().unwrap_or("(none: aggregates only)"));
+    println!("{:<16} review from {}, decline from {}", "policy", policy.review_at(), policy.decline_at());
     println!("{:<16} {} bytes, built in {:.3} s", "size", built.bytes.len(), elapsed.as_secs_f64());
     println!("wrote {}", args.output.display());
     Ok(())
+}
+
+/// The decision policy from the flags: thresholds, the amount cap and block lists.
+fn policy(args: &BuildArgs, schema: &FeatureSchema, signer: &SnapshotSigner) -> anyhow::Result<Policy> {
+    let code = |text: &str| ReasonCode::new(text).map_err(|e| anyhow::anyhow!("reason code {text:?}: {e}"));
+    let mut policy = Policy::new(args.review, args.decline)
+        .map_err(|e| anyhow::anyhow!("--review {} --decline {}: {e}", args.review, args.decline))?;
+    if let Some(cap) = args.amount_cap {
+        policy = policy
+            .with_amount_cap(cap, code("AMOUNT_CAP")?)
+            .map_err(|e| anyhow::anyhow!("--amount-cap {cap}: {e}"))?;
+    }
+    let mut lists: Vec<(u8, Vec<&[u8]>)> = Vec::new();
+    for block in &args.blocks {
+        let Some((kind, id)) = block.split_once('=').filter(|(_, id)| !id.is_empty()) else {
+            bail!("--block {block:?}: expected KIND=ID, e.g. CUSTOMER_ID=42")
+        };
+        let Some(e) = schema.entities().iter().position(|d| d.name == kind) else {
+            let known: Vec<&str> = schema.entities().iter().map(|d| d.name.as_str()).collect();
+            bail!("--block {block:?}: no entity kind {kind} (known: {})", known.join(", "));
+        };
+        let e = u8::try_from(e)?;
+        match lists.iter_mut().find(|(k, _)| *k == e) {
+            Some((_, ids)) => ids.push(id.as_bytes()),
+            None => lists.push((e, vec![id.as_bytes()])),
+        }
+    }
+    for (e, ids) in lists {
+        let name = &schema.entities()[usize::from(e)].name;
+        let code = code(&format!("BLOCKED_{}", name.trim_end_matches("_ID")))?;
+        policy = policy
+            .with_block_list(BlockList::from_ids(e, code, ids, signer.id_hash()))
+            .map_err(|err| anyhow::anyhow!("--block {name}=...: {err}"))?;
+    }
+    Ok(policy)
 }
 
 fn now() -> Timestamp {

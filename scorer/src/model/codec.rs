@@ -229,6 +229,11 @@ fn decode_trees(r: &mut Reader<'_>, n_features: usize) -> Result<TreeEnsemble, M
         if !value.is_finite() {
             return Err(ModelError::Invalid("a threshold or leaf value is NaN or infinite"));
         }
+        // A leaf's `left` is its cover (f32 bits, 0 = unknown): finite and positive when given.
+        let cover = f32::from_bits(left);
+        if feature == LEAF && left != 0 && !(cover.is_finite() && cover > 0.0) {
+            return Err(ModelError::Invalid("a leaf's cover is not a finite number above 0"));
+        }
         if feature != LEAF && usize::from(feature) >= n_features {
             return Err(ModelError::Invalid("a split reads a feature the model does not have"));
         }
@@ -360,6 +365,9 @@ mod tests {
     fn refuses_cyclic_or_out_of_bounds_trees_and_truncation() {
         let mut t = stump();
         t.nodes[1].left = 0; // back to the root: a cycle
+        assert!(matches!(Model::decode(&Model::Trees(t).encode()), Err(ModelError::Invalid(_))));
+        let mut t = stump();
+        t.nodes[2].left = f32::NAN.to_bits(); // a leaf's cover
         assert!(matches!(Model::decode(&Model::Trees(t).encode()), Err(ModelError::Invalid(_))));
         let mut t = stump();
         t.nodes[0].feature = 7;

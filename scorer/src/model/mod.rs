@@ -6,9 +6,13 @@
 //! own) and `libm` for `exp`/`tanh`, so a score has the same bits natively and in every wasm runtime.
 
 mod codec;
+mod compiled;
+mod explain;
 mod trees;
 
 pub use codec::ModelError;
+pub use compiled::{CompiledTrees, to_f32};
+pub use explain::{MAX_EXPLAIN_DEPTH, TreeExplainer};
 pub use trees::{LEAF, Node, TreeEnsemble, TreeOutput};
 
 use alloc::vec::Vec;

@@ -13,7 +13,7 @@ pub use wire::{Format, MAX_DEPTH};
 
 use crate::Timestamp;
 use crate::features::{Aggregates, FeatureSchema, MAX_ENTITIES, TxFacts};
-use crate::model::Model;
+use crate::model::{CompiledTrees, Model, TreeExplainer};
 use crate::policy::{Decision, Policy, RuleHits};
 use crate::snapshot::{EntityKey, Snapshot};
 use alloc::vec::Vec;
@@ -244,20 +244,38 @@ impl ScoreError {
     pub fn describe<'e>(&'e self, schema: Option<&'e FeatureSchema>) -> impl fmt::Display + 'e {
         Described(self, schema)
     }
+
+    /// Writes [`ScoreError::describe`]'s text into `out` without `core::fmt`'s formatter.
+    pub(crate) fn describe_to(
+        &self,
+        schema: Option<&FeatureSchema>,
+        out: &mut impl fmt::Write,
+    ) -> fmt::Result {
+        Described(self, schema).write_to(out)
+    }
 }
 
 struct Described<'e>(&'e ScoreError, Option<&'e FeatureSchema>);
 
-impl fmt::Display for Described<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Described<'_> {
+    /// The text, through `write_str` alone: the wire path stays clear of `core::fmt`'s
+    /// formatting machinery (smaller `scorer.wasm`).
+    fn write_to(&self, f: &mut impl fmt::Write) -> fmt::Result {
         match self.0 {
             ScoreError::Request(e) => {
                 write_field(f, e.field, self.1)?;
-                write!(f, ": {}", e.problem.text(e.format))
+                f.write_str(": ")?;
+                f.write_str(e.problem.text(e.format))
             }
             ScoreError::NoModel => f.write_str("snapshot: has no model, it serves features only"),
             ScoreError::NoSnapshot => f.write_str("snapshot: none is loaded"),
         }
+    }
+}
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 
@@ -280,7 +298,11 @@ fn write_field(f: &mut impl fmt::Write, field: Field, schema: Option<&FeatureSch
         Field::Entity(e) => {
             return match schema.and_then(|s| s.entities().get(usize::from(e))) {
                 Some(def) => def.name.chars().try_for_each(|c| f.write_char(c.to_ascii_lowercase())),
-                None => write!(f, "entity {e}"),
+                None => {
+                    f.write_str("entity ")?;
+                    // Entity kinds number fewer than 10 (`MAX_ENTITIES`).
+                    f.write_char(char::from(b'0' + e % 10))
+                }
             };
         }
     };
@@ -292,18 +314,34 @@ fn write_field(f: &mut impl fmt::Write, field: Field, schema: Option<&FeatureSch
 pub enum Attribution {
     /// Exact per-feature contributions to the margin (logistic regression: `w_i * x_i`).
     Exact,
-    /// No attribution for this model family yet (trees, MLP), or a hard rule decided.
+    /// No attribution: an MLP, trees without leaf covers, reasons turned off, or a rule decided.
     None,
+    /// Tree ensembles: the path attribution (`E[child] - E[node]` along the path taken).
+    TreePath,
+    /// Tree ensembles: exact path-dependent TreeSHAP values.
+    TreeShap,
 }
 
 impl Attribution {
-    /// `exact` or `none`.
+    /// `exact`, `none`, `path` or `treeshap`.
     pub fn as_str(self) -> &'static str {
         match self {
             Attribution::Exact => "exact",
             Attribution::None => "none",
+            Attribution::TreePath => "path",
+            Attribution::TreeShap => "treeshap",
         }
     }
+}
+
+/// How tree ensembles whose leaves carry covers explain a score (`model::TreeExplainer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TreeAttribution {
+    /// The path attribution: about the cost of a second walk of the trees. The default.
+    #[default]
+    Path,
+    /// Exact path-dependent TreeSHAP: O(trees x leaves x depth^2), hundreds of times the score.
+    Shap,
 }
 
 /// One reason: a feature, its value, and how much it pushed the score's margin up.
@@ -375,13 +413,34 @@ pub struct Scorer<'a> {
     snapshot: Snapshot<'a>,
     features: Vec<f64>,
     top_reasons: usize,
+    trees: Option<Trees>,
+    tree_attribution: TreeAttribution,
+}
+
+/// A tree model compiled for speed, its explainer when the leaves carry covers, and scratch.
+#[derive(Clone, Debug)]
+struct Trees {
+    compiled: CompiledTrees,
+    explainer: Option<TreeExplainer>,
+    xs: Vec<f32>,
+    phi: Vec<f64>,
 }
 
 impl<'a> Scorer<'a> {
     /// A scorer over a loaded snapshot.
     pub fn new(snapshot: Snapshot<'a>) -> Scorer<'a> {
         let features = alloc::vec![0.0; snapshot.schema().len()];
-        Scorer { snapshot, features, top_reasons: DEFAULT_REASONS }
+        let trees = match snapshot.model() {
+            Some(Model::Trees(t)) => Some(Trees {
+                compiled: CompiledTrees::new(t),
+                explainer: TreeExplainer::new(t),
+                xs: Vec::with_capacity(t.n_features),
+                phi: alloc::vec![0.0; t.n_features],
+            }),
+            _ => None,
+        };
+        let tree_attribution = TreeAttribution::default();
+        Scorer { snapshot, features, top_reasons: DEFAULT_REASONS, trees, tree_attribution }
     }
 
     /// The snapshot.
@@ -399,6 +458,11 @@ impl<'a> Scorer<'a> {
         self.top_reasons = n.min(MAX_REASONS);
     }
 
+    /// How tree ensembles explain their scores (the path attribution unless told otherwise).
+    pub fn set_tree_attribution(&mut self, how: TreeAttribution) {
+        self.tree_attribution = how;
+    }
+
     /// The feature vector of the last request scored by the model.
     pub fn features(&self) -> &[f64] {
         &self.features
@@ -406,7 +470,7 @@ impl<'a> Scorer<'a> {
 
     /// Scores one request.
     pub fn score(&mut self, req: &Request<'_>) -> Result<Outcome, ScoreError> {
-        let Scorer { snapshot, features, top_reasons } = self;
+        let Scorer { snapshot, features, top_reasons, trees, tree_attribution } = self;
         let invalid =
             |field, problem| ScoreError::Request(RequestError { field, problem, format: Format::MsgPack });
         let model = snapshot.model().ok_or(ScoreError::NoModel)?;
@@ -445,14 +509,37 @@ impl<'a> Scorer<'a> {
             });
         }
         snapshot.schema().compute(&TxFacts { time: req.time, amount }, &rows[..n], features);
-        let score = model.score(features);
+        let score = match trees {
+            Some(t) => {
+                crate::model::to_f32(features, &mut t.xs);
+                t.compiled.score(&t.xs)
+            }
+            None => model.score(features),
+        };
         let mut reasons = Reasons::EMPTY;
-        let attribution = match model {
-            Model::Logistic(m) if *top_reasons > 0 => {
+        let attribution = match (model, trees) {
+            (Model::Logistic(m), _) if *top_reasons > 0 => {
                 for (i, (w, x)) in m.weights.iter().zip(features.iter()).enumerate() {
                     reasons.offer(Reason { feature: i as u16, value: *x, contribution: w * x }, *top_reasons);
                 }
                 Attribution::Exact
+            }
+            (Model::Trees(m), Some(Trees { explainer: Some(explainer), phi, .. })) if *top_reasons > 0 => {
+                phi.fill(0.0);
+                let attribution = match tree_attribution {
+                    TreeAttribution::Path => {
+                        explainer.path(m, features, phi);
+                        Attribution::TreePath
+                    }
+                    TreeAttribution::Shap => {
+                        explainer.shap(m, features, phi);
+                        Attribution::TreeShap
+                    }
+                };
+                for (i, (c, x)) in phi.iter().zip(features.iter()).enumerate() {
+                    reasons.offer(Reason { feature: i as u16, value: *x, contribution: *c }, *top_reasons);
+                }
+                attribution
             }
             _ => Attribution::None,
         };

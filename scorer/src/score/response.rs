@@ -91,7 +91,7 @@ pub(super) fn write_error(sink: &mut dyn Sink, e: &ScoreError, meta: Option<&Sna
     sink.key("ok");
     sink.bool(false);
     sink.key("error");
-    let _ = core::fmt::write(&mut text, format_args!("{}", e.describe(schema)));
+    let _ = e.describe_to(schema, &mut text);
     sink.str(text.as_bytes());
     sink.key("error_kind");
     sink.str(e.kind().as_bytes());

@@ -262,6 +262,34 @@ fn trees_score_without_attribution() {
 }
 
 #[test]
+fn trees_with_leaf_covers_give_path_reasons_by_default_and_treeshap_on_request() {
+    // amount < 100 ? -1 (90 rows) : +1 (10 rows): E = -0.8, so amount 150 contributes 1.8.
+    let trees = Model::Trees(TreeEnsemble {
+        n_features: 15,
+        nodes: vec![
+            Node { feature: 0, default_left: true, value: 100.0, left: 1, right: 2 },
+            Node::leaf(-1.0, 90.0),
+            Node::leaf(1.0, 10.0),
+        ],
+        roots: vec![0],
+        base_margin: 0.0,
+        output: TreeOutput::Logistic,
+    });
+    let bytes = snapshot_bytes(Some(&trees), true);
+    let mut s = scorer(&bytes);
+    let request = r#"{"customer_id":1,"terminal_id":2,"amount":150,"time":0}"#;
+    let r = json(&mut s, request);
+    let reason = r#""reasons":[{"feature":"TX_AMOUNT","value":150.0,"contribution":1.8}]"#;
+    assert!(r.contains(reason) && r.contains(r#""attribution":"path""#), "{r}");
+    s.set_tree_attribution(TreeAttribution::Shap);
+    let r = json(&mut s, request);
+    assert!(r.contains(reason) && r.contains(r#""attribution":"treeshap""#), "{r}");
+    s.set_top_reasons(0);
+    let r = json(&mut s, request);
+    assert!(r.contains(r#""reasons":[],"attribution":"none""#), "{r}");
+}
+
+#[test]
 fn batches_answer_in_order_and_refuse_broken_arrays_whole() {
     let bytes = snapshot_bytes(Some(&logistic()), true);
     let mut s = scorer(&bytes);

@@ -9,11 +9,13 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::fmt::Write as _;
-use scorer::score::{Field, Format, Problem, RequestError, ScoreError, Scorer, error_response};
+use scorer::score::{
+    Field, Format, Problem, RequestError, ScoreError, Scorer, TreeAttribution, error_response,
+};
 use scorer::snapshot::{EdgeKey, Snapshot, SnapshotError};
 
 /// The ABI version, major in the high 16 bits and minor in the low 16 bits.
-pub const ABI_VERSION: u32 = 0x0001_0000;
+pub const ABI_VERSION: u32 = 0x0001_0001;
 
 /// `tg_load_snapshot` / `tg_set_edge_keys` status: success.
 pub const STATUS_OK: u32 = 0;
@@ -49,6 +51,7 @@ struct State {
     scorer: Option<Scorer<'static>>,
     held: Option<Held>,
     reasons: Option<usize>,
+    tree_attribution: TreeAttribution,
     out: Vec<u8>,
     error: Vec<u8>,
 }
@@ -64,6 +67,7 @@ static STATE: Global = Global(UnsafeCell::new(State {
     scorer: None,
     held: None,
     reasons: None,
+    tree_attribution: TreeAttribution::Path,
     out: Vec::new(),
     error: Vec::new(),
 }));
@@ -235,6 +239,7 @@ pub extern "C" fn tg_load_snapshot(ptr: usize, len: usize) -> u32 {
                 if let Some(n) = st.reasons {
                     scorer.set_top_reasons(n);
                 }
+                scorer.set_tree_attribution(st.tree_attribution);
                 // The old scorer borrows the old bytes: drop it before freeing them.
                 st.scorer = Some(scorer);
                 if let Some(old) = st.held.replace(Held { ptr, len }) {
@@ -290,6 +295,24 @@ pub extern "C" fn tg_set_reasons(n: u32) {
     if let Some(scorer) = &mut st.scorer {
         scorer.set_top_reasons(n);
     }
+}
+
+/// How tree ensembles (with leaf covers) explain scores: 0 the path attribution (the default),
+/// 1 exact TreeSHAP. Returns 0, or 1 for an unknown mode (then nothing changes). Applies to the
+/// loaded snapshot and later ones. ABI 1.1.
+#[unsafe(no_mangle)]
+pub extern "C" fn tg_set_tree_attribution(mode: u32) -> u32 {
+    let how = match mode {
+        0 => TreeAttribution::Path,
+        1 => TreeAttribution::Shap,
+        _ => return 1,
+    };
+    let st = state();
+    st.tree_attribution = how;
+    if let Some(scorer) = &mut st.scorer {
+        scorer.set_tree_attribution(how);
+    }
+    0
 }
 
 /// Scores one request (MessagePack, or JSON when it starts with `{`) at `ptr..ptr + len`; the

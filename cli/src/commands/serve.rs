@@ -1,0 +1,134 @@
+//! `tollgate serve`: the HTTP scoring service (`host::service`) over `scorer.wasm` in wasmtime.
+
+use anyhow::{Context, bail};
+use host::service::{AppState, ServiceConfig};
+use host::{Fallback, Scorer, ScorerConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `tollgate serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The scorer module (`cargo build -p scorer-wasm --target wasm32-unknown-unknown --profile
+    /// wasm` writes target/wasm32-unknown-unknown/wasm/scorer_wasm.wasm); else TOLLGATE_SCORER_WASM.
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// The edge key file(s) snapshots must be signed for (repeat for key rotation).
+    #[arg(long = "edge-key", required = true)]
+    edge_keys: Vec<PathBuf>,
+    /// A snapshot to serve from the start (else the host waits for `PUT /v1/snapshot`).
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// File holding the bearer token of the admin endpoints (or set TOLLGATE_ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// What to decide when scoring cannot finish (a guest timed out or trapped): open (allow) or
+    /// closed (decline).
+    #[arg(long, default_value = "open")]
+    fallback: Fallback,
+    /// Time budget of one scoring call, e.g. 50ms.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    budget: Duration,
+    /// Linear memory each instance may grow to, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    max_memory_mib: usize,
+    /// Idle instances kept ready.
+    #[arg(long, default_value_t = 8)]
+    pool: usize,
+    /// Largest score or batch request body, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body: usize,
+    /// How long a transaction id's first answer is replayed to retries (0s turns it off).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    idempotency_window: Duration,
+    /// Directory where compiled modules are cached.
+    #[arg(long, default_value = ".tollgate-cache")]
+    cache_dir: PathBuf,
+    /// Webhook URL (http://) that review and decline decisions are POSTed to, as JSON; repeat
+    /// for several. Sent from a bounded queue with retries; scoring never waits on it.
+    #[arg(long = "webhook")]
+    webhooks: Vec<String>,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Runs `tollgate serve` until Ctrl-C.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let Some(module) =
+        args.module.clone().or_else(|| std::env::var_os("TOLLGATE_SCORER_WASM").map(PathBuf::from))
+    else {
+        bail!(
+            "no scorer module: pass --module or set TOLLGATE_SCORER_WASM (build it with \
+             cargo build -p scorer-wasm --target wasm32-unknown-unknown --profile wasm)"
+        );
+    };
+    let wasm = std::fs::read(&module).with_context(|| format!("reading the module {}", module.display()))?;
+    let mut keys = String::new();
+    for path in &args.edge_keys {
+        keys.push_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    let admin_token = match (&args.admin_token_file, std::env::var("TOLLGATE_ADMIN_TOKEN").ok()) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, token) => token.map(|t| t.trim().to_string()),
+    };
+    if admin_token.as_deref() == Some("") {
+        bail!("the admin token is empty");
+    }
+    let config = ScorerConfig {
+        budget: args.budget,
+        max_memory: args.max_memory_mib << 20,
+        pool_size: args.pool,
+        fallback: args.fallback,
+        cache_dir: Some(args.cache_dir.clone()),
+        ..Default::default()
+    };
+    let scorer = Scorer::new(config, &wasm, &keys).context("starting the scorer")?;
+    if let Some(path) = &args.snapshot {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let info = scorer.load_snapshot(bytes).with_context(|| format!("loading {}", path.display()))?;
+        eprintln!(
+            "serving snapshot {} (model {})",
+            info.snapshot_id,
+            info.model_id.as_deref().unwrap_or("none")
+        );
+    }
+    if admin_token.is_none() {
+        eprintln!("no admin token: PUT /v1/snapshot and POST /v1/rollback are refused");
+    }
+    let service = ServiceConfig {
+        admin_token,
+        max_body: args.max_body,
+        idempotency_window: args.idempotency_window,
+        alerts: host::service::AlertConfig { webhooks: args.webhooks.clone(), ..Default::default() },
+        ..Default::default()
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = runtime.enable_all().build().context("starting tokio")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        // Scripts read this line to learn the port when --listen ends in :0.
+        println!("listening on http://{}", listener.local_addr()?);
+        let state = Arc::new(AppState::new(scorer, service));
+        host::service::serve(listener, state, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")
+    })
+}

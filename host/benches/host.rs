@@ -1,0 +1,134 @@
+//! `cargo bench -p host`: the library path of the host, no HTTP. Prints one table: module load
+//! (compile vs cache), instance start, time per score natively and through the host, and
+//! throughput with 1, 2 and 4 threads, one by one and in batches.
+
+use host::{Scorer, ScorerConfig};
+use scorer::score::Scorer as NativeScorer;
+use scorer::snapshot::Snapshot;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use tollgate_tests::parity::{fixture, logistic, signer};
+
+fn main() -> anyhow::Result<()> {
+    let wasm = std::fs::read(tollgate_tests::scorer_wasm()?)?;
+    let keys = signer().edge_key().to_text();
+    let f = fixture(&logistic(), "lr-parity-v1")?;
+    // Real transactions in MessagePack, as a gateway would send them.
+    let requests: Vec<Vec<u8>> = f
+        .requests
+        .iter()
+        .filter(|r| r.first().is_some_and(|b| b & 0xf0 == 0x80))
+        .take(4_000)
+        .cloned()
+        .collect();
+    let mut rows: Vec<(String, String)> = Vec::new();
+
+    let cache = tempfile::tempdir()?;
+    let config = ScorerConfig { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() };
+    let compiled = Scorer::new(config.clone(), &wasm, &keys)?.status().module.load_time;
+    let cached = Scorer::new(config.clone(), &wasm, &keys)?.status().module.load_time;
+    rows.push(("module: compile (Cranelift)".into(), format!("{compiled:.2?}")));
+    rows.push(("module: deserialize from the disk cache".into(), format!("{cached:.2?}")));
+
+    // A host that keeps no idle instance makes a new one for every call.
+    let cold = Scorer::new(ScorerConfig { pool_size: 0, ..config.clone() }, &wasm, &keys)?;
+    cold.load_snapshot(f.snapshot.clone())?;
+    let n = 300;
+    let t = Instant::now();
+    for r in requests.iter().take(n) {
+        black_box(cold.score(r));
+    }
+    let cold_per = t.elapsed() / n as u32;
+
+    let host = Scorer::new(config, &wasm, &keys)?;
+    host.load_snapshot(f.snapshot.clone())?;
+    let mut native = NativeScorer::new(Snapshot::load(&f.snapshot, &[signer().edge_key()])?);
+    let rounds = 10;
+    let mut out = Vec::with_capacity(1024);
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for r in &requests {
+            out.clear();
+            native.score_bytes(black_box(r), &mut out);
+        }
+    }
+    let native_ns = t.elapsed().as_nanos() as f64 / (rounds * requests.len()) as f64;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for r in &requests {
+            black_box(host.score(black_box(r)));
+        }
+    }
+    let host_ns = t.elapsed().as_nanos() as f64 / (rounds * requests.len()) as f64;
+    let warm_ns = host_ns;
+    rows.push((
+        format!(
+            "new instance per call (instantiate + keys + {} KiB snapshot + score)",
+            f.snapshot.len() / 1024
+        ),
+        format!("{cold_per:.2?}"),
+    ));
+    rows.push(("per score, native score_bytes (MessagePack)".into(), format!("{native_ns:.0} ns")));
+    rows.push((
+        "per score, host::Scorer::score (pooled instance)".into(),
+        format!("{host_ns:.0} ns ({:.2}x native)", host_ns / native_ns),
+    ));
+    rows.push((
+        "instance start saved per call by the pool".into(),
+        format!("{:.0} ns", cold_per.as_nanos() as f64 - warm_ns),
+    ));
+
+    let batch: Vec<u8> = {
+        let mut b = vec![0xdc, 1, 0]; // a MessagePack array of 256
+        requests.iter().take(256).for_each(|r| b.extend_from_slice(r));
+        b
+    };
+    for threads in [1usize, 2, 4] {
+        let per_thread = |batch_mode: bool| -> f64 {
+            let budget = Duration::from_millis(1500);
+            let start = Instant::now();
+            let counts: Vec<u64> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
+                        let (host, requests, batch) = (host.clone(), &requests, &batch);
+                        s.spawn(move || {
+                            let mut done = 0u64;
+                            while start.elapsed() < budget {
+                                if batch_mode {
+                                    black_box(host.score_batch(batch));
+                                    done += 256;
+                                } else {
+                                    for r in requests.iter().take(256) {
+                                        black_box(host.score(r));
+                                    }
+                                    done += 256;
+                                }
+                            }
+                            done
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or(0)).collect()
+            });
+            counts.iter().sum::<u64>() as f64 / start.elapsed().as_secs_f64()
+        };
+        rows.push((
+            format!("throughput, {threads} thread(s), one request per call"),
+            format!("{:.0} scores/s", per_thread(false)),
+        ));
+        rows.push((
+            format!("throughput, {threads} thread(s), batches of 256"),
+            format!("{:.0} scores/s", per_thread(true)),
+        ));
+    }
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    println!(
+        "host library path ({} cores, {} requests)",
+        std::thread::available_parallelism()?.get(),
+        requests.len()
+    );
+    for (k, v) in rows {
+        println!("{k:width$}  {v}");
+    }
+    Ok(())
+}

@@ -1,0 +1,500 @@
+//! The HTTP scoring service (`tollgate serve`): axum over a [`Scorer`]. Scoring endpoints take
+//! JSON or MessagePack by `Content-Type`; admin endpoints (snapshot push, rollback) need the
+//! bearer token. `docs/host.md` lists the endpoints and their answers.
+
+mod alerts;
+mod idempotency;
+mod metrics;
+
+pub use alerts::{AlertConfig, AlertCounters, Alerts};
+pub use idempotency::{Remembered, Window};
+pub use metrics::Metrics;
+
+use crate::wire::{self, Format};
+use crate::{HostError, Scored, Scorer};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use metrics::DecisionLabel;
+use serde_json::json;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How the service runs (the scorer has its own [`crate::ScorerConfig`]).
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// The bearer token admin endpoints require; `None` refuses every admin call.
+    pub admin_token: Option<String>,
+    /// Largest body of a score or batch request, in bytes (default 1 MiB).
+    pub max_body: usize,
+    /// Largest snapshot a push may carry, in bytes (default 1 GiB).
+    pub max_snapshot: usize,
+    /// How long a transaction id's first answer is replayed to retries (default 10 min; zero
+    /// turns idempotency off).
+    pub idempotency_window: Duration,
+    /// Most transaction ids remembered at once (default 1,000,000).
+    pub idempotency_capacity: usize,
+    /// Webhook alerts for review and decline decisions (none by default).
+    pub alerts: AlertConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> ServiceConfig {
+        ServiceConfig {
+            admin_token: None,
+            max_body: 1 << 20,
+            max_snapshot: 1 << 30,
+            idempotency_window: Duration::from_secs(600),
+            idempotency_capacity: 1_000_000,
+            alerts: AlertConfig::default(),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    scorer: Scorer,
+    config: ServiceConfig,
+    metrics: Metrics,
+    window: Window,
+    alerts: Alerts,
+    started: Instant,
+}
+
+impl AppState {
+    /// The state of a service over `scorer`.
+    pub fn new(scorer: Scorer, config: ServiceConfig) -> AppState {
+        let window = Window::new(config.idempotency_window, config.idempotency_capacity);
+        let metrics = Metrics::default();
+        let alerts = Alerts::start(config.alerts.clone(), metrics.alerts.clone());
+        AppState { scorer, config, metrics, window, alerts, started: Instant::now() }
+    }
+}
+
+/// The service's routes over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/score", post(score))
+        .route("/v1/score/batch", post(score_batch))
+        .route("/v1/snapshot", put(push_snapshot))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/status", get(status))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// A service running on its own runtime thread (for tests and embedding); stops when dropped.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its shared state.
+    pub state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts the service on `addr` (port 0 picks a free one) in a thread with a tokio runtime of
+/// `threads` workers.
+pub fn spawn(
+    scorer: Scorer,
+    config: ServiceConfig,
+    addr: SocketAddr,
+    threads: usize,
+) -> std::io::Result<Running> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(AppState::new(scorer, config));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = state.clone();
+    let thread = std::thread::Builder::new().name("tollgate-serve".into()).spawn(move || {
+        runtime.block_on(serve(listener, served, async move {
+            let _ = stopped.await;
+        }))
+    })?;
+    Ok(Running { addr, state, stop: Some(stop), thread: Some(thread) })
+}
+
+impl Running {
+    /// Stops the service and waits for it to finish.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(std::io::Error::other("the service thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+const JSON: &str = "application/json";
+const MSGPACK: &str = "application/msgpack";
+
+/// A JSON answer with a status.
+fn json_answer(status: StatusCode, value: serde_json::Value) -> Response {
+    (status, [(header::CONTENT_TYPE, JSON)], value.to_string()).into_response()
+}
+
+/// A 4xx/5xx answer naming what was wrong.
+fn problem(state: &AppState, status: StatusCode, kind: &'static str, message: impl Into<String>) -> Response {
+    state.metrics.error(kind);
+    json_answer(status, json!({ "ok": false, "error": message.into(), "error_kind": kind }))
+}
+
+/// Reads the body up to `limit` bytes.
+async fn body(
+    state: &AppState,
+    request: Request,
+    limit: usize,
+) -> Result<(HeaderMap, axum::body::Bytes), Box<Response>> {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok((parts.headers, bytes)),
+        Err(_) => Err(Box::new(problem(
+            state,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("body: larger than the limit of {limit} bytes (or the upload broke off)"),
+        ))),
+    }
+}
+
+/// The request's format from `Content-Type`, checked against the body's first byte.
+fn format_of(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Format, Box<Response>> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let format = match mime.as_str() {
+        "application/json" | "text/json" => Format::Json,
+        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => Format::MsgPack,
+        _ => {
+            return Err(Box::new(problem(
+                state,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("content-type: {ct:?} is neither application/json nor application/msgpack"),
+            )));
+        }
+    };
+    if !body.is_empty() && Format::sniff(body) != format {
+        return Err(Box::new(problem(
+            state,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("body: does not look like {} although content-type says so", format.name()),
+        )));
+    }
+    Ok(format)
+}
+
+/// `true` for a successful response (`ok` first and true) in either format.
+fn is_ok(body: &[u8], format: Format) -> bool {
+    match format {
+        Format::Json => body.starts_with(br#"{"ok":true"#),
+        Format::MsgPack => body.get(1..5) == Some(b"\xa2ok\xc3"),
+    }
+}
+
+/// Counts each decision found in a body (one response or an array of them) without parsing it.
+fn count_decisions(state: &AppState, body: &[u8], format: Format, fallback: bool) {
+    for decision in ["allow", "review", "decline"] {
+        let needle: Vec<u8> = match format {
+            Format::Json => format!(r#""decision":"{decision}""#).into_bytes(),
+            Format::MsgPack => {
+                [b"\xa8decision".as_slice(), &[0xa0 | decision.len() as u8], decision.as_bytes()].concat()
+            }
+        };
+        let n = body.windows(needle.len()).filter(|w| *w == needle.as_slice()).count() as u64;
+        if n > 0 {
+            let label = DecisionLabel { decision, fallback: if fallback { "true" } else { "false" } };
+            state.metrics.decisions.get_or_create(&label).inc_by(n);
+        }
+    }
+}
+
+/// Queues a webhook alert for each `review` or `decline` in a body (one response or an array).
+fn alert(state: &AppState, body: &[u8], format: Format) {
+    if !state.alerts.enabled() {
+        return;
+    }
+    let flagged = |v: &serde_json::Value| matches!(v["decision"].as_str(), Some("review" | "decline"));
+    let needles: [&[u8]; 2] = match format {
+        Format::Json => [br#""decision":"review""#, br#""decision":"decline""#],
+        Format::MsgPack => [b"\xa8decision\xa6review", b"\xa8decision\xa7decline"],
+    };
+    if !needles.iter().any(|n| body.windows(n.len()).any(|w| w == *n)) {
+        return;
+    }
+    match wire::parse(body) {
+        Ok(serde_json::Value::Array(items)) => {
+            items.iter().filter(|v| flagged(v)).for_each(|v| state.alerts.offer(v.to_string().into_bytes()))
+        }
+        Ok(v) if flagged(&v) => state.alerts.offer(v.to_string().into_bytes()),
+        _ => {}
+    }
+}
+
+/// The HTTP answer to a scored body: 200 for a decision, 4xx/5xx for an error response.
+fn answer(state: &AppState, scored: &Scored, format: Format, batch: bool) -> Response {
+    let status = if batch || is_ok(&scored.body, format) || scored.fallback.is_some() {
+        StatusCode::OK
+    } else {
+        let kind = wire::parse(&scored.body)
+            .ok()
+            .and_then(|v| wire::get(&v, "error_kind").and_then(|k| k.as_str().map(str::to_string)));
+        match kind.as_deref() {
+            Some("no_snapshot") => {
+                state.metrics.error("no_snapshot");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Some("no_model") => {
+                state.metrics.error("no_model");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => {
+                state.metrics.error("bad_request");
+                StatusCode::BAD_REQUEST
+            }
+        }
+    };
+    if let Some(why) = &scored.fallback {
+        state.metrics.error(why.kind());
+    }
+    let mut response = (status, scored.body.clone()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if format == Format::Json { JSON } else { MSGPACK }),
+    );
+    if let Some(id) = scored.snapshot.as_ref().and_then(|s| HeaderValue::from_str(&s.snapshot_id).ok()) {
+        headers.insert("x-tollgate-snapshot", id);
+    }
+    if let Some(why) = &scored.fallback {
+        headers.insert("x-tollgate-fallback", HeaderValue::from_static(why.kind()));
+    }
+    response
+}
+
+async fn score(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let t = Instant::now();
+    let (headers, bytes) = match body(&state, request, state.config.max_body).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let format = match format_of(&state, &headers, &bytes) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    // Idempotency: the transaction id, when the request has one.
+    let id = if state.window.enabled() {
+        wire::parse(&bytes).ok().and_then(|v| wire::id_text(&wire::transaction_id(&v)))
+    } else {
+        None
+    };
+    if let Some(first) = id.as_deref().and_then(|id| state.window.get(id)) {
+        state.metrics.replays.inc();
+        let body = if first.json == (format == Format::Json) {
+            first.body
+        } else {
+            wire::parse(&first.body).map(|v| wire::encode(&v, format)).unwrap_or(first.body)
+        };
+        let ct = if format == Format::Json { JSON } else { MSGPACK };
+        return (StatusCode::OK, [("content-type", ct), ("x-tollgate-replay", "true")], body).into_response();
+    }
+    let scored = state.scorer.score(&bytes);
+    let response = answer(&state, &scored, format, false);
+    if response.status() == StatusCode::OK {
+        count_decisions(&state, &scored.body, format, scored.fallback.is_some());
+        alert(&state, &scored.body, format);
+        if let Some(id) = id {
+            state.window.put(id, Remembered { body: scored.body, json: format == Format::Json });
+        }
+    }
+    state.metrics.latency.observe(t.elapsed().as_secs_f64());
+    response
+}
+
+async fn score_batch(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let t = Instant::now();
+    let (headers, bytes) = match body(&state, request, state.config.max_body).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let format = match format_of(&state, &headers, &bytes) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let scored = state.scorer.score_batch(&bytes);
+    // A batch that is not an array gets one error response (a map), not an array.
+    let whole_batch_error = match format {
+        Format::Json => {
+            bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[')
+                || scored.body.first() == Some(&b'{')
+        }
+        Format::MsgPack => scored.body.first().is_some_and(|b| b & 0xf0 == 0x80 || *b == 0xde || *b == 0xdf),
+    };
+    let response = answer(&state, &scored, format, !whole_batch_error);
+    if response.status() == StatusCode::OK {
+        count_decisions(&state, &scored.body, format, scored.fallback.is_some());
+        alert(&state, &scored.body, format);
+    }
+    state.metrics.latency.observe(t.elapsed().as_secs_f64());
+    response
+}
+
+/// Checks `Authorization: Bearer TOKEN` against the configured token.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(token) = state.config.admin_token.as_deref() else {
+        return Err(Box::new(problem(
+            state,
+            StatusCode::FORBIDDEN,
+            "unauthorized",
+            "admin: no admin token is configured on this host",
+        )));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compare every byte, so that the time taken does not tell how much of a guess was right.
+    let same = given.is_some_and(|g| {
+        g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(Box::new(problem(
+            state,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "authorization: missing or wrong bearer token",
+        )))
+    }
+}
+
+fn snapshot_json(s: &crate::SnapshotInfo) -> serde_json::Value {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    json!({
+        "snapshot_id": s.snapshot_id,
+        "model_id": s.model_id,
+        "as_of": s.as_of,
+        "created_at": s.created_at,
+        "age_seconds": now - s.created_at,
+        "loaded_seconds_ago": s.loaded_at.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+        "size": s.size,
+        "digest": s.digest,
+    })
+}
+
+async fn push_snapshot(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if let Err(r) = authorize(&state, request.headers()) {
+        return *r;
+    }
+    let (_, bytes) = match body(&state, request, state.config.max_snapshot).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let scorer = state.scorer.clone();
+    match tokio::task::spawn_blocking(move || scorer.load_snapshot(bytes.to_vec())).await {
+        Ok(Ok(info)) => {
+            state.metrics.swaps.inc();
+            json_answer(StatusCode::OK, json!({ "ok": true, "snapshot": snapshot_json(&info) }))
+        }
+        Ok(Err(e @ HostError::SnapshotRefused(_))) => {
+            problem(&state, StatusCode::UNPROCESSABLE_ENTITY, "snapshot_refused", e.to_string())
+        }
+        Ok(Err(e)) => problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "swap_failed", e.to_string()),
+        Err(e) => {
+            problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "swap_failed", format!("snapshot load: {e}"))
+        }
+    }
+}
+
+async fn rollback(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return *r;
+    }
+    let scorer = state.scorer.clone();
+    match tokio::task::spawn_blocking(move || scorer.rollback()).await {
+        Ok(Ok(info)) => {
+            state.metrics.swaps.inc();
+            json_answer(StatusCode::OK, json!({ "ok": true, "snapshot": info.as_deref().map(snapshot_json) }))
+        }
+        Ok(Err(e @ HostError::NoPrevious)) => {
+            problem(&state, StatusCode::CONFLICT, "no_previous", e.to_string())
+        }
+        Ok(Err(e)) => problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "swap_failed", e.to_string()),
+        Err(e) => problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "swap_failed", format!("rollback: {e}")),
+    }
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> Response {
+    let s = state.scorer.status();
+    let c = &s.counts;
+    json_answer(
+        StatusCode::OK,
+        json!({
+            "version": crate::VERSION,
+            "uptime_seconds": state.started.elapsed().as_secs(),
+            "serving_version": s.version,
+            "snapshot": s.snapshot.as_deref().map(snapshot_json),
+            "previous_snapshot": s.previous_snapshot.as_deref().map(snapshot_json),
+            "module": { "hash": s.module.hash, "source": format!("{:?}", s.module.source).to_lowercase() },
+            "fallback": state.scorer.config().fallback.decision(),
+            "idle_instances": s.idle_instances,
+            "counts": {
+                "scored": c.scored, "fallbacks": c.fallbacks, "discarded_instances": c.discarded,
+                "swaps": c.swaps, "refused": c.refused, "idempotency_entries": state.window.len(),
+            },
+        }),
+    )
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.scorer.snapshot() {
+        Some(s) if s.model_id.is_some() => {
+            (StatusCode::OK, format!("ready: {}\n", s.snapshot_id)).into_response()
+        }
+        Some(s) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: snapshot {} has no model\n", s.snapshot_id))
+                .into_response()
+        }
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no snapshot loaded\n").into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(s) = state.scorer.snapshot() {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        state.metrics.snapshot_age.set(now - s.created_at as f64);
+    }
+    let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (StatusCode::OK, [(header::CONTENT_TYPE, ct)], state.metrics.encode()).into_response()
+}

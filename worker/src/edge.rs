@@ -1,0 +1,327 @@
+//! The worker's event handlers and the isolate's one piece of state: the snapshot that serves,
+//! plus what the last KV check found. Every handler answers with JSON; nothing panics.
+
+use scorer::score::{Format, ScoreError, Scorer, error_response};
+use scorer::snapshot::{EdgeKey, Snapshot};
+use serde_json::{Value, json};
+use std::cell::RefCell;
+use tollgate_kv::{Assembly, LayoutError, MANIFEST_KEY, Manifest};
+use worker::js_sys::{ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{Context, Date, Env, Method, Request, Response, ScheduleContext, ScheduledEvent, event};
+
+/// The KV namespace binding that holds the snapshot.
+const KV_BINDING: &str = "SNAPSHOTS";
+/// The var (a secret in production) holding the trusted edge key file(s), concatenated.
+const EDGE_KEYS_VAR: &str = "EDGE_KEYS";
+/// The var with the least number of seconds between two checks of KV.
+const REFRESH_VAR: &str = "REFRESH_SECONDS";
+const DEFAULT_REFRESH_SECONDS: f64 = 60.0;
+/// The first line of every edge key file.
+const EDGE_KEY_HEADER: &str = "# tollgate edge key";
+/// Most edge keys trusted at once (a few, for key rotation).
+const MAX_EDGE_KEYS: usize = 8;
+/// Largest body of `/v1/score` and of `/v1/score/batch`.
+const MAX_REQUEST_BYTES: usize = 64 << 10;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
+self_cell::self_cell!(
+    /// A verified snapshot's bytes and the scorer that reads them in place.
+    struct Loaded {
+        owner: Vec<u8>,
+        #[covariant]
+        dependent: Scorer,
+    }
+);
+
+/// The isolate's state. Never borrowed across an `.await`.
+#[derive(Default)]
+struct State {
+    loaded: Option<Loaded>,
+    /// Content version (BLAKE3 hex) of the snapshot that serves.
+    version: Option<String>,
+    loaded_at_ms: Option<u64>,
+    checked_at_ms: Option<u64>,
+    checking: bool,
+    loads: u64,
+    /// The last version refused by verification, and why: not fetched again.
+    refused: Option<(String, String)>,
+    /// Why the last check failed before verification (KV, layout), if it did.
+    last_error: Option<String>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let path = req.path();
+    let method = req.method();
+    match (method.clone(), path.as_str()) {
+        (Method::Post, "/v1/score") => score(&mut req, env, &ctx, false).await,
+        (Method::Post, "/v1/score/batch") => score(&mut req, env, &ctx, true).await,
+        (Method::Get, "/v1/status") => status(env, &ctx).await,
+        (_, "/v1/score" | "/v1/score/batch" | "/v1/status") => {
+            json_error(405, "method_not_allowed", &format!("{method} {path}: method not allowed"))
+        }
+        _ => json_error(
+            404,
+            "not_found",
+            &format!("{path}: no such endpoint (/v1/score, /v1/score/batch, /v1/status)"),
+        ),
+    }
+}
+
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    // The cron trigger checks KV whatever the interval says.
+    let start = STATE.with_borrow_mut(|s| {
+        let start = !s.checking;
+        if start {
+            s.checking = true;
+            s.checked_at_ms = Some(now_ms());
+        }
+        start
+    });
+    if start {
+        run_check(env).await;
+    }
+}
+
+async fn score(req: &mut Request, env: Env, ctx: &Context, batch: bool) -> worker::Result<Response> {
+    let body = match req.bytes().await {
+        Ok(body) => body,
+        Err(e) => return json_error(400, "bad_request", &format!("request: the body cannot be read: {e}")),
+    };
+    let limit = if batch { MAX_BATCH_BYTES } else { MAX_REQUEST_BYTES };
+    if body.len() > limit {
+        let what = if batch { "batch" } else { "request" };
+        return json_error(
+            413,
+            "bad_request",
+            &format!("{what}: {} bytes, more than the {limit} allowed", body.len()),
+        );
+    }
+    ensure_fresh(env, ctx).await;
+    let mut out = Vec::with_capacity(if batch { body.len() * 2 } else { 512 });
+    STATE.with_borrow_mut(|s| match &mut s.loaded {
+        Some(loaded) => loaded.with_dependent_mut(|_, scorer| {
+            if batch {
+                scorer.score_batch_bytes(&body, &mut out)
+            } else {
+                scorer.score_bytes(&body, &mut out)
+            }
+        }),
+        None => error_response(&body, &ScoreError::NoSnapshot, &mut out),
+    });
+    let format = Format::sniff(&body);
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::MsgPack => "application/msgpack",
+    };
+    Ok(Response::builder()
+        .with_status(http_status(&out, format))
+        .with_header("content-type", content_type)?
+        .fixed(out))
+}
+
+/// 200 for a score (or a batch), 400 for a refused request, 503 while no snapshot (or no model)
+/// serves. Errors are `{ok: false, ...}` maps: the status is read off the response's first bytes.
+fn http_status(out: &[u8], format: Format) -> u16 {
+    let failed = match format {
+        Format::Json => out.starts_with(br#"{"ok":false"#),
+        // fixmap of 5, "ok", false
+        Format::MsgPack => out.starts_with(&[0x85, 0xa2, b'o', b'k', 0xc2]),
+    };
+    let unavailable = |kind: &[u8]| out.windows(kind.len()).any(|w| w == kind);
+    if !failed {
+        200
+    } else if unavailable(b"no_snapshot") || unavailable(b"no_model") {
+        503
+    } else {
+        400
+    }
+}
+
+async fn status(env: Env, ctx: &Context) -> worker::Result<Response> {
+    ensure_fresh(env.clone(), ctx).await;
+    let refresh = refresh_seconds(&env);
+    let body = STATE.with_borrow(|s| {
+        let snapshot = s.loaded.as_ref().map(|l| {
+            let snap = l.borrow_dependent().snapshot();
+            let meta = snap.meta();
+            let entities: serde_json::Map<String, Value> = meta
+                .schema
+                .entities()
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.name.clone(), json!(snap.table(i).map_or(0, |t| t.len()))))
+                .collect();
+            json!({
+                "snapshot_id": meta.snapshot_id,
+                "model_id": meta.model_id,
+                "as_of": meta.as_of.to_string(),
+                "version": s.version,
+                "bytes": l.borrow_owner().len(),
+                "entities": entities,
+                "loaded_at_ms": s.loaded_at_ms,
+            })
+        });
+        json!({
+            "ok": true,
+            "worker": concat!("tollgate-worker ", env!("CARGO_PKG_VERSION")),
+            "snapshot": snapshot,
+            "checked_at_ms": s.checked_at_ms,
+            "refresh_seconds": refresh,
+            "loads": s.loads,
+            "refused": s.refused.as_ref().map(|(version, error)| json!({"version": version, "error": error})),
+            "last_error": s.last_error,
+            "memory_bytes": core::arch::wasm32::memory_size(0) * 65_536,
+        })
+    });
+    Response::from_json(&body)
+}
+
+/// Checks KV when the interval has passed: inline while no snapshot serves, else in the
+/// background (`wait_until`) so that this request is not held up by a download.
+async fn ensure_fresh(env: Env, ctx: &Context) {
+    let now = now_ms();
+    let interval_ms = (refresh_seconds(&env) * 1000.0) as u64;
+    let (due, serving) = STATE.with_borrow_mut(|s| {
+        let due = !s.checking && s.checked_at_ms.is_none_or(|t| now.saturating_sub(t) >= interval_ms);
+        if due {
+            s.checking = true;
+            s.checked_at_ms = Some(now);
+        }
+        (due, s.loaded.is_some())
+    });
+    if !due {
+        return;
+    }
+    if serving {
+        ctx.wait_until(run_check(env));
+    } else {
+        run_check(env).await;
+    }
+}
+
+async fn run_check(env: Env) {
+    let result = check(&env).await;
+    if let Err(e) = &result {
+        worker::console_error!("tollgate: snapshot check failed: {e}");
+    }
+    STATE.with_borrow_mut(|s| {
+        s.checking = false;
+        s.last_error = result.err();
+    });
+}
+
+/// Reads the manifest; when it names a version neither serving nor refused, fetches the shards,
+/// reassembles and verifies the snapshot, and swaps it in. A refusal keeps the current one.
+async fn check(env: &Env) -> Result<(), String> {
+    let kv = env.kv(KV_BINDING).map_err(|e| format!("KV binding {KV_BINDING}: {e}"))?;
+    let text = kv.get(MANIFEST_KEY).text().await.map_err(|e| format!("{MANIFEST_KEY}: {e}"))?;
+    let text = text.ok_or_else(|| format!("{MANIFEST_KEY}: absent, no snapshot has been pushed"))?;
+    let manifest = Manifest::from_json(&text).map_err(|e| e.to_string())?;
+    let known = STATE.with_borrow(|s| {
+        s.version.as_deref() == Some(manifest.version.as_str())
+            || s.refused.as_ref().is_some_and(|(v, _)| *v == manifest.version)
+    });
+    if known {
+        return Ok(());
+    }
+    let mut assembly = Assembly::new(&manifest);
+    while let Some(key) = assembly.next_key() {
+        let shard = get_array_buffer(env, &key).await?;
+        let shard = shard.ok_or_else(|| LayoutError::MissingShard { key }.to_string())?;
+        // Straight from the JS ArrayBuffer into the snapshot's buffer: no per-shard Vec, so a
+        // load needs the snapshot's size in wasm memory and not a shard more.
+        let len = shard.length() as usize;
+        assembly.push_with(len, |dst| shard.copy_to(dst)).map_err(|e| e.to_string())?;
+    }
+    let bytes = assembly.finish().map_err(|e| e.to_string())?;
+    let keys = edge_keys(env)?;
+    match Loaded::try_new(bytes, |b| Snapshot::load(b, &keys).map(Scorer::new)) {
+        Ok(loaded) => STATE.with_borrow_mut(|s| {
+            // The old snapshot's bytes are freed here, once nothing borrows them.
+            s.loaded = Some(loaded);
+            s.version = Some(manifest.version);
+            s.loaded_at_ms = Some(now_ms());
+            s.loads += 1;
+        }),
+        Err(e) => {
+            let why = format!("snapshot {}: {e}", manifest.version);
+            worker::console_error!("tollgate: refused {why}");
+            STATE.with_borrow_mut(|s| s.refused = Some((manifest.version, why)));
+        }
+    }
+    Ok(())
+}
+
+/// `KV.get(key, {type: "arrayBuffer"})` on the binding, the value as a `Uint8Array` over it
+/// (`None` when absent). workers-rs's `bytes()` would copy it into a Vec first.
+async fn get_array_buffer(env: &Env, key: &str) -> Result<Option<Uint8Array>, String> {
+    let failed = |e: JsValue| format!("{key}: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")));
+    let kv = Reflect::get(env.as_ref(), &JsValue::from_str(KV_BINDING)).map_err(failed)?;
+    let get: Function =
+        Reflect::get(&kv, &JsValue::from_str("get")).map_err(failed)?.dyn_into().map_err(failed)?;
+    let options = Object::new();
+    Reflect::set(&options, &JsValue::from_str("type"), &JsValue::from_str("arrayBuffer")).map_err(failed)?;
+    let promise: Promise =
+        get.call2(&kv, &JsValue::from_str(key), &options).map_err(failed)?.dyn_into().map_err(failed)?;
+    let value = JsFuture::from(promise).await.map_err(failed)?;
+    if value.is_null() || value.is_undefined() {
+        return Ok(None);
+    }
+    let buffer: ArrayBuffer = value.dyn_into().map_err(failed)?;
+    Ok(Some(Uint8Array::new(&buffer)))
+}
+
+/// The trusted edge keys: the `EDGE_KEYS` var, one or more edge key files concatenated.
+fn edge_keys(env: &Env) -> Result<Vec<EdgeKey>, String> {
+    let text = env.var(EDGE_KEYS_VAR).map_err(|_| format!("{EDGE_KEYS_VAR}: not set"))?.to_string();
+    let starts: Vec<usize> = text
+        .match_indices(EDGE_KEY_HEADER)
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || text[..i].ends_with('\n'))
+        .collect();
+    if starts.first().is_none_or(|&i| !text[..i].trim().is_empty()) {
+        return Err(format!("{EDGE_KEYS_VAR}: not a tollgate edge key file"));
+    }
+    if starts.len() > MAX_EDGE_KEYS {
+        return Err(format!("{EDGE_KEYS_VAR}: more than {MAX_EDGE_KEYS} keys"));
+    }
+    let ends = starts.iter().skip(1).copied().chain([text.len()]);
+    starts
+        .iter()
+        .zip(ends)
+        .enumerate()
+        .map(|(n, (&s, e))| {
+            EdgeKey::from_text(&text[s..e]).map_err(|err| format!("{EDGE_KEYS_VAR}: key {}: {err}", n + 1))
+        })
+        .collect()
+}
+
+fn refresh_seconds(env: &Env) -> f64 {
+    env.var(REFRESH_VAR)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(DEFAULT_REFRESH_SECONDS)
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+/// An error in the scorer's JSON error shape, for what never reaches the scorer.
+fn json_error(status: u16, kind: &str, message: &str) -> worker::Result<Response> {
+    let snapshot_id = STATE.with_borrow(|s| {
+        s.loaded.as_ref().map(|l| l.borrow_dependent().snapshot().meta().snapshot_id.clone())
+    });
+    let body =
+        json!({"ok": false, "error": message, "error_kind": kind, "field": null, "snapshot_id": snapshot_id});
+    Ok(Response::from_json(&body)?.with_status(status))
+}

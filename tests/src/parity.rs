@@ -44,19 +44,20 @@ pub fn logistic() -> Model {
     Model::Logistic(Logistic { weights, intercept: -3.5 })
 }
 
-/// Two stumps over the amount and the 7-day terminal risk, to check the tree evaluator too.
+/// Two stumps over the amount and the 7-day terminal risk, to check the tree evaluator too. The
+/// leaves carry covers (training rows), so responses carry tree reasons as well.
 pub fn trees() -> Model {
-    let leaf = |value| Node { feature: u16::MAX, default_left: false, value, left: 0, right: 0 };
+    let leaf = Node::leaf;
     let split = |feature, value, left, right| Node { feature, default_left: true, value, left, right };
     Model::Trees(TreeEnsemble {
         n_features: 15,
         nodes: vec![
             split(0, 120.0, 1, 2),
-            leaf(-1.5),
-            leaf(0.75),
+            leaf(-1.5, 700.0),
+            leaf(0.75, 300.0),
             split(12, 0.05, 4, 5),
-            leaf(-0.5),
-            leaf(2.5),
+            leaf(-0.5, 900.0),
+            leaf(2.5, 100.0),
         ],
         roots: vec![0, 3],
         base_margin: -1.0,

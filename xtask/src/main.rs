@@ -81,8 +81,11 @@ fn cargo() -> String {
 
 fn demo(seed: u64) -> Result<()> {
     setup::wasm_target()?;
+    setup::node_packages()?;
+    let wasm_bindgen = setup::wasm_bindgen()?;
     let cargo = cargo();
     run(&cargo, &["build", "--release", "--package", "tollgate"])?;
+    let scorer_wasm = build_scorer_wasm()?;
     let out = target_dir().join("demo");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tollgate = target_dir().join("release").join("tollgate");
@@ -90,6 +93,7 @@ fn demo(seed: u64) -> Result<()> {
     let path = |name: &str| out.join(name).to_string_lossy().into_owned();
     let (transactions, features, keys, snapshot) =
         (path("transactions.parquet"), path("features.parquet"), path("keys"), path("snapshot.tgs"));
+    let (model, report, token) = (path("model.tgm"), path("report"), path("admin.token"));
     let seed = seed.to_string();
     println!("\n== 1. simulate 183 days of card transactions (5,000 customers, 10,000 terminals)");
     run(&tollgate, &["simulate", "--seed", &seed, "--output", &transactions])?;
@@ -100,7 +104,30 @@ fn demo(seed: u64) -> Result<()> {
         &tollgate,
         &["features", &transactions, "--output", &features, "--snapshot-every", "1h", "--compare-exact"],
     )?;
-    println!("\n== 4. keys, and a signed snapshot of every customer and terminal as of the last day");
+    println!("\n== 4. train gradient-boosted trees on a week, as served (hourly snapshots)");
+    run(
+        &tollgate,
+        &[
+            "train",
+            "--input",
+            &transactions,
+            "--model",
+            "gbdt",
+            "--trees",
+            "100",
+            "--max-depth",
+            "3",
+            "--learning-rate",
+            "0.1",
+            "--snapshot-every",
+            "1h",
+            "--output",
+            &model,
+        ],
+    )?;
+    println!("\n== 5. evaluate it on the week after the label delay, with a report");
+    run(&tollgate, &["evaluate", "--input", &transactions, "--model", &model, "--report", &report])?;
+    println!("\n== 6. keys, and a signed snapshot with the model and a policy, as of the last day");
     run(&tollgate, &["keys", "new", "--out", &keys, "--force"])?;
     let (signing, edge) = (format!("{keys}/signing.key"), format!("{keys}/edge.key"));
     run(
@@ -113,6 +140,14 @@ fn demo(seed: u64) -> Result<()> {
             "2018-09-30",
             "--key",
             &signing,
+            "--model",
+            &model,
+            "--review",
+            "0.3",
+            "--decline",
+            "0.7",
+            "--amount-cap",
+            "5000",
             "--output",
             &snapshot,
         ],
@@ -131,11 +166,52 @@ fn demo(seed: u64) -> Result<()> {
             "TERMINAL_ID=7",
         ],
     )?;
+    println!("\n== 7. start the wasmtime host, push the snapshot to it, replay the last day through it");
+    std::fs::write(&token, format!("demo-{}\n", std::process::id()))
+        .with_context(|| format!("writing {token}"))?;
+    let mut server = Command::new(tollgate.as_ref())
+        .args(["serve", "--module", &scorer_wasm.to_string_lossy(), "--edge-key", &edge])
+        .args(["--listen", "127.0.0.1:0", "--admin-token-file", &token, "--cache-dir", &path("cache")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting tollgate serve")?;
+    let replayed = (|| -> Result<()> {
+        let url = server_url(&mut server)?;
+        println!("the host listens on {url}");
+        run(&tollgate, &["push", &snapshot, "--to", &url, "--token-file", &token])?;
+        run(&tollgate, &["replay", &transactions, "--to", &url, "--day", "2018-09-30"])
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    replayed?;
+    println!("\n== 8. the browser page: scores in the page, replays a day");
+    let page = build_page(&out.join("www"), &wasm_bindgen)?;
     println!("\nThe demo's files are in {}.", out.display());
-    println!(
-        "Not yet in the demo (open issues): training a model, the wasm scorer, the host, the worker, the page."
-    );
+    println!("The report: {report}/index.html");
+    println!("The page: run `{tollgate} www --dir {}` and open the URL it prints.", page.display());
+    println!("Not yet in the demo: the edge worker (see worker/README.md to run it under wrangler dev).");
     Ok(())
+}
+
+/// Reads `listening on http://ADDR` from a starting `tollgate serve`.
+fn server_url(server: &mut std::process::Child) -> Result<String> {
+    use std::io::BufRead;
+    let stdout = server.stdout.take().context("tollgate serve has no stdout")?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    while let Some(line) = lines.next().transpose()? {
+        if let Some(url) = line.strip_prefix("listening on ") {
+            return Ok(url.trim().to_string());
+        }
+    }
+    bail!("tollgate serve stopped before it listened")
+}
+
+/// Builds the browser page (wasm-bindgen bindings, static files, a demo snapshot) into `dir`.
+fn build_page(dir: &Path, wasm_bindgen: &Path) -> Result<PathBuf> {
+    let tools = tollgate_tests::page::Tools::find(&target_dir());
+    let tools = tollgate_tests::page::Tools { wasm_bindgen: wasm_bindgen.to_path_buf(), ..tools };
+    let page = tollgate_tests::page::build_page(dir, &tools)?;
+    Ok(page.dir)
 }
 
 fn test() -> Result<()> {

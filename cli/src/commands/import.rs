@@ -86,7 +86,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         card.metrics.insert("parity_max_abs_diff".into(), report.max_abs_diff);
         if let Some(tolerance) = args.tolerance
-            && !(report.max_abs_diff <= tolerance)
+            // NaN differences fail too.
+            && (report.max_abs_diff > tolerance || report.max_abs_diff.is_nan())
         {
             bail!("max |diff| {:e} exceeds the tolerance {tolerance:e}", report.max_abs_diff);
         }

@@ -55,7 +55,7 @@ fn main() -> Result<()> {
     }
     let compiled = CompiledTrees::new(trees);
     let mut results: Vec<(&str, Vec<f64>)> = Vec::new();
-    let mut want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
 
     if want("reference") {
         results.push((

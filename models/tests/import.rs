@@ -49,7 +49,8 @@ fn xgboost_models_score_as_xgboost_does_within_1e_6() {
             report.max_abs_diff,
             report.worst_row
         );
-        assert!(rows_with_missing(&format!("{name}.csv")) >= 80, "{name}: missing values are exercised");
+        // The script masks cells at random in 80 rows (a few draw no mask) plus one all-missing row.
+        assert!(rows_with_missing(&format!("{name}.csv")) >= 70, "{name}: missing values are exercised");
     }
 }
 

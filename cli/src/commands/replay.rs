@@ -170,10 +170,15 @@ fn score_one(agent: &ureq::Agent, url: &str, tx: &Transactions, i: usize) -> any
     }
     let value: serde_json::Value = serde_json::from_str(&body)
         .with_context(|| format!("transaction {id}: the answer is not JSON: {body}"))?;
-    let score = value["score"].as_f64();
-    let decision = value["decision"].as_str();
-    match (score, decision) {
-        (Some(score), Some(decision)) => Ok(Answer { score, decision: decision.to_string(), latency }),
-        _ => bail!("transaction {id}: the answer has no score or decision: {body}"),
-    }
+    let Some(decision) = value["decision"].as_str() else {
+        bail!("transaction {id}: the answer has no decision: {body}")
+    };
+    // A hard rule decides without the model (score null): such a transaction ranks first.
+    let ruled = value["rules"].as_array().is_some_and(|r| !r.is_empty());
+    let score = match value["score"].as_f64() {
+        Some(score) => score,
+        None if ruled => 1.0,
+        None => bail!("transaction {id}: the answer has no score and no rule: {body}"),
+    };
+    Ok(Answer { score, decision: decision.to_string(), latency })
 }

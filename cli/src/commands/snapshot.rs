@@ -41,7 +41,8 @@ pub struct BuildArgs {
     /// it the snapshot carries aggregates only.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// The model's id, recorded in the snapshot and in every response; default: the file name.
+    /// The model's id, recorded in the snapshot and in every response; default: the id in the
+    /// model card (MODEL_FILE.json) when there is one, else the file name.
     #[arg(long, requires = "model")]
     model_id: Option<String>,
     /// Scores from this one up are reviewed.
@@ -106,8 +107,12 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
                     schema.len()
                 );
             }
+            // The id: --model-id, else the model card's (MODEL.json, written by train/import),
+            // else the file name.
+            let card = PathBuf::from(format!("{}.json", path.display()));
             let id = match &args.model_id {
                 Some(id) => id.clone(),
+                None if card.exists() => models::report::ModelCard::read(&card)?.model_id,
                 None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             };
             Some((model, id))

@@ -6,7 +6,7 @@
 
 use crate::gbdt::StopMetric;
 use crate::metrics;
-use crate::resample::standardisation;
+use crate::train::standardisation;
 use crate::train::{ClassWeight, Samples, TrainError, bad};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};

@@ -10,7 +10,7 @@
 //! the same segment. The searches are brute force over the minority class, in parallel: on the
 //! handbook training week (67k rows, 598 frauds, 15 features) NearMiss takes well under a second.
 
-use crate::train::{Samples, TrainError};
+use crate::train::{Samples, TrainError, standardisation};
 use rand::seq::index;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -488,35 +488,6 @@ fn compose(previous: &Resampled, next: Resampled) -> Resampled {
         })
         .collect();
     Resampled { origins, ..next }
-}
-
-/// Per-feature mean and population standard deviation (1 where the deviation is ~0, as
-/// scikit-learn's `StandardScaler` does).
-pub(crate) fn standardisation(rows: Samples<'_>) -> (Vec<f64>, Vec<f64>) {
-    let nf = rows.n_features();
-    let n = rows.len() as f64;
-    let mut mean = vec![0.0; nf];
-    for i in 0..rows.len() {
-        for (m, x) in mean.iter_mut().zip(rows.row(i)) {
-            *m += x;
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= n);
-    let mut var = vec![0.0; nf];
-    for i in 0..rows.len() {
-        for ((v, x), m) in var.iter_mut().zip(rows.row(i)).zip(&mean) {
-            *v += (x - m) * (x - m);
-        }
-    }
-    let scale = var
-        .iter()
-        .zip(&mean)
-        .map(|(v, m)| {
-            let sd = (v / n).sqrt();
-            if sd < 10.0 * f64::EPSILON * m.abs().max(1.0) { 1.0 } else { sd }
-        })
-        .collect();
-    (mean, scale)
 }
 
 /// Rows in standardised feature space, row-major.

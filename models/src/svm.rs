@@ -4,7 +4,7 @@
 //! by Newton's method, Lin, Lin and Weng 2007) and folded, with the standardisation, into a
 //! [`Model::Logistic`]: the scorer outputs a probability and reads raw features.
 
-use crate::resample::standardisation;
+use crate::train::standardisation;
 use crate::train::{ClassWeight, Samples, TrainError, bad};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;

@@ -257,3 +257,32 @@ impl Trainer {
         }
     }
 }
+
+/// Per-feature mean and population standard deviation (1 where the deviation is ~0, as
+/// scikit-learn's `StandardScaler` does).
+pub(crate) fn standardisation(train: Samples<'_>) -> (Vec<f64>, Vec<f64>) {
+    let nf = train.n_features();
+    let n = train.len() as f64;
+    let mut mean = vec![0.0; nf];
+    for i in 0..train.len() {
+        for (m, x) in mean.iter_mut().zip(train.row(i)) {
+            *m += x;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = vec![0.0; nf];
+    for i in 0..train.len() {
+        for ((v, x), m) in var.iter_mut().zip(train.row(i)).zip(&mean) {
+            *v += (x - m) * (x - m);
+        }
+    }
+    let scale = var
+        .iter()
+        .zip(&mean)
+        .map(|(v, m)| {
+            let sd = (v / n).sqrt();
+            if sd < 10.0 * f64::EPSILON * m.abs().max(1.0) { 1.0 } else { sd }
+        })
+        .collect();
+    (mean, scale)
+}

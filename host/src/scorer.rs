@@ -6,7 +6,7 @@ use crate::cache::{ModuleSource, load_module, module_hash};
 use crate::fallback::{self, Fallback};
 use crate::guest::{Guest, GuestError, Limits, StoreState};
 use arc_swap::ArcSwap;
-use scorer::snapshot::{EdgeKey, Snapshot};
+use scorer::snapshot::{EdgeKey, Snapshot, edge_keys_from_text};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -262,34 +262,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Splits concatenated edge key files (each starts with its header line) and reads each.
-fn parse_edge_keys(text: &str) -> Result<Vec<EdgeKey>, HostError> {
-    const HEADER: &str = "# tollgate edge key";
-    let mut starts: Vec<usize> = text.match_indices(HEADER).map(|(i, _)| i).collect();
-    starts.retain(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n');
-    if starts.is_empty() {
-        return Err(HostError::EdgeKeys(
-            "the text holds no edge key file (no '# tollgate edge key' header)".into(),
-        ));
-    }
-    let ends = starts.iter().skip(1).copied().chain([text.len()]);
-    starts
-        .iter()
-        .zip(ends)
-        .enumerate()
-        .map(|(i, (&s, e))| {
-            EdgeKey::from_text(&text[s..e])
-                .map_err(|err| HostError::EdgeKeys(format!("key {}: {err}", i + 1)))
-        })
-        .collect()
-}
-
 impl Scorer {
     /// Compiles (or reads from the cache) `wasm`, trusts the edge keys in `edge_keys` (one or
     /// more edge key files, concatenated) and starts with no snapshot: until one is loaded, every
     /// request gets the module's `no_snapshot` error response.
     pub fn new(config: ScorerConfig, wasm: &[u8], edge_keys: &str) -> Result<Scorer, HostError> {
-        let edge_keys_parsed = parse_edge_keys(edge_keys)?;
+        let edge_keys_parsed =
+            edge_keys_from_text(edge_keys).map_err(|e| HostError::EdgeKeys(e.to_string()))?;
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_core_instances(config.max_instances)

@@ -2,7 +2,7 @@
 //! plus what the last KV check found. Every handler answers with JSON; nothing panics.
 
 use scorer::score::{Format, ScoreError, Scorer, error_response};
-use scorer::snapshot::{EdgeKey, Snapshot};
+use scorer::snapshot::{EdgeKey, Snapshot, edge_keys_from_text};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use tollgate_kv::{Assembly, LayoutError, MANIFEST_KEY, Manifest};
@@ -18,10 +18,6 @@ const EDGE_KEYS_VAR: &str = "EDGE_KEYS";
 /// The var with the least number of seconds between two checks of KV.
 const REFRESH_VAR: &str = "REFRESH_SECONDS";
 const DEFAULT_REFRESH_SECONDS: f64 = 60.0;
-/// The first line of every edge key file.
-const EDGE_KEY_HEADER: &str = "# tollgate edge key";
-/// Most edge keys trusted at once (a few, for key rotation).
-const MAX_EDGE_KEYS: usize = 8;
 /// Largest body of `/v1/score` and of `/v1/score/batch`.
 const MAX_REQUEST_BYTES: usize = 64 << 10;
 const MAX_BATCH_BYTES: usize = 8 << 20;
@@ -282,26 +278,7 @@ async fn get_array_buffer(env: &Env, key: &str) -> Result<Option<Uint8Array>, St
 /// The trusted edge keys: the `EDGE_KEYS` var, one or more edge key files concatenated.
 fn edge_keys(env: &Env) -> Result<Vec<EdgeKey>, String> {
     let text = env.var(EDGE_KEYS_VAR).map_err(|_| format!("{EDGE_KEYS_VAR}: not set"))?.to_string();
-    let starts: Vec<usize> = text
-        .match_indices(EDGE_KEY_HEADER)
-        .map(|(i, _)| i)
-        .filter(|&i| i == 0 || text[..i].ends_with('\n'))
-        .collect();
-    if starts.first().is_none_or(|&i| !text[..i].trim().is_empty()) {
-        return Err(format!("{EDGE_KEYS_VAR}: not a tollgate edge key file"));
-    }
-    if starts.len() > MAX_EDGE_KEYS {
-        return Err(format!("{EDGE_KEYS_VAR}: more than {MAX_EDGE_KEYS} keys"));
-    }
-    let ends = starts.iter().skip(1).copied().chain([text.len()]);
-    starts
-        .iter()
-        .zip(ends)
-        .enumerate()
-        .map(|(n, (&s, e))| {
-            EdgeKey::from_text(&text[s..e]).map_err(|err| format!("{EDGE_KEYS_VAR}: key {}: {err}", n + 1))
-        })
-        .collect()
+    edge_keys_from_text(&text).map_err(|e| format!("{EDGE_KEYS_VAR}: {e}"))
 }
 
 fn refresh_seconds(env: &Env) -> f64 {

@@ -11,14 +11,9 @@ use scorer::Timestamp;
 use scorer::features::{Aggregate, Aggregates, TxFacts, Window};
 use scorer::model::Model;
 use scorer::score::{MAX_ID_LEN, ScoreError, Scorer, error_response};
-use scorer::snapshot::{EdgeKey, Snapshot, SnapshotError};
+use scorer::snapshot::{EdgeKey, MAX_EDGE_KEYS, Snapshot, SnapshotError, edge_keys_from_text};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
-
-/// The header line every edge key file starts with.
-const EDGE_KEY_HEADER: &str = "# tollgate edge key";
-/// Most edge keys trusted at once (as in `scorer.wasm`: a few, for rotation).
-const MAX_EDGE_KEYS: usize = 8;
 
 self_cell::self_cell!(
     /// A verified snapshot and the scorer borrowing it: the page owns the bytes.
@@ -150,29 +145,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Parses one or more concatenated edge key files.
 fn parse_edge_keys(text: &str) -> Result<Vec<EdgeKey>, String> {
-    let text = text.trim_start();
-    if !text.starts_with(EDGE_KEY_HEADER) {
-        return Err(format!(
-            "edge keys: this is not a tollgate edge key file (it must start with \"{EDGE_KEY_HEADER}\")"
-        ));
-    }
-    let mut starts: Vec<usize> = text.match_indices(EDGE_KEY_HEADER).map(|(i, _)| i).collect();
-    starts.retain(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n');
-    if starts.len() > MAX_EDGE_KEYS {
-        return Err(format!(
-            "edge keys: {} keys given, at most {MAX_EDGE_KEYS} can be trusted",
-            starts.len()
-        ));
-    }
-    let ends = starts.iter().skip(1).copied().chain([text.len()]);
-    starts
-        .iter()
-        .zip(ends)
-        .enumerate()
-        .map(|(n, (&s, e))| {
-            EdgeKey::from_text(&text[s..e]).map_err(|err| format!("edge key {}: {err}", n + 1))
-        })
-        .collect()
+    edge_keys_from_text(text).map_err(|e| format!("edge keys: {e}"))
 }
 
 /// A refused snapshot, in plain words first, then the scorer's exact reason.

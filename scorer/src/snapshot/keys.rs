@@ -165,6 +165,60 @@ impl EdgeKey {
     }
 }
 
+/// The most edge keys one edge trusts at a time (the current key and the ones being rotated in or out).
+pub const MAX_EDGE_KEYS: usize = 8;
+
+/// Why a list of edge key files could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyListError {
+    /// The text does not start with an edge key file's header line.
+    NotAKeyFile,
+    /// More than [`MAX_EDGE_KEYS`] key files (the count given).
+    TooMany(usize),
+    /// The key file at this position (1-based) is malformed.
+    Key(usize, KeyError),
+}
+
+impl fmt::Display for KeyListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyListError::NotAKeyFile => {
+                write!(f, "not a tollgate edge key file (it must start with \"{EDGE_HEADER}\")")
+            }
+            KeyListError::TooMany(n) => {
+                write!(f, "{n} keys given, at most {MAX_EDGE_KEYS} can be trusted")
+            }
+            KeyListError::Key(n, e) => write!(f, "key {n}: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for KeyListError {}
+
+/// Reads one or more concatenated edge key files (each starts with its header line; blank space
+/// before the first is allowed): the keys an edge trusts, e.g. the current one and the next.
+pub fn edge_keys_from_text(text: &str) -> Result<alloc::vec::Vec<EdgeKey>, KeyListError> {
+    let text = text.trim_start();
+    if !text.starts_with(EDGE_HEADER) {
+        return Err(KeyListError::NotAKeyFile);
+    }
+    let starts: alloc::vec::Vec<usize> = text
+        .match_indices(EDGE_HEADER)
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
+        .collect();
+    if starts.len() > MAX_EDGE_KEYS {
+        return Err(KeyListError::TooMany(starts.len()));
+    }
+    let ends = starts.iter().skip(1).copied().chain([text.len()]);
+    starts
+        .iter()
+        .zip(ends)
+        .enumerate()
+        .map(|(n, (&s, e))| EdgeKey::from_text(&text[s..e]).map_err(|err| KeyListError::Key(n + 1, err)))
+        .collect()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -199,6 +253,19 @@ mod tests {
 
     fn signer() -> SnapshotSigner {
         SnapshotSigner::from_secret([7; 32], IdHashKey([9; 16]))
+    }
+
+    #[test]
+    fn edge_key_lists_read_every_key_and_name_the_bad_one() {
+        let a = signer().edge_key();
+        let b = SnapshotSigner::from_secret([9; 32], IdHashKey([4; 16])).edge_key();
+        let two = format!("\n  {}{}", a.to_text(), b.to_text());
+        assert_eq!(edge_keys_from_text(&two), Ok(alloc::vec![a.clone(), b.clone()]));
+        assert_eq!(edge_keys_from_text("verify-key = 00"), Err(KeyListError::NotAKeyFile));
+        let broken = format!("{}{}", a.to_text(), b.to_text().replace("verify-key", "verify-kex"));
+        assert_eq!(edge_keys_from_text(&broken), Err(KeyListError::Key(2, KeyError::Missing("verify-key"))));
+        let nine = a.to_text().repeat(MAX_EDGE_KEYS + 1);
+        assert_eq!(edge_keys_from_text(&nine), Err(KeyListError::TooMany(MAX_EDGE_KEYS + 1)));
     }
 
     #[test]

@@ -9,7 +9,9 @@ mod meta;
 mod read;
 
 pub use build::{BuildError, build_snapshot, build_snapshot_with};
-pub use keys::{EdgeKey, EntityKey, IdHashKey, KeyError, SnapshotSigner};
+pub use keys::{
+    EdgeKey, EntityKey, IdHashKey, KeyError, KeyListError, MAX_EDGE_KEYS, SnapshotSigner, edge_keys_from_text,
+};
 pub use meta::{MetaError, SnapshotMeta};
 pub use read::{EntityTable, Snapshot, SnapshotError};
 

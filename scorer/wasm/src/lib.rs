@@ -12,7 +12,7 @@ use core::fmt::Write as _;
 use scorer::score::{
     Field, Format, Problem, RequestError, ScoreError, Scorer, TreeAttribution, error_response,
 };
-use scorer::snapshot::{EdgeKey, Snapshot, SnapshotError};
+use scorer::snapshot::{EdgeKey, KeyListError, Snapshot, SnapshotError, edge_keys_from_text};
 
 /// The ABI version, major in the high 16 bits and minor in the low 16 bits.
 pub const ABI_VERSION: u32 = 0x0001_0001;
@@ -28,8 +28,7 @@ pub const STATUS_BAD_EDGE_KEY: u32 = 3;
 /// First status of snapshot refusals: 10 + the `SnapshotError` variant's index (see `docs/abi.md`).
 pub const STATUS_SNAPSHOT: u32 = 10;
 
-/// Most edge keys trusted at once (a few, for key rotation).
-pub const MAX_EDGE_KEYS: usize = 8;
+pub use scorer::snapshot::MAX_EDGE_KEYS;
 
 /// Every buffer `tg_alloc` hands out is aligned to this.
 const ALIGN: usize = 8;
@@ -168,43 +167,23 @@ pub extern "C" fn tg_set_edge_keys(ptr: usize, len: usize) -> u32 {
     }
 }
 
-fn parse_keys(bytes: &[u8]) -> Result<Vec<EdgeKey>, KeyFileError> {
-    const HEADER: &[u8] = b"# tollgate edge key";
-    let text = core::str::from_utf8(bytes).map_err(|_| KeyFileError::NotUtf8)?;
-    // Each key file starts with its header line; leading blank space is allowed.
-    let first = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let starts: Vec<usize> = (first..bytes.len())
-        .filter(|&i| (i == first || bytes[i - 1] == b'\n') && bytes[i..].starts_with(HEADER))
-        .collect();
-    if starts.first() != Some(&first) {
-        return Err(KeyFileError::NotAKeyFile);
-    }
-    if starts.len() > MAX_EDGE_KEYS {
-        return Err(KeyFileError::TooMany);
-    }
-    let ends = starts.iter().skip(1).copied().chain([bytes.len()]);
-    starts
-        .iter()
-        .zip(ends)
-        .map(|(&s, e)| EdgeKey::from_text(&text[s..e]).map_err(KeyFileError::Key))
-        .collect()
+/// The edge keys in `bytes`, or the reason in words.
+fn parse_keys(bytes: &[u8]) -> Result<Vec<EdgeKey>, KeyText> {
+    let text = core::str::from_utf8(bytes).map_err(|_| KeyText::NotUtf8)?;
+    edge_keys_from_text(text).map_err(KeyText::List)
 }
 
 /// Why edge key text was refused.
-enum KeyFileError {
+enum KeyText {
     NotUtf8,
-    NotAKeyFile,
-    TooMany,
-    Key(scorer::snapshot::KeyError),
+    List(KeyListError),
 }
 
-impl core::fmt::Display for KeyFileError {
+impl core::fmt::Display for KeyText {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            KeyFileError::NotUtf8 => f.write_str("the text is not UTF-8"),
-            KeyFileError::NotAKeyFile => f.write_str("not a tollgate edge key file"),
-            KeyFileError::TooMany => write!(f, "more than {MAX_EDGE_KEYS} keys"),
-            KeyFileError::Key(e) => write!(f, "{e}"),
+            KeyText::NotUtf8 => f.write_str("the text is not UTF-8"),
+            KeyText::List(e) => write!(f, "{e}"),
         }
     }
 }

@@ -244,28 +244,52 @@ impl LocalWorker {
         Ok(())
     }
 
+    /// The process ids of the workerd processes that run the worker.
+    pub fn workerd_pids(&mut self) -> Result<Vec<u32>> {
+        let reply = self.command(serde_json::json!({"op": "pids"}))?;
+        reply["pids"]
+            .as_array()
+            .context("no pids")?
+            .iter()
+            .map(|p| p.as_u64().and_then(|p| u32::try_from(p).ok()).context("a pid is not a number"))
+            .collect()
+    }
+
     /// Resident memory and CPU time used so far by the workerd processes that run the worker.
     pub fn workerd_usage(&mut self) -> Result<Usage> {
-        let reply = self.command(serde_json::json!({"op": "pids"}))?;
-        let mut usage = Usage { rss_bytes: 0, cpu_seconds: 0.0 };
-        for pid in reply["pids"].as_array().context("no pids")? {
+        let pids = self.workerd_pids()?;
+        let mut rss_bytes = 0;
+        for pid in &pids {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
             let kb: u64 = status
                 .lines()
                 .find_map(|l| l.strip_prefix("VmRSS:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
                 .context("no VmRSS")?;
-            usage.rss_bytes += kb * 1024;
-            // utime and stime, fields 14 and 15, in clock ticks (100 per second on Linux).
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-            let after = stat.rsplit_once(')').context("bad stat")?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let ticks: u64 =
-                fields.get(11..13).context("short stat")?.iter().filter_map(|f| f.parse::<u64>().ok()).sum();
-            usage.cpu_seconds += ticks as f64 / 100.0;
+            rss_bytes += kb * 1024;
         }
-        Ok(usage)
+        Ok(Usage { rss_bytes, cpu_ns: cpu_ns(&pids)? })
     }
+}
+
+/// CPU time used so far by every thread of `pids`, in nanoseconds: the first field of each
+/// `/proc/PID/task/TID/schedstat` (time on a CPU, ns resolution, unlike the 10 ms ticks of `stat`).
+pub fn cpu_ns(pids: &[u32]) -> Result<u64> {
+    let mut total = 0;
+    for pid in pids {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let path = task?.path().join("schedstat");
+            // A thread may end between listing and reading: it no longer counts.
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let ns: u64 = text
+                .split_whitespace()
+                .next()
+                .and_then(|f| f.parse().ok())
+                .with_context(|| format!("{}: unexpected content {text:?}", path.display()))?;
+            total += ns;
+        }
+    }
+    Ok(total)
 }
 
 /// What the workerd processes use.
@@ -273,8 +297,8 @@ impl LocalWorker {
 pub struct Usage {
     /// Resident memory, bytes.
     pub rss_bytes: u64,
-    /// User + system CPU time since start, seconds (10 ms resolution).
-    pub cpu_seconds: f64,
+    /// CPU time of every thread since start, nanoseconds.
+    pub cpu_ns: u64,
 }
 
 /// A signed snapshot of the parity corpus's model and policy with `customers` and `terminals`

@@ -202,10 +202,10 @@ pub fn edge_keys_from_text(text: &str) -> Result<alloc::vec::Vec<EdgeKey>, KeyLi
     if !text.starts_with(EDGE_HEADER) {
         return Err(KeyListError::NotAKeyFile);
     }
-    let starts: alloc::vec::Vec<usize> = text
-        .match_indices(EDGE_HEADER)
-        .map(|(i, _)| i)
-        .filter(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
+    // A byte scan over line starts (no `str` searcher: it would add kilobytes to scorer.wasm).
+    let bytes = text.as_bytes();
+    let starts: alloc::vec::Vec<usize> = (0..bytes.len())
+        .filter(|&i| (i == 0 || bytes[i - 1] == b'\n') && bytes[i..].starts_with(EDGE_HEADER.as_bytes()))
         .collect();
     if starts.len() > MAX_EDGE_KEYS {
         return Err(KeyListError::TooMany(starts.len()));

@@ -32,12 +32,14 @@ mod fallback;
 mod guest;
 mod scorer;
 pub mod service;
+mod shadow;
 pub mod wire;
 
 pub use cache::{ModuleSource, cache_path, module_hash};
 pub use fallback::Fallback;
 pub use guest::{ABI_MAJOR, GuestError};
 pub use scorer::{Counts, HostError, ModuleInfo, Scored, Scorer, ScorerConfig, SnapshotInfo, Status};
+pub use shadow::{DECISIONS, ShadowReport};
 
 /// The crate's version, reported by `/v1/status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,7 +5,8 @@
 use crate::cache::{ModuleSource, load_module, module_hash};
 use crate::fallback::{self, Fallback};
 use crate::guest::{Guest, GuestError, Limits, StoreState};
-use arc_swap::ArcSwap;
+use crate::shadow::{ShadowReport, ShadowTally};
+use arc_swap::{ArcSwap, ArcSwapOption};
 use scorer::snapshot::{EdgeKey, Snapshot, edge_keys_from_text};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -83,6 +84,9 @@ pub enum HostError {
     /// `rollback` with nothing to roll back to.
     #[error("there is no previous version to roll back to")]
     NoPrevious,
+    /// `promote_shadow` with no shadow snapshot loaded.
+    #[error("there is no shadow snapshot to promote")]
+    NoShadow,
 }
 
 /// What the host knows about a loaded snapshot.
@@ -141,6 +145,13 @@ struct Live {
     number: u64,
 }
 
+/// A candidate version scored beside the live one, and how their answers compare.
+struct Shadow {
+    live: Live,
+    tally: ShadowTally,
+    since: SystemTime,
+}
+
 /// The result of one scoring call.
 #[derive(Clone, Debug)]
 pub struct Scored {
@@ -151,6 +162,9 @@ pub struct Scored {
     pub snapshot: Option<Arc<SnapshotInfo>>,
     /// Set when the guest could not answer and the body is the configured fallback decision.
     pub fallback: Option<GuestError>,
+    /// The shadow snapshot's answer to the same call, when one is loaded (never sent to the
+    /// caller; for the decision log and [`Scorer::shadow_report`]).
+    pub shadow: Option<Box<Scored>>,
 }
 
 /// Counts since start.
@@ -177,6 +191,8 @@ pub struct Status {
     pub module: ModuleInfo,
     /// The previous snapshot, which `rollback` would restore.
     pub previous_snapshot: Option<Arc<SnapshotInfo>>,
+    /// The shadow snapshot scored beside the serving one, if any.
+    pub shadow_snapshot: Option<Arc<SnapshotInfo>>,
     /// The version number: 1 at start, one more at each swap.
     pub version: u64,
     /// Idle instances of the serving version.
@@ -235,6 +251,7 @@ struct Inner {
     edge_keys: Vec<EdgeKey>,
     live: ArcSwap<Live>,
     previous: Mutex<Option<Version>>,
+    shadow: ArcSwapOption<Shadow>,
     /// Serialises swaps and rollbacks (scoring never takes it).
     admin: Mutex<()>,
     counters: Counters,
@@ -305,6 +322,7 @@ impl Scorer {
             edge_keys: edge_keys_parsed,
             live: ArcSwap::from_pointee(live),
             previous: Mutex::new(None),
+            shadow: ArcSwapOption::empty(),
             admin: Mutex::new(()),
             counters: Counters::default(),
             _ticker: ticker,
@@ -349,16 +367,22 @@ impl Scorer {
     /// Makes the warm instances of `version` and swaps it in; the replaced version becomes the
     /// previous one. On error nothing changes.
     fn install(&self, version: Version) -> Result<(), HostError> {
-        let warm = self.inner.config.warm.clamp(1, self.inner.config.pool_size.max(1));
-        let mut pool = Vec::with_capacity(warm);
-        for _ in 0..warm {
-            pool.push(self.guest(&version).inspect_err(|_| self.count_refused())?);
-        }
+        let pool = self.warm_pool(&version)?;
         let number = self.inner.live.load().number + 1;
         let old = self.inner.live.swap(Arc::new(Live { version, pool: Mutex::new(pool), number }));
         *lock(&self.inner.previous) = Some(old.version.clone());
         self.inner.counters.swaps.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The warm instances a version starts with.
+    fn warm_pool(&self, version: &Version) -> Result<Vec<Guest>, HostError> {
+        let warm = self.inner.config.warm.clamp(1, self.inner.config.pool_size.max(1));
+        let mut pool = Vec::with_capacity(warm);
+        for _ in 0..warm {
+            pool.push(self.guest(version).inspect_err(|_| self.count_refused())?);
+        }
+        Ok(pool)
     }
 
     fn count_refused(&self) {
@@ -370,6 +394,15 @@ impl Scorer {
     /// refused snapshot changes nothing.
     pub fn load_snapshot(&self, bytes: Vec<u8>) -> Result<Arc<SnapshotInfo>, HostError> {
         let _admin = lock(&self.inner.admin);
+        let snapshot = self.verify(bytes)?;
+        let info = snapshot.info.clone();
+        let module = self.inner.live.load().version.module.clone();
+        self.install(Version { module, snapshot: Some(snapshot) })?;
+        Ok(info)
+    }
+
+    /// Checks `bytes` against the trusted edge keys.
+    fn verify(&self, bytes: Vec<u8>) -> Result<Arc<LoadedSnapshot>, HostError> {
         let info = match Snapshot::load(&bytes, &self.inner.edge_keys) {
             Ok(s) => {
                 let meta = s.meta();
@@ -388,10 +421,56 @@ impl Scorer {
                 return Err(HostError::SnapshotRefused(e.to_string()));
             }
         };
-        let module = self.inner.live.load().version.module.clone();
-        let snapshot = Some(Arc::new(LoadedSnapshot { bytes: bytes.into(), info: info.clone() }));
-        self.install(Version { module, snapshot })?;
+        Ok(Arc::new(LoadedSnapshot { bytes: bytes.into(), info }))
+    }
+
+    /// Verifies `bytes` and loads it as the shadow: from now on every call is also scored
+    /// against it (with the serving module), the caller still gets only the live answer, and
+    /// [`Scorer::shadow_report`] tells how the two differ. Replaces any earlier shadow; a
+    /// refused snapshot changes nothing.
+    pub fn load_shadow(&self, bytes: Vec<u8>) -> Result<Arc<SnapshotInfo>, HostError> {
+        let _admin = lock(&self.inner.admin);
+        let snapshot = self.verify(bytes)?;
+        let info = snapshot.info.clone();
+        let version =
+            Version { module: self.inner.live.load().version.module.clone(), snapshot: Some(snapshot) };
+        let pool = self.warm_pool(&version)?;
+        let live = Live { version, pool: Mutex::new(pool), number: 0 };
+        self.inner.shadow.store(Some(Arc::new(Shadow {
+            live,
+            tally: ShadowTally::default(),
+            since: SystemTime::now(),
+        })));
         Ok(info)
+    }
+
+    /// How the shadow's answers differ from the live ones since it was loaded (none without one).
+    pub fn shadow_report(&self) -> Option<ShadowReport> {
+        let shadow = self.inner.shadow.load_full()?;
+        let info = shadow.live.version.snapshot.as_ref()?.info.clone();
+        Some(shadow.tally.report(info, shadow.since))
+    }
+
+    /// Makes the shadow snapshot the serving one (the replaced one becomes the previous, for
+    /// rollback) and stops shadow scoring. Returns the final comparison.
+    pub fn promote_shadow(&self) -> Result<ShadowReport, HostError> {
+        let _admin = lock(&self.inner.admin);
+        let report = self.shadow_report().ok_or(HostError::NoShadow)?;
+        let shadow = self.inner.shadow.swap(None).ok_or(HostError::NoShadow)?;
+        let module = self.inner.live.load().version.module.clone();
+        if let Err(e) = self.install(Version { module, snapshot: shadow.live.version.snapshot.clone() }) {
+            self.inner.shadow.store(Some(shadow));
+            return Err(e);
+        }
+        Ok(report)
+    }
+
+    /// Stops shadow scoring and forgets the shadow. Returns its final comparison, if there was one.
+    pub fn drop_shadow(&self) -> Option<ShadowReport> {
+        let _admin = lock(&self.inner.admin);
+        let report = self.shadow_report();
+        self.inner.shadow.store(None);
+        report
     }
 
     /// Compiles (or reads from the cache) a new `scorer.wasm` and makes it serve the current
@@ -430,6 +509,23 @@ impl Scorer {
 
     fn run(&self, input: &[u8], batch: bool) -> Scored {
         let live = self.inner.live.load_full();
+        let mut scored = self.run_on(&live, input, batch);
+        let counter = if scored.fallback.is_none() {
+            &self.inner.counters.scored
+        } else {
+            &self.inner.counters.fallbacks
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(shadow) = self.inner.shadow.load_full() {
+            let candidate = self.run_on(&shadow.live, input, batch);
+            shadow.tally.record(&scored.body, &candidate.body, candidate.fallback.is_some());
+            scored.shadow = Some(Box::new(candidate));
+        }
+        scored
+    }
+
+    /// One call on `live`'s instances; a failed instance is discarded and the body is the fallback.
+    fn run_on(&self, live: &Live, input: &[u8], batch: bool) -> Scored {
         let snapshot = live.version.snapshot.as_ref().map(|s| s.info.clone());
         let idle = lock(&live.pool).pop();
         let guest = match idle {
@@ -447,18 +543,16 @@ impl Scorer {
                     pool.push(g);
                 }
                 drop(pool);
-                self.inner.counters.scored.fetch_add(1, Ordering::Relaxed);
-                Scored { body, snapshot, fallback: None }
+                Scored { body, snapshot, fallback: None, shadow: None }
             }
             Err(e) => {
                 if matches!(e, GuestError::Timeout { .. } | GuestError::Trap(_) | GuestError::OutOfMemory(_))
                 {
                     self.inner.counters.discarded.fetch_add(1, Ordering::Relaxed);
                 }
-                self.inner.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
                 let body =
                     fallback::response(input, batch, self.inner.config.fallback, &e, snapshot.as_deref());
-                Scored { body, snapshot, fallback: Some(e) }
+                Scored { body, snapshot, fallback: Some(e), shadow: None }
             }
         }
     }
@@ -473,6 +567,12 @@ impl Scorer {
             previous_snapshot: lock(&self.inner.previous)
                 .as_ref()
                 .and_then(|v| v.snapshot.as_ref().map(|s| s.info.clone())),
+            shadow_snapshot: self
+                .inner
+                .shadow
+                .load()
+                .as_ref()
+                .and_then(|s| s.live.version.snapshot.as_ref().map(|s| s.info.clone())),
             version: live.number,
             idle_instances: lock(&live.pool).len(),
             counts: Counts {

@@ -333,3 +333,102 @@ fn a_new_module_swaps_in_and_rolls_back() -> Result<()> {
     ensure!(host.score(request).body == br#"{"ok":true,"fake":1}"#);
     Ok(())
 }
+
+/// The decision and score of each response in `body` (one, or a batch's array).
+fn outcomes(body: &[u8]) -> Result<Vec<(String, Option<f64>)>> {
+    let value = rmp_or_json(body)?;
+    let items = match value {
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    Ok(items
+        .iter()
+        .map(|r| {
+            let decision = r["decision"].as_str().unwrap_or("none").to_string();
+            (decision, r["score"].as_f64())
+        })
+        .collect())
+}
+
+#[test]
+fn a_shadow_snapshot_is_scored_beside_the_live_one_reported_then_promoted() -> Result<()> {
+    let (live, candidate) = (lr(), gbdt());
+    let host = host_with(ScorerConfig::default(), &live.snapshot)?;
+    ensure!(host.shadow_report().is_none(), "a shadow before any was loaded");
+    // A wrongly signed candidate is refused and no shadow starts.
+    let stranger = SnapshotSigner::from_secret([7; 32], IdHashKey([7; 16]));
+    ensure!(host.load_shadow(fixture_signed_by(&stranger)?).is_err(), "a wrongly signed shadow was taken");
+    ensure!(
+        host.shadow_report().is_none() && host.status().shadow_snapshot.is_none(),
+        "a refused shadow serves"
+    );
+
+    let info = host.load_shadow(candidate.snapshot.clone())?;
+    ensure!(host.status().shadow_snapshot.as_deref() == Some(&*info), "status does not name the shadow");
+    let requests = &candidate.requests[..2_000];
+    let (want_live, want_shadow) =
+        (native(&live.snapshot, requests)?, native(&candidate.snapshot, requests)?);
+    let mut matrix = std::collections::BTreeMap::<(String, String), u64>::new();
+    let (mut diffs, mut max_diff) = (Vec::new(), 0f64);
+    for (i, r) in requests.iter().enumerate() {
+        let scored = host.score(r);
+        // The caller gets the live answer, byte for byte; the shadow's rides along.
+        ensure!(scored.body == want_live[i], "request {i}: the answer is not the live snapshot's");
+        let shadow = scored.shadow.as_deref().context("no shadow answer")?;
+        ensure!(shadow.body == want_shadow[i], "request {i}: the shadow answer differs from native");
+        ensure!(
+            shadow.snapshot.as_deref() == Some(&*info),
+            "request {i}: shadow answered by another snapshot"
+        );
+        let ((ld, ls), (sd, ss)) =
+            (outcomes(&want_live[i])?[0].clone(), outcomes(&want_shadow[i])?[0].clone());
+        *matrix.entry((ld, sd)).or_default() += 1;
+        if let (Some(a), Some(b)) = (ls, ss) {
+            diffs.push((a - b).abs());
+            max_diff = max_diff.max((a - b).abs());
+        }
+    }
+    let report = host.shadow_report().context("no shadow report")?;
+    ensure!(report.compared == requests.len() as u64, "compared {}", report.compared);
+    ensure!(report.shadow_fallbacks == 0, "shadow fell back {} times", report.shadow_fallbacks);
+    for (l, live_name) in host::DECISIONS.iter().enumerate() {
+        for (s, shadow_name) in host::DECISIONS.iter().enumerate() {
+            let want = matrix.get(&(live_name.to_string(), shadow_name.to_string())).copied().unwrap_or(0);
+            ensure!(
+                report.decisions[l][s] == want,
+                "{live_name}->{shadow_name}: {} != {want}",
+                report.decisions[l][s]
+            );
+        }
+    }
+    let changed: u64 = matrix.iter().filter(|((l, s), _)| l != s).map(|(_, n)| n).sum();
+    ensure!(report.changed == changed, "changed {} != {changed}", report.changed);
+    ensure!(changed > 0, "the two models never disagree: the test shows nothing");
+    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    let got = report.mean_abs_score_diff.context("no score difference")?;
+    ensure!((got - mean).abs() < 1e-6, "mean |diff| {got} != {mean}");
+    ensure!((report.max_abs_score_diff.unwrap_or(0.0) - max_diff).abs() < 1e-6, "max |diff|");
+    // A batch counts each of its transactions.
+    let batch = format!("[{}]", candidate.json_requests()[..10].join(","));
+    ensure!(host.score_batch(batch.as_bytes()).shadow.is_some(), "a batch was not shadowed");
+    ensure!(
+        host.shadow_report().context("report")?.compared == requests.len() as u64 + 10,
+        "batch not counted"
+    );
+
+    // Promotion: the candidate serves, shadowing stops, and rollback brings the old one back.
+    let final_report = host.promote_shadow()?;
+    ensure!(final_report.compared == requests.len() as u64 + 10, "promote lost the report");
+    ensure!(host.snapshot().as_deref().map(|s| &s.digest) == Some(&info.digest), "not promoted");
+    ensure!(host.shadow_report().is_none() && host.score(&requests[0]).shadow.is_none(), "still shadowing");
+    ensure!(host.score(&requests[0]).body == want_shadow[0], "the promoted snapshot does not answer");
+    ensure!(host.promote_shadow().is_err(), "promoted a shadow that is not there");
+    host.rollback()?;
+    ensure!(host.score(&requests[0]).body == want_live[0], "rollback did not restore the live snapshot");
+    // Dropping a shadow returns its report and stops it.
+    host.load_shadow(candidate.snapshot.clone())?;
+    host.score(&requests[1]);
+    ensure!(host.drop_shadow().map(|r| r.compared) == Some(1), "drop did not report");
+    ensure!(host.score(&requests[1]).shadow.is_none(), "a dropped shadow still scores");
+    Ok(())
+}

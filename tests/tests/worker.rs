@@ -414,7 +414,9 @@ fn measures_cpu_per_request_and_memory_of_a_million_entities() -> Result<()> {
     for r in ok.iter().take(500) {
         send(&agent, "POST", &score, r.as_bytes())?;
     }
-    println!("| what | requests | wall median | wall p99 | workerd CPU median | workerd CPU p99 | CPU mean |");
+    println!(
+        "| what | requests | wall median | wall p99 | workerd CPU median | workerd CPU p99 | CPU mean |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let pids = worker.workerd_pids()?;
     let mut run = |name: &str, url: &str, bodies: &[String]| -> Result<()> {

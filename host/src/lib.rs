@@ -12,7 +12,8 @@
 //! started with, and the replaced one is kept for [`Scorer::rollback`].
 //!
 //! [`service`] puts a [`Scorer`] behind axum: scoring in JSON or MessagePack, batches, snapshot
-//! push with signature checks, rollback, status, health and Prometheus metrics.
+//! push with signature checks, rollback, status, health and Prometheus metrics, and (with a
+//! [`decision_log`]) every decision appended to rotated Parquet files.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,6 +29,7 @@
 //! ```
 
 mod cache;
+pub mod decision_log;
 mod fallback;
 mod guest;
 mod scorer;

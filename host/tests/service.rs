@@ -63,6 +63,13 @@ fn admin(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> Result<(u
             }
             req.send(body)?
         }
+        "DELETE" => {
+            let mut req = a.delete(url);
+            if let Some(h) = &auth {
+                req = req.header("authorization", h);
+            }
+            req.call()?
+        }
         _ => {
             let mut req = a.post(url);
             if let Some(h) = &auth {
@@ -370,5 +377,52 @@ fn review_and_decline_decisions_are_posted_to_webhooks_and_a_down_webhook_is_cou
     drop(server);
     agent().post(&url).send(&b"stop"[..])?;
     receiver.join().map_err(|_| anyhow::anyhow!("the webhook thread panicked"))?;
+    Ok(())
+}
+
+#[test]
+fn a_shadow_snapshot_is_pushed_compared_and_promoted_over_http() -> Result<()> {
+    let (live, candidate) = (lr(), gbdt());
+    let (_server, base) = start(Some(&live.snapshot), ServiceConfig::default())?;
+    let shadow = format!("{base}/v1/shadow");
+    ensure!(get(&shadow)?.0 == 404, "a shadow report without a shadow");
+    ensure!(admin("PUT", &shadow, None, &candidate.snapshot)?.0 == 401, "a shadow push without a token");
+    let (status, v) = admin("PUT", &shadow, Some(TOKEN), &candidate.snapshot)?;
+    ensure!(status == 200 && v["shadow"]["model_id"] == "gbdt-parity-v1", "{status} {v}");
+    let json: Vec<&str> = candidate.json_requests().into_iter().take(100).collect();
+    for r in &json {
+        // Only the live snapshot answers.
+        let (_, _, body) = post(&format!("{base}/v1/score"), "application/json", r.as_bytes())?;
+        ensure!(body == native(&live.snapshot, r.as_bytes())?, "the shadow answered");
+    }
+    let (status, report) = get(&shadow)?;
+    let report: Value = serde_json::from_str(&report)?;
+    ensure!(status == 200 && report["compared"] == json.len(), "{status} {report}");
+    ensure!(report["candidate"]["model_id"] == "gbdt-parity-v1", "{report}");
+    let cells: u64 = report["decisions"]
+        .as_object()
+        .context("no decision matrix")?
+        .values()
+        .flat_map(|row| row.as_object().into_iter().flat_map(|r| r.values().filter_map(Value::as_u64)))
+        .sum();
+    ensure!(cells == json.len() as u64, "the matrix holds {cells} of {} transactions", json.len());
+    let (_, status_text) = get(&format!("{base}/v1/status"))?;
+    ensure!(status_text.contains("gbdt-parity-v1"), "status does not name the shadow: {status_text}");
+    // Promote: the candidate answers from now on.
+    let promote = format!("{base}/v1/shadow/promote");
+    ensure!(admin("POST", &promote, None, b"")?.0 == 401, "a promotion without a token");
+    let (status, v) = admin("POST", &promote, Some(TOKEN), b"")?;
+    ensure!(status == 200 && v["promoted"]["compared"] == json.len(), "{status} {v}");
+    let (_, _, body) = post(&format!("{base}/v1/score"), "application/json", json[0].as_bytes())?;
+    ensure!(
+        body == native(&candidate.snapshot, json[0].as_bytes())?,
+        "the promoted snapshot does not answer"
+    );
+    ensure!(admin("POST", &promote, Some(TOKEN), b"")?.0 == 409, "promoted twice");
+    // A shadow can be dropped.
+    ensure!(admin("PUT", &shadow, Some(TOKEN), &live.snapshot)?.0 == 200);
+    let (status, v) = admin("DELETE", &shadow, Some(TOKEN), b"")?;
+    ensure!(status == 200 && v["dropped"]["candidate"]["model_id"] == "lr-parity-v1", "{status} {v}");
+    ensure!(get(&shadow)?.0 == 404, "a dropped shadow still reports");
     Ok(())
 }

@@ -419,7 +419,7 @@ fn measures_cpu_per_request_and_memory_of_a_million_entities() -> Result<()> {
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let pids = worker.workerd_pids()?;
-    let mut run = |name: &str, url: &str, bodies: &[String]| -> Result<()> {
+    let run = |name: &str, url: &str, bodies: &[String]| -> Result<()> {
         let mut wall = Vec::with_capacity(bodies.len());
         let mut cpu = Vec::with_capacity(bodies.len());
         for b in bodies {

@@ -1,6 +1,7 @@
 //! `tollgate serve`: the HTTP scoring service (`host::service`) over `scorer.wasm` in wasmtime.
 
 use anyhow::{Context, bail};
+use host::decision_log::DecisionLogConfig;
 use host::service::{AppState, ServiceConfig};
 use host::{Fallback, Scorer, ScorerConfig};
 use std::net::SocketAddr;
@@ -56,9 +57,30 @@ pub struct Args {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Append every decision (hashed entity ids, amount, score, decision, rules, reasons,
+    /// snapshot and model ids, latency) to Parquet files in DIR: decisions-<start>-<seq>.parquet,
+    /// readable by any Parquet tool (duckdb: SELECT * FROM 'DIR/*.parquet'). Rows go to a
+    /// write-ahead segment first; segments a crash left are rolled into Parquet at start.
+    /// Logging never fails scoring: a full disk drops rows, counted in
+    /// tollgate_decision_log_dropped_total and _errors_total.
+    #[arg(long, value_name = "DIR")]
+    decision_log: Option<PathBuf>,
+    /// Answer only once the decision's log row is fsync'd (one fsync covers every row waiting),
+    /// so that an acknowledged decision survives kill -9 and power loss. When it cannot be made
+    /// durable within 1 s the answer still goes out, with x-tollgate-durable: false. Without
+    /// --durable, kill -9 loses only rows still queued (milliseconds), power loss at most the
+    /// last second.
+    #[arg(long, requires = "decision_log")]
+    durable: bool,
+    /// Roll the decision log into a new Parquet file after this many rows.
+    #[arg(long, default_value_t = 100_000, value_name = "N", requires = "decision_log")]
+    log_rotate_rows: usize,
+    /// Roll the decision log into a new Parquet file after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "S", requires = "decision_log")]
+    log_rotate_seconds: u64,
 }
 
-/// Runs `tollgate serve` until Ctrl-C.
+/// Runs `tollgate serve` until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let Some(module) =
         args.module.clone().or_else(|| std::env::var_os("TOLLGATE_SCORER_WASM").map(PathBuf::from))
@@ -106,13 +128,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if admin_token.is_none() {
         eprintln!("no admin token: PUT /v1/snapshot and POST /v1/rollback are refused");
     }
+    if args.log_rotate_rows == 0 || args.log_rotate_seconds == 0 {
+        bail!("--log-rotate-rows and --log-rotate-seconds must be at least 1");
+    }
+    let decision_log = args.decision_log.as_ref().map(|dir| DecisionLogConfig {
+        durable: args.durable,
+        rotate_rows: args.log_rotate_rows,
+        rotate_interval: Duration::from_secs(args.log_rotate_seconds),
+        ..DecisionLogConfig::new(dir)
+    });
     let service = ServiceConfig {
         admin_token,
         max_body: args.max_body,
         idempotency_window: args.idempotency_window,
         alerts: host::service::AlertConfig { webhooks: args.webhooks.clone(), ..Default::default() },
+        decision_log,
         ..Default::default()
     };
+    // The decision log is recovered before the service listens.
+    let state = AppState::new(scorer, service).context("opening the decision log")?;
+    if let Some(log) = state.decision_log() {
+        let r = log.recovery();
+        if r.segments > 0 || r.failed > 0 {
+            eprintln!(
+                "decision log: {} rows recovered from {} segments an earlier run left ({} torn bytes \
+                 skipped, {} segments not yet rolled)",
+                r.rows, r.segments, r.torn_bytes, r.failed
+            );
+        }
+        let mode = if args.durable { "durable: answers wait for the fsync" } else { "fsync'd every second" };
+        eprintln!("decision log: {} ({mode})", log.config().dir.display());
+    }
+    let state = Arc::new(state);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
         runtime.worker_threads(n.max(1));
@@ -124,11 +171,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", args.listen))?;
         // Scripts read this line to learn the port when --listen ends in :0.
         println!("listening on http://{}", listener.local_addr()?);
-        let state = Arc::new(AppState::new(scorer, service));
-        host::service::serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving")
+        // When serving ends the state is dropped, and the decision log with it: what it still
+        // holds is written and rolled into Parquet before the process exits.
+        host::service::serve(listener, state, shutdown()).await.context("serving")
     })
+}
+
+/// Completes on Ctrl-C or SIGTERM (how service managers stop a process), so that both shut down
+/// cleanly: requests in flight finish and the decision log is rolled into Parquet.
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub replays: Counter,
     /// Webhook alerts sent, failed, dropped and retried.
     pub alerts: super::alerts::AlertCounters,
+    /// The decision log's rows, drops, errors and files (zero without a log).
+    pub decision_log: crate::decision_log::DecisionLogCounters,
 }
 
 impl Default for Metrics {
@@ -83,7 +85,36 @@ impl Default for Metrics {
             alerts.dropped.clone(),
         );
         registry.register("alert_retries", "Webhook alert retries", alerts.retries.clone());
-        Metrics { registry, latency, decisions, errors, snapshot_age, swaps, replays, alerts }
+        let log = crate::decision_log::DecisionLogCounters::default();
+        registry.register("decision_log_rows", "Decisions written to the decision log", log.rows.clone());
+        registry.register(
+            "decision_log_dropped",
+            "Decisions not logged: the queue was full or their write failed",
+            log.dropped.clone(),
+        );
+        registry.register("decision_log_errors", "Decision log I/O errors by stage", log.errors.clone());
+        registry.register("decision_log_files", "Parquet files the decision log wrote", log.files.clone());
+        registry.register(
+            "decision_log_not_durable",
+            "Answers sent with x-tollgate-durable: false (--durable)",
+            log.not_durable.clone(),
+        );
+        registry.register(
+            "decision_log_queued_rows",
+            "Decisions waiting for the log writer",
+            log.queued.clone(),
+        );
+        Metrics {
+            registry,
+            latency,
+            decisions,
+            errors,
+            snapshot_age,
+            swaps,
+            replays,
+            alerts,
+            decision_log: log,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP scoring service (`tollgate serve`): axum over a [`Scorer`]. Scoring endpoints take
 //! JSON or MessagePack by `Content-Type`; admin endpoints (snapshot push, rollback) need the
-//! bearer token. `docs/host.md` lists the endpoints and their answers.
+//! bearer token. With [`ServiceConfig::decision_log`], every decision is appended to the
+//! [`crate::decision_log`]. `docs/host.md` lists the endpoints and their answers.
 
 mod alerts;
 mod idempotency;
@@ -10,6 +11,7 @@ pub use alerts::{AlertConfig, AlertCounters, Alerts};
 pub use idempotency::{Remembered, Window};
 pub use metrics::Metrics;
 
+use crate::decision_log::{self, DecisionLog, DecisionLogConfig, DecisionLogError, Durability, Exchange};
 use crate::wire::{self, Format};
 use crate::{HostError, Scored, Scorer};
 use axum::Router;
@@ -22,6 +24,7 @@ use serde_json::json;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How the service runs (the scorer has its own [`crate::ScorerConfig`]).
@@ -40,6 +43,8 @@ pub struct ServiceConfig {
     pub idempotency_capacity: usize,
     /// Webhook alerts for review and decline decisions (none by default).
     pub alerts: AlertConfig,
+    /// Where and how every decision is logged (none by default: no log).
+    pub decision_log: Option<DecisionLogConfig>,
 }
 
 impl Default for ServiceConfig {
@@ -51,6 +56,7 @@ impl Default for ServiceConfig {
             idempotency_window: Duration::from_secs(600),
             idempotency_capacity: 1_000_000,
             alerts: AlertConfig::default(),
+            decision_log: None,
         }
     }
 }
@@ -62,16 +68,48 @@ pub struct AppState {
     metrics: Metrics,
     window: Window,
     alerts: Alerts,
+    log: Option<DecisionLog>,
+    /// Made-up request ids are `<run>-<n>`: the start time in µs (hex), then a counter.
+    run: u64,
+    requests: AtomicU64,
     started: Instant,
 }
 
 impl AppState {
-    /// The state of a service over `scorer`.
-    pub fn new(scorer: Scorer, config: ServiceConfig) -> AppState {
+    /// The state of a service over `scorer`. With a decision log configured, opens it first
+    /// (rolling what an earlier run left into Parquet) and hashes entity ids with the first edge
+    /// key's id-hash key; fails only when its directory cannot be created or locked.
+    pub fn new(scorer: Scorer, config: ServiceConfig) -> Result<AppState, DecisionLogError> {
         let window = Window::new(config.idempotency_window, config.idempotency_capacity);
         let metrics = Metrics::default();
+        let log = match &config.decision_log {
+            Some(c) => {
+                let Some(key) = scorer.edge_keys().first() else {
+                    let source = std::io::Error::other("no edge key to hash entity ids with");
+                    return Err(DecisionLogError::Io { path: c.dir.clone(), source });
+                };
+                Some(DecisionLog::open(c.clone(), key.id_hash().clone(), metrics.decision_log.clone())?)
+            }
+            None => None,
+        };
         let alerts = Alerts::start(config.alerts.clone(), metrics.alerts.clone());
-        AppState { scorer, config, metrics, window, alerts, started: Instant::now() }
+        let run = u64::try_from(decision_log::now_us()).unwrap_or(0);
+        Ok(AppState {
+            scorer,
+            config,
+            metrics,
+            window,
+            alerts,
+            log,
+            run,
+            requests: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+
+    /// The decision log, when one is configured.
+    pub fn decision_log(&self) -> Option<&DecisionLog> {
+        self.log.as_ref()
     }
 }
 
@@ -82,6 +120,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/score/batch", post(score_batch))
         .route("/v1/snapshot", put(push_snapshot))
         .route("/v1/rollback", post(rollback))
+        .route("/v1/shadow", put(put_shadow).get(shadow_report).delete(drop_shadow))
+        .route("/v1/shadow/promote", post(promote_shadow))
         .route("/v1/status", get(status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -120,7 +160,7 @@ pub fn spawn(
         tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(AppState::new(scorer, config));
+    let state = Arc::new(AppState::new(scorer, config).map_err(std::io::Error::other)?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = state.clone();
     let thread = std::thread::Builder::new().name("tollgate-serve".into()).spawn(move || {
@@ -302,6 +342,62 @@ fn answer(state: &AppState, scored: &Scored, format: Format, batch: bool) -> Res
     response
 }
 
+/// The request id the log records (none without a log): the caller's `x-request-id` when it is
+/// printable ASCII of at most 128 bytes, else one made up here.
+fn request_id(state: &AppState, headers: &HeaderMap) -> String {
+    if state.log.is_none() {
+        return String::new();
+    }
+    let given = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    match given.filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic())) {
+        Some(id) => id.to_string(),
+        None => format!("{:x}-{}", state.run, state.requests.fetch_add(1, Ordering::Relaxed)),
+    }
+}
+
+/// The rows of a decision answer, for the log (none without a log).
+fn log_rows(
+    state: &AppState,
+    request_id: &str,
+    request: &[u8],
+    scored: &Scored,
+    batch: bool,
+    t: Instant,
+) -> Vec<decision_log::DecisionRecord> {
+    let Some(log) = &state.log else { return Vec::new() };
+    let exchange = Exchange {
+        request_id,
+        request,
+        response: &scored.body,
+        batch,
+        decided_at_us: decision_log::now_us(),
+        latency_us: u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+    };
+    decision_log::records(&exchange, log.id_hash())
+}
+
+/// Appends the rows to the log and, with `--durable`, waits for their fsync and says in
+/// `x-tollgate-durable` whether it happened. Logging never changes the status or the body.
+async fn log_decisions(
+    state: &AppState,
+    rows: Vec<decision_log::DecisionRecord>,
+    request_id: &str,
+    response: &mut Response,
+) {
+    let Some(log) = &state.log else { return };
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let durability = log.append(rows).wait().await;
+    if log.config().durable {
+        let durable = if durability == Durability::Synced { "true" } else { "false" };
+        response.headers_mut().insert("x-tollgate-durable", HeaderValue::from_static(durable));
+    }
+}
+
 async fn score(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let t = Instant::now();
     let (headers, bytes) = match body(&state, request, state.config.max_body).await {
@@ -329,13 +425,16 @@ async fn score(State(state): State<Arc<AppState>>, request: Request) -> Response
         return (StatusCode::OK, [("content-type", ct), ("x-tollgate-replay", "true")], body).into_response();
     }
     let scored = state.scorer.score(&bytes);
-    let response = answer(&state, &scored, format, false);
+    let mut response = answer(&state, &scored, format, false);
     if response.status() == StatusCode::OK {
+        let request_id = request_id(&state, &headers);
+        let rows = log_rows(&state, &request_id, &bytes, &scored, false, t);
         count_decisions(&state, &scored.body, format, scored.fallback.is_some());
         alert(&state, &scored.body, format);
         if let Some(id) = id {
             state.window.put(id, Remembered { body: scored.body, json: format == Format::Json });
         }
+        log_decisions(&state, rows, &request_id, &mut response).await;
     }
     state.metrics.latency.observe(t.elapsed().as_secs_f64());
     response
@@ -360,10 +459,13 @@ async fn score_batch(State(state): State<Arc<AppState>>, request: Request) -> Re
         }
         Format::MsgPack => scored.body.first().is_some_and(|b| b & 0xf0 == 0x80 || *b == 0xde || *b == 0xdf),
     };
-    let response = answer(&state, &scored, format, !whole_batch_error);
+    let mut response = answer(&state, &scored, format, !whole_batch_error);
     if response.status() == StatusCode::OK {
+        let request_id = request_id(&state, &headers);
+        let rows = log_rows(&state, &request_id, &bytes, &scored, true, t);
         count_decisions(&state, &scored.body, format, scored.fallback.is_some());
         alert(&state, &scored.body, format);
+        log_decisions(&state, rows, &request_id, &mut response).await;
     }
     state.metrics.latency.observe(t.elapsed().as_secs_f64());
     response
@@ -455,6 +557,60 @@ async fn rollback(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     }
 }
 
+async fn put_shadow(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if let Err(r) = authorize(&state, request.headers()) {
+        return *r;
+    }
+    let (_, bytes) = match body(&state, request, state.config.max_snapshot).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let scorer = state.scorer.clone();
+    match tokio::task::spawn_blocking(move || scorer.load_shadow(bytes.to_vec())).await {
+        Ok(Ok(info)) => json_answer(StatusCode::OK, json!({ "ok": true, "shadow": snapshot_json(&info) })),
+        Ok(Err(e @ HostError::SnapshotRefused(_))) => {
+            problem(&state, StatusCode::UNPROCESSABLE_ENTITY, "snapshot_refused", e.to_string())
+        }
+        Ok(Err(e)) => problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "shadow_failed", e.to_string()),
+        Err(e) => {
+            problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "shadow_failed", format!("shadow load: {e}"))
+        }
+    }
+}
+
+async fn shadow_report(State(state): State<Arc<AppState>>) -> Response {
+    match state.scorer.shadow_report() {
+        Some(report) => json_answer(StatusCode::OK, report.to_json()),
+        None => problem(&state, StatusCode::NOT_FOUND, "no_shadow", "no shadow snapshot is loaded".into()),
+    }
+}
+
+async fn promote_shadow(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return *r;
+    }
+    let scorer = state.scorer.clone();
+    match tokio::task::spawn_blocking(move || scorer.promote_shadow()).await {
+        Ok(Ok(report)) => {
+            state.metrics.swaps.inc();
+            json_answer(StatusCode::OK, json!({ "ok": true, "promoted": report.to_json() }))
+        }
+        Ok(Err(e @ HostError::NoShadow)) => problem(&state, StatusCode::CONFLICT, "no_shadow", e.to_string()),
+        Ok(Err(e)) => problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "swap_failed", e.to_string()),
+        Err(e) => problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "swap_failed", format!("promote: {e}")),
+    }
+}
+
+async fn drop_shadow(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return *r;
+    }
+    match state.scorer.drop_shadow() {
+        Some(report) => json_answer(StatusCode::OK, json!({ "ok": true, "dropped": report.to_json() })),
+        None => problem(&state, StatusCode::NOT_FOUND, "no_shadow", "no shadow snapshot is loaded".into()),
+    }
+}
+
 async fn status(State(state): State<Arc<AppState>>) -> Response {
     let s = state.scorer.status();
     let c = &s.counts;
@@ -466,6 +622,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
             "serving_version": s.version,
             "snapshot": s.snapshot.as_deref().map(snapshot_json),
             "previous_snapshot": s.previous_snapshot.as_deref().map(snapshot_json),
+            "shadow_snapshot": s.shadow_snapshot.as_deref().map(snapshot_json),
             "module": { "hash": s.module.hash, "source": format!("{:?}", s.module.source).to_lowercase() },
             "fallback": state.scorer.config().fallback.decision(),
             "idle_instances": s.idle_instances,
@@ -473,6 +630,15 @@ async fn status(State(state): State<Arc<AppState>>) -> Response {
                 "scored": c.scored, "fallbacks": c.fallbacks, "discarded_instances": c.discarded,
                 "swaps": c.swaps, "refused": c.refused, "idempotency_entries": state.window.len(),
             },
+            "decision_log": state.log.as_ref().map(|log| {
+                let n = log.counters();
+                json!({
+                    "dir": log.config().dir.display().to_string(),
+                    "durable": log.config().durable,
+                    "rows": n.rows.get(), "dropped": n.dropped.get(), "errors": n.error_total(),
+                    "files": n.files.get(), "not_durable": n.not_durable.get(),
+                })
+            }),
         }),
     )
 }

@@ -581,7 +581,7 @@ async fn put_shadow(State(state): State<Arc<AppState>>, request: Request) -> Res
 async fn shadow_report(State(state): State<Arc<AppState>>) -> Response {
     match state.scorer.shadow_report() {
         Some(report) => json_answer(StatusCode::OK, report.to_json()),
-        None => problem(&state, StatusCode::NOT_FOUND, "no_shadow", "no shadow snapshot is loaded".into()),
+        None => problem(&state, StatusCode::NOT_FOUND, "no_shadow", "no shadow snapshot is loaded"),
     }
 }
 
@@ -607,7 +607,7 @@ async fn drop_shadow(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     }
     match state.scorer.drop_shadow() {
         Some(report) => json_answer(StatusCode::OK, json!({ "ok": true, "dropped": report.to_json() })),
-        None => problem(&state, StatusCode::NOT_FOUND, "no_shadow", "no shadow snapshot is loaded".into()),
+        None => problem(&state, StatusCode::NOT_FOUND, "no_shadow", "no shadow snapshot is loaded"),
     }
 }
 

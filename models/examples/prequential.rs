@@ -1,5 +1,5 @@
 //! The handbook's prequential protocol on a transaction file, without the CLI:
-//! `cargo run -p models --example prequential -- FILE [exact|SECONDS] [lr,rf,gbdt]`.
+//! `cargo run -p models --example prequential -- FILE [exact|SECONDS] [lr,rf,gbdt,bb]`.
 //! `tollgate evaluate --protocol prequential` runs the same code with progress bars.
 
 use exporter::NoProgress;
@@ -12,7 +12,7 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(path) = args.first() else {
-        return Err("usage: prequential FILE [exact|SECONDS] [lr,rf,gbdt]".into());
+        return Err("usage: prequential FILE [exact|SECONDS] [lr,rf,gbdt,bb]".into());
     };
     let cadence = match args.get(1).map(String::as_str) {
         None | Some("exact") => Cadence::Exact,
@@ -22,12 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(2)
         .map_or("lr,rf,gbdt", String::as_str)
         .split(',')
-        .map(|f| match f {
-            "lr" => Ok(Family::Logistic),
-            "rf" => Ok(Family::Forest),
-            "gbdt" => Ok(Family::Gbdt),
-            other => Err(format!("unknown family {other}")),
-        })
+        .map(str::parse::<Family>)
         .collect::<Result<_, _>>()?;
     let began = Instant::now();
     let tx = read_transactions(path.as_ref(), &IngestOptions::default(), &NoProgress)?.transactions;

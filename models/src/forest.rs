@@ -1,8 +1,10 @@
 //! Random forests as scikit-learn's `RandomForestClassifier` grows them: bootstrap rows (as
 //! integer weights), at each node a random subset of features (`sqrt` by default; constant ones
 //! do not count), the split with the best weighted Gini, trees grown until pure, and the score the
-//! mean over trees of the leaf's fraud share. Trees grow in parallel, each from its own seed, so
-//! the forest does not depend on the number of threads.
+//! mean over trees of the leaf's fraud share. Each leaf's cover is the number of training rows the
+//! tree drew into it (bootstrap copies counted, class weights not), so every forest carries what
+//! attribution needs. Trees grow in parallel, each from its own seed, so the forest does not
+//! depend on the number of threads.
 
 use crate::train::{ClassWeight, Samples, TrainError, bad};
 use crate::tree::{Columns, Grown, lay_out, split_between};
@@ -79,9 +81,31 @@ impl Default for ForestConfig {
     }
 }
 
+/// How each tree draws its training rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Draw {
+    /// As [`ForestConfig::bootstrap`] says: `n` draws with replacement, or every row once.
+    Configured,
+    /// As configured, then the genuine draws undersampled at random, without replacement, to
+    /// `int(fraud draws / ratio)` (all of them when there are fewer, none dropped when no fraud
+    /// was drawn). With a bootstrap, imbalanced-learn's `BalancedBaggingClassifier` with its
+    /// `RandomUnderSampler`.
+    Balanced(f64),
+}
+
 impl ForestConfig {
     /// Trains on `train` (every feature finite, both classes present).
     pub fn fit(&self, train: Samples<'_>, progress: &dyn Progress) -> Result<Model, TrainError> {
+        self.fit_drawing(train, Draw::Configured, progress)
+    }
+
+    /// [`ForestConfig::fit`], each tree drawing its rows as `draw` says.
+    pub(crate) fn fit_drawing(
+        &self,
+        train: Samples<'_>,
+        draw: Draw,
+        progress: &dyn Progress,
+    ) -> Result<Model, TrainError> {
         if self.trees == 0 {
             return Err(bad(TRAINER, "trees", 0, "at least one tree"));
         }
@@ -123,7 +147,7 @@ impl ForestConfig {
         let grown: Vec<Vec<Grown>> = seeds
             .par_iter()
             .map(|&seed| {
-                let tree = self.grow(&data, Xoshiro256PlusPlus::seed_from_u64(seed));
+                let tree = self.grow(&data, draw, Xoshiro256PlusPlus::seed_from_u64(seed));
                 progress.advance(1);
                 tree
             })
@@ -143,7 +167,7 @@ impl ForestConfig {
         Ok(Model::Trees(ensemble))
     }
 
-    fn grow(&self, data: &Data<'_>, mut rng: Xoshiro256PlusPlus) -> Vec<Grown> {
+    fn grow(&self, data: &Data<'_>, draw: Draw, mut rng: Xoshiro256PlusPlus) -> Vec<Grown> {
         let n = data.labels.len();
         let mut counts = vec![0u32; n];
         if self.bootstrap {
@@ -152,6 +176,9 @@ impl ForestConfig {
             }
         } else {
             counts.fill(1);
+        }
+        if let Draw::Balanced(ratio) = draw {
+            undersample_genuine(&mut counts, data.labels, ratio, &mut rng);
         }
         let weight: Vec<f64> = counts
             .iter()
@@ -171,14 +198,17 @@ impl ForestConfig {
         let mut goes_left = vec![false; n];
         let mut features: Vec<usize> = (0..data.n_features).collect();
 
-        let root = node_totals(&entries[..m], &weight, data.labels);
-        let mut grown = vec![Grown::Leaf(0.0)];
+        let root = node_totals(&entries[..m], &counts, &weight, data.labels);
+        let mut grown = vec![Grown::Leaf { value: 0.0, cover: 0.0 }];
         // (node, lo, hi, depth, totals)
         let mut stack = vec![(0usize, 0usize, m, 0u32, root)];
         while let Some((node, lo, hi, depth, totals)) = stack.pop() {
             let rows = hi - lo;
             let pure = totals.frauds == 0 || totals.frauds == rows;
-            let leaf = Grown::Leaf((totals.fraud_weight / totals.weight) as f32);
+            let leaf = Grown::Leaf {
+                value: (totals.fraud_weight / totals.weight) as f32,
+                cover: totals.drawn as f32,
+            };
             if pure
                 || rows < self.min_samples_split
                 || rows < 2 * self.min_samples_leaf
@@ -206,7 +236,7 @@ impl ForestConfig {
             for &(r, _) in &split_range[..split.left_rows] {
                 goes_left[r as usize] = true;
             }
-            let left_totals = node_totals(&split_range[..split.left_rows], &weight, data.labels);
+            let left_totals = node_totals(&split_range[..split.left_rows], &counts, &weight, data.labels);
             for f in 0..data.n_features {
                 let range = &mut entries[f * m + lo..f * m + hi];
                 scratch.clear();
@@ -229,10 +259,11 @@ impl ForestConfig {
                 weight: totals.weight - left_totals.weight,
                 fraud_weight: totals.fraud_weight - left_totals.fraud_weight,
                 frauds: totals.frauds - left_totals.frauds,
+                drawn: totals.drawn - left_totals.drawn,
             };
             let (l, r) = (grown.len(), grown.len() + 1);
-            grown.push(Grown::Leaf(0.0));
-            grown.push(Grown::Leaf(0.0));
+            grown.push(Grown::Leaf { value: 0.0, cover: 0.0 });
+            grown.push(Grown::Leaf { value: 0.0, cover: 0.0 });
             grown[node] = Grown::Split {
                 feature: split.feature as u16,
                 threshold: split.threshold,
@@ -245,6 +276,35 @@ impl ForestConfig {
             stack.push((l, lo, mid, depth + 1, left_totals));
         }
         grown
+    }
+}
+
+/// Keeps `int(fraud draws / ratio)` of the genuine draws in `counts` (copies counted one by one;
+/// every such subset of draws equally likely, by selection sampling), or all of them when there
+/// are fewer; leaves `counts` alone when it holds no fraud draw.
+fn undersample_genuine(counts: &mut [u32], labels: &[bool], ratio: f64, rng: &mut Xoshiro256PlusPlus) {
+    let (mut frauds, mut genuine) = (0u64, 0u64);
+    for (&c, &y) in counts.iter().zip(labels) {
+        if y { frauds += u64::from(c) } else { genuine += u64::from(c) }
+    }
+    if frauds == 0 {
+        return;
+    }
+    let mut wanted = ((frauds as f64 / ratio) as u64).min(genuine);
+    let mut left = genuine;
+    for (c, &y) in counts.iter_mut().zip(labels) {
+        if y || *c == 0 {
+            continue;
+        }
+        let mut kept = 0;
+        for _ in 0..*c {
+            if rng.random_range(0..left) < wanted {
+                kept += 1;
+                wanted -= 1;
+            }
+            left -= 1;
+        }
+        *c = kept;
     }
 }
 
@@ -261,14 +321,18 @@ struct Data<'a> {
 struct Totals {
     weight: f64,
     fraud_weight: f64,
+    /// Distinct fraud rows.
     frauds: usize,
+    /// Rows drawn, copies counted: the leaf's cover.
+    drawn: u64,
 }
 
-fn node_totals(range: &[(u32, f32)], weight: &[f64], labels: &[bool]) -> Totals {
-    let mut t = Totals { weight: 0.0, fraud_weight: 0.0, frauds: 0 };
+fn node_totals(range: &[(u32, f32)], counts: &[u32], weight: &[f64], labels: &[bool]) -> Totals {
+    let mut t = Totals { weight: 0.0, fraud_weight: 0.0, frauds: 0, drawn: 0 };
     for &(r, _) in range {
         let w = weight[r as usize];
         t.weight += w;
+        t.drawn += u64::from(counts[r as usize]);
         if labels[r as usize] {
             t.fraud_weight += w;
             t.frauds += 1;

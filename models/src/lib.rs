@@ -10,8 +10,9 @@
 //! * [`Samples`]: the borrowed feature matrix and labels every trainer takes.
 //! * Trainers: [`LogisticConfig`] (L2 logistic regression, standardisation folded into the
 //!   weights), [`GbdtConfig`] (XGBoost-style gradient boosting, exact or histogram splits),
-//!   [`ForestConfig`] (scikit-learn-style random forest), [`SvmConfig`] (linear SVM, Platt-scaled
-//!   to a probability), [`MlpConfig`] (small dense network, Adam); [`Trainer`] is any of them.
+//!   [`ForestConfig`] (scikit-learn-style random forest), [`BalancedBaggingConfig`] (trees on
+//!   undersampled bootstraps, averaged as a forest), [`SvmConfig`] (linear SVM, Platt-scaled to a
+//!   probability), [`MlpConfig`] (small dense network, Adam); [`Trainer`] is any of them.
 //! * [`Resampling`]: class rebalancing before training (under- and over-sampling, SMOTE,
 //!   NearMiss, chains), parsed from a flag such as `smote:0.1:5+under:0.5`.
 //! * [`metrics`]: confusion matrix, precision, recall, F1, AUC ROC, average precision and the
@@ -34,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bagging;
 pub mod dataset;
 pub mod forest;
 pub mod gbdt;
@@ -50,6 +52,7 @@ pub mod threshold;
 pub mod train;
 mod tree;
 
+pub use bagging::BalancedBaggingConfig;
 pub use dataset::{Dataset, DatasetError, Holdout, TrainTest};
 pub use forest::{ForestConfig, MaxFeatures};
 pub use gbdt::{Arithmetic, BaseScore, EarlyStopping, GbdtConfig, GbdtFit, SplitMethod, StopMetric};

@@ -1,6 +1,7 @@
 //! What every trainer shares: the borrowed training matrix ([`Samples`]), class weights, the
 //! training error, and [`Trainer`], one enum over the trainers' configurations.
 
+use crate::bagging::BalancedBaggingConfig;
 use crate::forest::ForestConfig;
 use crate::gbdt::GbdtConfig;
 use crate::logistic::LogisticConfig;
@@ -228,6 +229,8 @@ pub enum Trainer {
     Gbdt(GbdtConfig),
     /// Random forest.
     Forest(ForestConfig),
+    /// Balanced bagging (averaged like a forest).
+    BalancedBagging(BalancedBaggingConfig),
     /// Linear SVM, Platt-scaled.
     Svm(SvmConfig),
     /// Multilayer perceptron.
@@ -241,6 +244,7 @@ impl Trainer {
             Trainer::Logistic(c) => c.fit(train).map(|f| f.model),
             Trainer::Gbdt(c) => c.fit(train, progress).map(|f| f.model),
             Trainer::Forest(c) => c.fit(train, progress),
+            Trainer::BalancedBagging(c) => c.fit(train, progress),
             Trainer::Svm(c) => c.fit(train).map(|f| f.model),
             Trainer::Mlp(c) => c.fit(train).map(|f| f.model),
         }
@@ -251,7 +255,7 @@ impl Trainer {
         match self {
             Trainer::Logistic(_) => "logistic",
             Trainer::Gbdt(_) => "gbdt",
-            Trainer::Forest(_) => "forest",
+            Trainer::Forest(_) | Trainer::BalancedBagging(_) => "forest",
             Trainer::Svm(_) => "logistic",
             Trainer::Mlp(_) => "mlp",
         }

@@ -61,8 +61,9 @@ pub(crate) fn split_between(lo: f32, hi: f32) -> f32 {
 /// A node of a tree while it grows.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Grown {
-    /// A leaf with its value.
-    Leaf(f32),
+    /// A leaf with its value and cover (the training rows, or hessian sum, that reached it; the
+    /// weights attribution gives its subtrees, see `scorer::model::TreeExplainer`).
+    Leaf { value: f32, cover: f32 },
     /// A split: `x < threshold` goes to `left` (indices into the grown tree).
     Split { feature: u16, threshold: f32, default_left: bool, left: usize, right: usize },
 }
@@ -81,9 +82,7 @@ pub(crate) fn lay_out(
     while k < order.len() {
         let index = |position: usize| u32::try_from(base + position).map_err(|_| too_many());
         match grown[order[k]] {
-            Grown::Leaf(value) => {
-                nodes.push(Node { feature: LEAF_FEATURE, default_left: false, value, left: 0, right: 0 })
-            }
+            Grown::Leaf { value, cover } => nodes.push(Node::leaf(value, cover)),
             Grown::Split { feature, threshold, default_left, left, right } => {
                 let (l, r) = (index(order.len())?, index(order.len() + 1)?);
                 order.push(left);
@@ -123,10 +122,10 @@ mod tests {
     fn lays_trees_out_with_children_after_parents() {
         let grown = [
             Grown::Split { feature: 0, threshold: 1.0, default_left: true, left: 2, right: 1 },
-            Grown::Leaf(3.0),
+            Grown::Leaf { value: 3.0, cover: 5.0 },
             Grown::Split { feature: 1, threshold: 2.0, default_left: false, left: 3, right: 4 },
-            Grown::Leaf(1.0),
-            Grown::Leaf(2.0),
+            Grown::Leaf { value: 1.0, cover: 6.0 },
+            Grown::Leaf { value: 2.0, cover: 7.0 },
         ];
         let mut nodes =
             vec![Node { feature: LEAF_FEATURE, default_left: false, value: 9.0, left: 0, right: 0 }];
@@ -136,5 +135,7 @@ mod tests {
         assert_eq!(values, [9.0, 1.0, 2.0, 3.0, 1.0, 2.0]);
         assert_eq!((nodes[1].left, nodes[1].right), (2, 3));
         assert_eq!((nodes[2].left, nodes[2].right), (4, 5));
+        let covers: Vec<f32> = nodes[3..].iter().map(Node::leaf_cover).collect();
+        assert_eq!(covers, [5.0, 6.0, 7.0], "covers travel with their leaves");
     }
 }

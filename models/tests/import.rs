@@ -83,6 +83,35 @@ fn imported_xgboost_model_survives_the_snapshot_codec() {
 }
 
 #[test]
+fn xgboost_leaf_covers_are_the_files_sum_hessian() {
+    let json: serde_json::Value = serde_json::from_slice(&read("xgboost_binary_logistic.json")).unwrap();
+    let Model::Trees(trees) = xgboost("xgboost_binary_logistic").model else { panic!("a tree ensemble") };
+    assert!(trees.has_covers(), "every leaf has a cover, so the model explains itself");
+    let file_trees = json["learner"]["gradient_booster"]["model"]["trees"].as_array().unwrap();
+    assert_eq!(file_trees.len(), trees.roots.len());
+    for (t, tree) in file_trees.iter().enumerate() {
+        let numbers = |key: &str| -> Vec<f64> {
+            tree[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+        };
+        let (left, hessian) = (numbers("left_children"), numbers("sum_hessian"));
+        let mut want: Vec<f32> =
+            left.iter().zip(&hessian).filter(|(l, _)| **l == -1.0).map(|(_, &h)| h as f32).collect();
+        let end = trees.roots.get(t + 1).map_or(trees.nodes.len(), |&r| r as usize);
+        let mut got: Vec<f32> = trees.nodes[trees.roots[t] as usize..end]
+            .iter()
+            .filter(|n| n.is_leaf())
+            .map(|n| n.leaf_cover())
+            .collect();
+        want.sort_by(f32::total_cmp);
+        got.sort_by(f32::total_cmp);
+        assert_eq!(got, want, "tree {t}: leaf covers");
+        // The root's hessian sum is its leaves' (what the explainer takes a split's cover to be).
+        let leaves: f64 = got.iter().map(|&c| f64::from(c)).sum();
+        assert!((leaves - hessian[0]).abs() <= 1e-5 * hessian[0], "tree {t}: {leaves} vs {}", hessian[0]);
+    }
+}
+
+#[test]
 fn refuses_multi_class_xgboost_naming_the_objective() {
     let err = import::xgboost::from_json(&read("xgboost_multi_softprob.json")).unwrap_err();
     assert!(matches!(err, ImportError::MultiClass { classes: 3, .. }), "{err:?}");

@@ -1,16 +1,17 @@
 //! Behaviour of the tree trainers on small synthetic data: the layouts the scorer accepts,
 //! histogram vs exact splits, missing values, early stopping, pruning, class weighting,
-//! determinism whatever the thread count, and parameter errors that name the parameter.
+//! determinism whatever the thread count, leaf covers, and parameter errors that name the
+//! parameter.
 
 use exporter::NoProgress;
 use models::{
-    EarlyStopping, ForestConfig, GbdtConfig, MaxFeatures, Samples, SplitMethod, StopMetric, TrainError,
-    Trainer, metrics,
+    Arithmetic, BalancedBaggingConfig, EarlyStopping, ForestConfig, GbdtConfig, MaxFeatures, Samples,
+    SplitMethod, StopMetric, TrainError, Trainer, metrics,
 };
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use scorer::model::{Model, TreeEnsemble};
+use scorer::model::{Model, TreeEnsemble, TreeExplainer};
 
 /// `rows` rows of 4 features; fraud is likelier when x0 + x1 is high; x2 is noise; x3 takes 5
 /// values. Values are rounded to `grid` steps.
@@ -164,6 +165,12 @@ fn sampled_models_depend_on_the_seed_not_on_the_thread_count() {
         Trainer::Gbdt(gbdt),
         Trainer::Gbdt(hist),
         Trainer::Forest(ForestConfig { trees: 8, seed: 11, ..Default::default() }),
+        Trainer::BalancedBagging(BalancedBaggingConfig {
+            trees: 8,
+            sampling_strategy: 0.5,
+            seed: 11,
+            ..Default::default()
+        }),
     ];
     for trainer in &trainers {
         let in_pool = |threads| {
@@ -177,6 +184,7 @@ fn sampled_models_depend_on_the_seed_not_on_the_thread_count() {
         match &mut reseeded {
             Trainer::Gbdt(c) => c.seed = 12,
             Trainer::Forest(c) => c.seed = 12,
+            Trainer::BalancedBagging(c) => c.seed = 12,
             Trainer::Logistic(_) | Trainer::Svm(_) | Trainer::Mlp(_) => unreachable!(),
         }
         assert_ne!(one, reseeded.fit(train, &NoProgress).unwrap(), "{}", trainer.family());
@@ -206,6 +214,195 @@ fn forest_min_samples_leaf_and_max_depth_bound_the_trees() {
         *per_leaf.entry(leaf).or_insert(0) += 1;
     }
     assert!(per_leaf.values().all(|&n| n >= 50), "{per_leaf:?}");
+}
+
+/// Each leaf's cover, by node index (0 for splits).
+fn covers(t: &TreeEnsemble) -> Vec<f32> {
+    t.nodes.iter().map(|n| n.leaf_cover()).collect()
+}
+
+/// The trees' own covers replaced by `set_leaf_covers` over `rows`: training rows per leaf.
+fn row_counts(t: &TreeEnsemble, rows: Samples<'_>) -> Vec<f32> {
+    let mut counted = t.clone();
+    counted.set_leaf_covers((0..rows.len()).map(|i| rows.row(i)));
+    covers(&counted)
+}
+
+#[test]
+fn gbdt_leaf_covers_are_the_hessian_sums_of_their_training_rows() {
+    // XGBoost's cover (`sum_hess`) is the sum of the hessians of the rows in a leaf, not their
+    // count; `set_leaf_covers` counts rows. The two agree only where every hessian is the same:
+    // in the first tree, where every row is at the base score 0.5 and has hessian 0.25. So: tree 0
+    // is compared with `set_leaf_covers` (times 0.25, exactly), and every tree with the hessians
+    // recomputed here by replaying the boosting through the scorer's own tree walk.
+    let (mut features, labels) = synthetic(3000, 21, 1000.0);
+    for i in (0..3000).step_by(7) {
+        features[i * 4 + 1] = f64::NAN; // default directions carry rows too
+    }
+    let train = Samples::new(&features, 4, &labels).unwrap();
+    for config in [
+        GbdtConfig { trees: 20, max_depth: 4, learning_rate: 0.3, gamma: 0.5, ..Default::default() },
+        GbdtConfig {
+            trees: 20,
+            max_depth: 3,
+            scale_pos_weight: 3.0,
+            split_method: SplitMethod::Histogram { max_bins: 32 },
+            arithmetic: Arithmetic::F64,
+            ..Default::default()
+        },
+    ] {
+        let fit = config.fit(train, &NoProgress).unwrap();
+        let t = trees(&fit.model);
+        assert!(t.has_covers(), "every leaf has a cover");
+        let (got, counts) = (covers(t), row_counts(t, train));
+        let tree0 = t.roots[0] as usize..t.roots[1] as usize;
+        if config.scale_pos_weight == 1.0 {
+            for i in tree0.filter(|&i| t.nodes[i].is_leaf()) {
+                assert_eq!(got[i], 0.25 * counts[i], "tree 0, node {i}: a quarter per row");
+            }
+        }
+        // Replay: each round's hessians from the margins before it, summed per leaf.
+        let xgb = config.arithmetic == Arithmetic::Xgboost;
+        let mut margins = vec![t.base_margin; train.len()];
+        for &root in &t.roots {
+            let mut sums = vec![0.0f64; t.nodes.len()];
+            for (i, m) in margins.iter_mut().enumerate() {
+                let w = if labels[i] { config.scale_pos_weight } else { 1.0 };
+                let h = if xgb {
+                    let p = 1.0f32 / (1.0f32 + (-(*m as f32)).exp());
+                    f64::from((p * (1.0 - p)).max(1e-16) * w as f32)
+                } else {
+                    let p = 1.0 / (1.0 + (-*m).exp());
+                    (p * (1.0 - p)).max(1e-16) * w
+                };
+                let leaf = t.leaf_index(root, train.row(i));
+                sums[leaf] += h;
+                let value = t.nodes[leaf].value;
+                *m = if xgb { f64::from(*m as f32 + value) } else { *m + f64::from(value) };
+            }
+            for (i, &sum) in sums.iter().enumerate().filter(|&(i, _)| t.nodes[i].is_leaf()) {
+                if sum == 0.0 {
+                    continue; // another tree's leaf
+                }
+                let rel = (f64::from(got[i]) - sum).abs() / sum;
+                assert!(rel < 1e-6, "node {i}: cover {} vs hessian sum {sum}", got[i]);
+                assert!(got[i] <= 0.25 * counts[i] * config.scale_pos_weight as f32 * (1.0 + 1e-6));
+            }
+        }
+    }
+}
+
+#[test]
+fn forest_leaf_covers_are_the_rows_each_tree_drew() {
+    let (features, labels) = synthetic(2000, 22, 1000.0);
+    let train = Samples::new(&features, 4, &labels).unwrap();
+    // Without bootstrap every tree draws each training row once: its covers are exactly what
+    // `set_leaf_covers` counts on the training rows (the same definition).
+    let config = ForestConfig { trees: 5, bootstrap: false, max_depth: Some(8), ..Default::default() };
+    let whole = config.fit(train, &NoProgress).unwrap();
+    let t = trees(&whole);
+    assert!(t.has_covers());
+    assert_eq!(covers(t), row_counts(t, train));
+    // With bootstrap a tree's covers count its draws (copies included, out-of-bag rows not), so
+    // each tree's covers sum to the number of training rows; class weights do not change them.
+    let config = ForestConfig {
+        trees: 5,
+        max_depth: Some(8),
+        class_weight: models::ClassWeight::Balanced,
+        ..Default::default()
+    };
+    let bagged = config.fit(train, &NoProgress).unwrap();
+    let t = trees(&bagged);
+    assert!(t.has_covers());
+    let mut ends: Vec<usize> = t.roots[1..].iter().map(|&r| r as usize).collect();
+    ends.push(t.nodes.len());
+    for (&root, end) in t.roots.iter().zip(ends) {
+        let drawn: f32 = t.nodes[root as usize..end].iter().map(|n| n.leaf_cover()).sum();
+        assert_eq!(drawn, train.len() as f32, "tree at {root}");
+    }
+    assert_ne!(covers(t), row_counts(t, train), "bootstrap draws are not the training rows");
+}
+
+#[test]
+fn trained_tree_models_explain_themselves_without_a_second_pass() {
+    let (features, labels) = synthetic(2000, 23, 1000.0);
+    let (train, test) = Samples::new(&features, 4, &labels).unwrap().split_at(1500);
+    let gbdt = GbdtConfig { trees: 10, max_depth: 3, ..Default::default() }.fit(train, &NoProgress).unwrap();
+    let forest =
+        ForestConfig { trees: 5, max_depth: Some(6), ..Default::default() }.fit(train, &NoProgress).unwrap();
+    for model in [&gbdt.model, &forest] {
+        let decoded = Model::decode(&model.encode()).unwrap();
+        let t = trees(&decoded);
+        let mut explainer = TreeExplainer::new(t).expect("covers survive the codec");
+        for i in 0..test.len() {
+            let mut phi = [0.0; 4];
+            explainer.shap(t, test.row(i), &mut phi);
+            let margin = match model.family() {
+                "gbdt" => t.leaf_sum(test.row(i)) + t.base_margin,
+                _ => model.score(test.row(i)),
+            };
+            let want = margin - explainer.expected_value(t);
+            assert!((phi.iter().sum::<f64>() - want).abs() < 1e-9, "{} row {i}", model.family());
+        }
+    }
+}
+
+/// Per tree: (fraud draws, genuine draws) of its bag, from its leaves (cover = draws, value =
+/// fraud share of them).
+fn bag_sizes(t: &TreeEnsemble) -> Vec<(u64, u64)> {
+    let mut ends: Vec<usize> = t.roots[1..].iter().map(|&r| r as usize).collect();
+    ends.push(t.nodes.len());
+    t.roots
+        .iter()
+        .zip(ends)
+        .map(|(&root, end)| {
+            let (mut frauds, mut all) = (0u64, 0u64);
+            for n in t.nodes[root as usize..end].iter().filter(|n| n.is_leaf()) {
+                let cover = n.leaf_cover();
+                frauds += (f64::from(n.value) * f64::from(cover)).round() as u64;
+                all += cover as u64;
+            }
+            (frauds, all - frauds)
+        })
+        .collect()
+}
+
+#[test]
+fn balanced_bagging_trees_learn_from_bootstraps_undersampled_to_the_ratio() {
+    // About 14 % fraud: ratios 0.5 and 1 undersample; 0.02 asks for more genuine rows than any
+    // bootstrap holds, so it keeps them all (a plain bootstrap).
+    let (features, labels) = synthetic(3000, 24, 1000.0);
+    let (train, test) = Samples::new(&features, 4, &labels).unwrap().split_at(2000);
+    let frauds = train.frauds() as u64;
+    for ratio in [1.0, 0.5, 0.02] {
+        let config = BalancedBaggingConfig { trees: 15, sampling_strategy: ratio, ..Default::default() };
+        let model = config.fit(train, &NoProgress).unwrap();
+        assert_eq!(model.family(), "forest", "averaged like a forest");
+        let t = trees(&model);
+        assert!(t.has_covers());
+        for (i, (f, g)) in bag_sizes(t).into_iter().enumerate() {
+            // A bootstrap draws about as many frauds as the training rows hold.
+            assert!(f.abs_diff(frauds) < frauds / 4, "ratio {ratio}, tree {i}: {f} fraud draws of {frauds}");
+            if ratio == 0.02 {
+                assert_eq!(f + g, train.len() as u64, "ratio {ratio}, tree {i}: the whole bootstrap");
+            } else {
+                assert_eq!(g, (f as f64 / ratio) as u64, "ratio {ratio}, tree {i}: int(frauds / ratio)");
+            }
+        }
+        assert!(auc(&model, test) > 0.75, "ratio {ratio}: {}", auc(&model, test));
+        assert_eq!(Model::decode(&model.encode()).as_ref(), Ok(&model));
+    }
+    // Balanced bags raise every score: the mean score follows the bags' fraud share.
+    let mean = |m: &Model| (0..test.len()).map(|i| m.score(test.row(i))).sum::<f64>() / test.len() as f64;
+    let balanced = BalancedBaggingConfig { trees: 15, ..Default::default() }.fit(train, &NoProgress).unwrap();
+    let plain = BalancedBaggingConfig { trees: 15, sampling_strategy: 0.02, ..Default::default() }
+        .fit(train, &NoProgress)
+        .unwrap();
+    assert!(mean(&balanced) > mean(&plain) + 0.05, "{} vs {}", mean(&balanced), mean(&plain));
+    let err = BalancedBaggingConfig { sampling_strategy: 0.0, ..Default::default() }
+        .fit(train, &NoProgress)
+        .unwrap_err();
+    assert_eq!(err.to_string(), "balanced bagging: sampling_strategy = 0 is invalid; a ratio in (0, 1]");
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub struct Args {
     /// Run a protocol instead of scoring one model: `prequential` (the handbook's ch. 5).
     #[arg(long, value_parser = ["prequential"])]
     protocol: Option<String>,
-    /// With --protocol: the model families on the grid (lr, rf, gbdt).
+    /// With --protocol: the model families on the grid (lr, rf, gbdt, bb: balanced bagging).
     #[arg(long, value_delimiter = ',', default_value = "lr,rf,gbdt")]
     families: Vec<String>,
 }
@@ -84,11 +84,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn prequential(args: &Args) -> anyhow::Result<()> {
     let mut families = Vec::new();
     for f in &args.families {
-        families.push(match f.as_str() {
-            "lr" | "logistic" => Family::Logistic,
-            "rf" | "forest" => Family::Forest,
-            "gbdt" => Family::Gbdt,
-            other => bail!("--families: unknown family {other:?}; use lr, rf or gbdt"),
+        families.push(match f.parse::<Family>() {
+            Ok(family) => family,
+            Err(e) => bail!("--families: {e}"),
         });
     }
     let grid = default_grid(&families);

@@ -3,7 +3,9 @@
 //! features), then move the rows down. Two searches:
 //!
 //! * exact (XGBoost's `colmaker`): every feature presorted once; each level scans each feature's
-//!   whole sorted column and tries every boundary between two distinct f32 values;
+//!   whole sorted column and tries every boundary between two distinct f32 values. The rows'
+//!   gradients are gathered into each column's order once per tree, so that the scans of every
+//!   level read them in sequence rather than row by row at random;
 //! * histogram: rows binned once; each node keeps its rows and a gradient histogram, built from
 //!   the rows for the smaller child and by subtraction from the parent for the larger one.
 
@@ -61,8 +63,16 @@ impl GrowParams {
         }
     }
 
+    /// A leaf of the rows summing to `s`: its value, and as its cover their hessian sum (what
+    /// XGBoost records as `sum_hess`, and what TreeSHAP weighs XGBoost's subtrees by). A leaf no
+    /// row reached (an empty row sample, or a split under `min_child_weight = 0`) gets the least
+    /// positive cover, as 0 would mean "unknown" and cost the whole model its reasons.
+    fn leaf(&self, s: Stats) -> Grown {
+        Grown::Leaf { value: self.leaf_value(s), cover: (s.h as f32).max(f32::MIN_POSITIVE) }
+    }
+
     /// The leaf value `-eta G / (H + lambda)` (0 under the minimum child weight, as XGBoost).
-    fn leaf(&self, s: Stats) -> f32 {
+    fn leaf_value(&self, s: Stats) -> f32 {
         if s.h < self.min_child_weight || s.h <= 0.0 {
             return 0.0;
         }
@@ -78,7 +88,9 @@ impl GrowParams {
 /// How candidate splits are enumerated, prepared once per fit.
 pub(super) enum Finder {
     /// Per feature, the non-NaN entries `(row, value)` by increasing value; whether NaNs exist.
-    Exact { sorted: Vec<(Vec<(u32, f32)>, bool)> },
+    /// `gathered[f][k]` is the current tree's gradient pair of the row of entry `k` of feature `f`
+    /// (buffers kept from tree to tree).
+    Exact { sorted: Vec<(Vec<(u32, f32)>, bool)>, gathered: Vec<Vec<Stats>> },
     /// Every row's bin of every feature.
     Histogram(Bins),
 }
@@ -99,7 +111,9 @@ pub(super) struct Bins {
 impl Finder {
     /// Builds the exact finder: every feature sorted once.
     pub fn exact(columns: &Columns, n_features: usize) -> Finder {
-        Finder::Exact { sorted: (0..n_features).into_par_iter().map(|f| columns.sorted(f)).collect() }
+        let sorted: Vec<_> = (0..n_features).into_par_iter().map(|f| columns.sorted(f)).collect();
+        let gathered = sorted.iter().map(|(entries, _)| Vec::with_capacity(entries.len())).collect();
+        Finder::Exact { sorted, gathered }
     }
 
     /// Builds the histogram finder: at most `max_bins` bins per feature at quantiles of the
@@ -232,6 +246,8 @@ trait Search: Sync {
 /// The exact search: each row's open node, and the presorted columns.
 struct ExactSearch<'a> {
     sorted: &'a [(Vec<(u32, f32)>, bool)],
+    /// The gradient pairs in each column's order ([`Finder::Exact`]'s `gathered`).
+    gathered: &'a [Vec<Stats>],
     columns: &'a Columns,
     /// Each row's slot among the open nodes, or [`INACTIVE`].
     position: Vec<u32>,
@@ -242,7 +258,7 @@ impl Search for ExactSearch<'_> {
         &self,
         f: usize,
         open: &[Open],
-        gpair: &[Stats],
+        _gpair: &[Stats],
         params: &GrowParams,
     ) -> Vec<Option<Candidate>> {
         let mut best: Vec<Best<'_>> = open.iter().map(|o| Best::new(params, o.stats)).collect();
@@ -252,12 +268,13 @@ impl Search for ExactSearch<'_> {
             (s != INACTIVE && allowed[s as usize]).then_some(s as usize)
         };
         let (entries, any_missing) = (&self.sorted[f].0, self.sorted[f].1);
+        let gathered = &self.gathered[f];
         let mut present: Vec<Stats> = open.iter().map(|o| o.stats).collect();
         if any_missing {
             present.fill(Stats::default());
-            for &(row, _) in entries {
+            for (&(row, _), &g) in entries.iter().zip(gathered) {
                 if let Some(s) = slot_of(row) {
-                    present[s] = present[s].add(gpair[row as usize]);
+                    present[s] = present[s].add(g);
                 }
             }
         }
@@ -265,14 +282,14 @@ impl Search for ExactSearch<'_> {
         let mut acc = vec![Stats::default(); open.len()];
         let mut last = vec![f32::NAN; open.len()];
         let mut highest = vec![f32::NAN; open.len()];
-        for &(row, v) in entries.iter().rev() {
+        for (&(row, v), &g) in entries.iter().zip(gathered).rev() {
             let Some(s) = slot_of(row) else { continue };
             if last[s].is_nan() {
                 highest[s] = v;
             } else if v != last[s] {
                 best[s].boundary(f, split_between(v, last[s]), 0, acc[s], present[s], any_missing);
             }
-            acc[s] = acc[s].add(gpair[row as usize]);
+            acc[s] = acc[s].add(g);
             last[s] = v;
         }
         if any_missing {
@@ -475,7 +492,7 @@ fn quantile_cuts(sorted: &[(u32, f32)], max_bins: usize) -> Vec<f32> {
 /// level's.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn grow(
-    finder: &Finder,
+    finder: &mut Finder,
     columns: &Columns,
     gpair: &[Stats],
     sample: &[u32],
@@ -486,10 +503,18 @@ pub(super) fn grow(
 ) -> Vec<Grown> {
     let root_stats = sample.iter().fold(Stats::default(), |acc, &r| acc.add(gpair[r as usize]));
     match finder {
-        Finder::Exact { sorted } => {
+        Finder::Exact { sorted, gathered } => {
             let mut position = vec![INACTIVE; columns.rows];
             sample.iter().for_each(|&r| position[r as usize] = 0);
-            let mut search = ExactSearch { sorted, columns, position };
+            gathered.par_iter_mut().zip(&*sorted).zip(tree_features).for_each(
+                |((out, (entries, _)), &on)| {
+                    out.clear();
+                    if on {
+                        out.extend(entries.iter().map(|&(row, _)| gpair[row as usize]));
+                    }
+                },
+            );
+            let mut search = ExactSearch { sorted, gathered, columns, position };
             grow_with(&mut search, root_stats, gpair, params, tree_features, level_features, node_features)
         }
         Finder::Histogram(bins) => {
@@ -512,7 +537,7 @@ fn grow_with(
 ) -> Vec<Grown> {
     let n_features = tree_features.len();
     // The grown tree with each node's stats and split gain, for pruning by gamma afterwards.
-    let mut grown = vec![Grown::Leaf(params.leaf(root_stats))];
+    let mut grown = vec![params.leaf(root_stats)];
     let mut stats = vec![root_stats];
     let mut gains = vec![0.0f64];
     let level0 = level_features(tree_features);
@@ -560,7 +585,7 @@ fn grow_with(
             };
             gains[o.node] = c.gain;
             for child_stats in [c.left, c.right] {
-                grown.push(Grown::Leaf(params.leaf(child_stats)));
+                grown.push(params.leaf(child_stats));
                 stats.push(child_stats);
                 gains.push(0.0);
             }
@@ -586,11 +611,11 @@ fn prune(grown: &mut [Grown], stats: &[Stats], gains: &[f64], params: &GrowParam
     }
     for p in (0..grown.len()).rev() {
         if let Grown::Split { left, right, .. } = grown[p]
-            && matches!(grown[left], Grown::Leaf(_))
-            && matches!(grown[right], Grown::Leaf(_))
+            && matches!(grown[left], Grown::Leaf { .. })
+            && matches!(grown[right], Grown::Leaf { .. })
             && gains[p] < params.gamma
         {
-            grown[p] = Grown::Leaf(params.leaf(stats[p]));
+            grown[p] = params.leaf(stats[p]);
         }
     }
 }

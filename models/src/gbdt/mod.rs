@@ -4,7 +4,8 @@
 //! [`Default`] is XGBoost 1.x's `XGBClassifier()`: 100 trees, depth 6, eta 0.3, exact splits,
 //! base score 0.5. With the default [`Arithmetic::Xgboost`] the trees are xgboost 1.7's own (on the
 //! handbook test week every probability is within 4e-8 of xgboost 1.7.6's). The result is a
-//! `scorer` tree ensemble, so validation scores come from the scorer's own evaluator.
+//! `scorer` tree ensemble, so validation scores come from the scorer's own evaluator; each leaf
+//! carries its cover (the hessian sum of its training rows), so the model explains itself.
 
 mod grow;
 
@@ -251,7 +252,7 @@ impl GbdtConfig {
             });
         }
         let columns = Columns::new(train)?;
-        let finder = match self.split_method {
+        let mut finder = match self.split_method {
             SplitMethod::Exact => Finder::exact(&columns, nf),
             SplitMethod::Histogram { max_bins } => Finder::histogram(&columns, nf, max_bins),
         };
@@ -308,7 +309,7 @@ impl GbdtConfig {
             let mut level_rng = Xoshiro256PlusPlus::seed_from_u64(rng.random());
             let mut node_rng = Xoshiro256PlusPlus::seed_from_u64(rng.random());
             let grown = grow::grow(
-                &finder,
+                &mut finder,
                 &columns,
                 &gpair,
                 &sample,

@@ -383,7 +383,9 @@ fn review_and_decline_decisions_are_posted_to_webhooks_and_a_down_webhook_is_cou
 #[test]
 fn a_shadow_snapshot_is_pushed_compared_and_promoted_over_http() -> Result<()> {
     let (live, candidate) = (lr(), gbdt());
-    let (_server, base) = start(Some(&live.snapshot), ServiceConfig::default())?;
+    // No idempotency: the same transactions are scored again after the promotion.
+    let config = ServiceConfig { idempotency_window: std::time::Duration::ZERO, ..Default::default() };
+    let (_server, base) = start(Some(&live.snapshot), config)?;
     let shadow = format!("{base}/v1/shadow");
     ensure!(get(&shadow)?.0 == 404, "a shadow report without a shadow");
     ensure!(admin("PUT", &shadow, None, &candidate.snapshot)?.0 == 401, "a shadow push without a token");

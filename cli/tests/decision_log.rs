@@ -28,34 +28,6 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// Transaction ids answered 200, each with its `x-tollgate-durable` header.
 type Acked = Vec<(String, Option<String>)>;
 
-/// `scorer.wasm`: TOLLGATE_SCORER_WASM (`cargo xtask test` sets it), else built here with the
-/// wasm profile into a target directory of its own.
-fn scorer_wasm() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("TOLLGATE_SCORER_WASM") {
-        return Ok(PathBuf::from(path));
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scorer-wasm");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .env("CARGO_TARGET_DIR", &dir)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "scorer-wasm",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--profile",
-            "wasm",
-        ])
-        .status()?;
-    if !status.success() {
-        return Err("building scorer.wasm failed".into());
-    }
-    Ok(dir.join("wasm32-unknown-unknown/wasm/scorer_wasm.wasm"))
-}
-
 /// A signed snapshot with a logistic model and a policy, and its edge key, written into `dir`.
 fn snapshot(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let signer = SnapshotSigner::from_secret([3; 32], IdHashKey([4; 16]));
@@ -100,7 +72,7 @@ impl Server {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--module".into(),
-            scorer_wasm()?.to_string_lossy().into(),
+            tollgate_tests::scorer_wasm()?.to_string_lossy().into(),
             "--edge-key".into(),
             key.to_string_lossy().into(),
             "--snapshot".into(),

@@ -280,6 +280,32 @@ fn bench() -> Result<()> {
     // SAFETY of the environment: as above.
     unsafe { std::env::set_var("TOLLGATE_SCORER_WASM", &scorer_wasm) };
     run(&cargo, &["bench", "--package", "scorer", "--bench", "trees"])?;
-    run(&cargo, &["bench", "--package", "scorer-wasm", "--bench", "score"])?;
+    // Whole scores, beside xgboost, onnxruntime, tl2cgen and tract on the same GBDT: the peers'
+    // script runs the score bench itself; without python3 the bench runs alone.
+    if let Err(err) = scorer_peers(&out) {
+        eprintln!("xtask: the scorer's peers did not run ({err:#}); the score bench alone:");
+        run(&cargo, &["bench", "--package", "scorer-wasm", "--bench", "score"])?;
+    }
     peers::features(&out, &ours)
+}
+
+/// `benchsuite/scorer/scorer_peers.py` in a venv under target/bench (see its README).
+fn scorer_peers(out: &Path) -> Result<()> {
+    let venv = out.join("scorer-venv");
+    if !venv.join("bin/python").exists() {
+        run("python3", &["-m", "venv", &venv.to_string_lossy()])
+            .context("the peers need python3 with venv (apt-get install python3-venv)")?;
+    }
+    let python = venv.join("bin/python").to_string_lossy().into_owned();
+    let dir = root().join("benchsuite/scorer");
+    let requirements = dir.join("requirements.txt").to_string_lossy().into_owned();
+    run(&python, &["-m", "pip", "install", "--quiet", "-r", &requirements])?;
+    run(
+        &python,
+        &[
+            &dir.join("scorer_peers.py").to_string_lossy(),
+            "--work",
+            &out.join("scorer-peers").to_string_lossy(),
+        ],
+    )
 }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use tollgate_tests::guests::MISBEHAVING;
 use tollgate_tests::parity::{Fixture, fixture, logistic, signer};
 use tollgate_tests::scorer_wasm;
 
@@ -285,35 +286,10 @@ fn host_metrics(base: &str) -> Result<String> {
     Ok(ureq::get(&format!("{base}/metrics")).call()?.body_mut().read_to_string()?)
 }
 
-/// A module whose `tg_score` loops forever on a request starting with a space.
-const LOOPING: &str = r#"
-(module
-  (memory (export "memory") 2)
-  (global $next (mut i32) (i32.const 4096))
-  (func (export "tg_version") (result i32) (i32.const 0x10000))
-  (func (export "tg_alloc") (param $len i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $next))
-    (global.set $next (i32.and (i32.add (i32.add (global.get $next) (local.get $len)) (i32.const 7)) (i32.const -8)))
-    (if (i32.gt_u (global.get $next) (i32.mul (memory.size) (i32.const 65536)))
-      (then (drop (memory.grow (i32.const 16)))))
-    (local.get $p))
-  (func (export "tg_free") (param i32 i32))
-  (func (export "tg_set_edge_keys") (param i32 i32) (result i32) (i32.const 0))
-  (func (export "tg_load_snapshot") (param i32 i32) (result i32) (i32.const 0))
-  (func (export "tg_last_error") (result i64) (i64.const 0))
-  (func (export "tg_set_reasons") (param i32))
-  (func $score (export "tg_score") (param $p i32) (param $n i32) (result i64)
-    (loop $forever (br $forever))
-    (i64.const 0))
-  (func (export "tg_score_batch") (param i32 i32) (result i64)
-    (call $score (local.get 0) (local.get 1))))
-"#;
-
 #[test]
 fn fallback_decisions_are_logged_and_marked() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let wasm = wat::parse_str(LOOPING)?;
+    let wasm = wat::parse_str(MISBEHAVING)?;
     let config =
         ScorerConfig { budget: Duration::from_millis(20), fallback: Fallback::Closed, ..Default::default() };
     let (server, base) = start(&wasm, config, DecisionLogConfig::new(dir.path()))?;
@@ -321,11 +297,12 @@ fn fallback_decisions_are_logged_and_marked() -> Result<()> {
         &format!("{base}/v1/score"),
         "application/json",
         None,
-        br#"{"transaction_id":7,"customer_id":"c-1","terminal_id":"t-1","amount":10.5,"time":1}"#,
+        // A leading space: the guest loops on it (valid JSON all the same).
+        br#" {"transaction_id":7,"customer_id":"c-1","terminal_id":"t-1","amount":10.5,"time":1}"#,
     )?;
     ensure!(a.status == 200 && a.headers.contains_key("x-tollgate-fallback"));
     ensure!(!a.headers.contains_key("x-tollgate-durable"), "not --durable: no durability header");
-    let batch = br#"[{"transaction_id":"b-0","customer_id":"c-2","terminal_id":"t-2","amount":1,"time":1},{"transaction_id":"b-1"}]"#;
+    let batch = br#" [{"transaction_id":"b-0","customer_id":"c-2","terminal_id":"t-2","amount":1,"time":1},{"transaction_id":"b-1"}]"#;
     let b = post(&format!("{base}/v1/score/batch"), "application/json", None, batch)?;
     ensure!(b.status == 200);
     // A clean stop rolls what is open into Parquet.

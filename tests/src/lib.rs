@@ -2,6 +2,7 @@
 //! The tests themselves live in `tests/tests/`; fixtures in `tests/fixtures/`, each with a line on
 //! where it came from. [`parity`] makes the one corpus that every runtime is checked against.
 
+pub mod guests;
 pub mod page;
 pub mod parity;
 pub mod worker;

@@ -516,26 +516,34 @@ fn snapshot_json(s: &crate::SnapshotInfo) -> serde_json::Value {
 }
 
 async fn push_snapshot(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    if let Err(r) = authorize(&state, request.headers()) {
-        return *r;
-    }
-    let (_, bytes) = match body(&state, request, state.config.max_snapshot).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let scorer = state.scorer.clone();
-    match tokio::task::spawn_blocking(move || scorer.load_snapshot(bytes.to_vec())).await {
-        Ok(Ok(info)) => {
+    match load_pushed(&state, request, Scorer::load_snapshot, "swap_failed").await {
+        Ok(info) => {
             state.metrics.swaps.inc();
             json_answer(StatusCode::OK, json!({ "ok": true, "snapshot": snapshot_json(&info) }))
         }
+        Err(r) => *r,
+    }
+}
+
+/// An admin upload of snapshot bytes: authorised, size-limited, then handed to `load` off the
+/// async threads. A refused snapshot answers 422; any other failure 500 with `failure` as kind.
+async fn load_pushed(
+    state: &Arc<AppState>,
+    request: Request,
+    load: fn(&Scorer, Vec<u8>) -> Result<Arc<crate::SnapshotInfo>, HostError>,
+    failure: &'static str,
+) -> Result<Arc<crate::SnapshotInfo>, Box<Response>> {
+    authorize(state, request.headers())?;
+    let (_, bytes) = body(state, request, state.config.max_snapshot).await?;
+    let scorer = state.scorer.clone();
+    let answer = |status, kind, message: String| Box::new(problem(state, status, kind, message));
+    match tokio::task::spawn_blocking(move || load(&scorer, bytes.to_vec())).await {
+        Ok(Ok(info)) => Ok(info),
         Ok(Err(e @ HostError::SnapshotRefused(_))) => {
-            problem(&state, StatusCode::UNPROCESSABLE_ENTITY, "snapshot_refused", e.to_string())
+            Err(answer(StatusCode::UNPROCESSABLE_ENTITY, "snapshot_refused", e.to_string()))
         }
-        Ok(Err(e)) => problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "swap_failed", e.to_string()),
-        Err(e) => {
-            problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "swap_failed", format!("snapshot load: {e}"))
-        }
+        Ok(Err(e)) => Err(answer(StatusCode::INTERNAL_SERVER_ERROR, failure, e.to_string())),
+        Err(e) => Err(answer(StatusCode::INTERNAL_SERVER_ERROR, failure, format!("snapshot load: {e}"))),
     }
 }
 
@@ -558,23 +566,9 @@ async fn rollback(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 }
 
 async fn put_shadow(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    if let Err(r) = authorize(&state, request.headers()) {
-        return *r;
-    }
-    let (_, bytes) = match body(&state, request, state.config.max_snapshot).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let scorer = state.scorer.clone();
-    match tokio::task::spawn_blocking(move || scorer.load_shadow(bytes.to_vec())).await {
-        Ok(Ok(info)) => json_answer(StatusCode::OK, json!({ "ok": true, "shadow": snapshot_json(&info) })),
-        Ok(Err(e @ HostError::SnapshotRefused(_))) => {
-            problem(&state, StatusCode::UNPROCESSABLE_ENTITY, "snapshot_refused", e.to_string())
-        }
-        Ok(Err(e)) => problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "shadow_failed", e.to_string()),
-        Err(e) => {
-            problem(&state, StatusCode::INTERNAL_SERVER_ERROR, "shadow_failed", format!("shadow load: {e}"))
-        }
+    match load_pushed(&state, request, Scorer::load_shadow, "shadow_failed").await {
+        Ok(info) => json_answer(StatusCode::OK, json!({ "ok": true, "shadow": snapshot_json(&info) })),
+        Err(r) => *r,
     }
 }
 

@@ -10,6 +10,8 @@ use host::service::{Running, ServiceConfig, spawn};
 use host::{Fallback, Scorer, ScorerConfig};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use scorer::policy::Decision;
+use scorer::score::Scorer as NativeScorer;
+use scorer::snapshot::Snapshot;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -17,7 +19,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tollgate_tests::guests::MISBEHAVING;
-use tollgate_tests::parity::{Fixture, fixture, logistic, signer};
+use tollgate_tests::parity::{Fixture, fixture, logistic, signer, trees};
 use tollgate_tests::scorer_wasm;
 
 fn lr() -> &'static Fixture {
@@ -127,6 +129,7 @@ fn expected(
         model_id: response.model_id.clone(),
         latency_us: 0,
         fallback: response.fallback.clone(),
+        shadow: None,
     })
 }
 
@@ -154,7 +157,14 @@ fn check_schema(file: &Path) -> Result<usize> {
                 "snapshot_id",
                 "model_id",
                 "latency_us",
-                "fallback"
+                "fallback",
+                "shadow_snapshot_id",
+                "shadow_model_id",
+                "shadow_score",
+                "shadow_decision",
+                "shadow_rules",
+                "shadow_fallback",
+                "shadow_error"
             ],
         "{names:?}"
     );
@@ -326,6 +336,56 @@ fn fallback_decisions_are_logged_and_marked() -> Result<()> {
 }
 
 #[test]
+fn shadow_answers_are_logged_beside_the_live_ones() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let wasm = std::fs::read(scorer_wasm()?)?;
+    let (server, base) = start(&wasm, ScorerConfig::default(), DecisionLogConfig::new(dir.path()))?;
+    let candidate = fixture(&trees(), "gbdt-parity-v1")?;
+    server.state.scorer().load_shadow(candidate.snapshot.clone())?;
+    let edge = [signer().edge_key()];
+    let mut shadow_native = NativeScorer::new(Snapshot::load(&candidate.snapshot, &edge)?);
+    let requests: Vec<&str> = lr().json_requests().into_iter().take(40).collect();
+    ensure!(requests.len() == 40);
+    let mut want: Vec<(Decision, Option<f64>, Decision, Option<f64>)> = Vec::new();
+    for r in &requests {
+        let a = post(&format!("{base}/v1/score"), "application/json", None, r.as_bytes())?;
+        ensure!(a.status == 200, "{}", String::from_utf8_lossy(&a.body));
+        let live: Response<'_> = serde_json::from_slice(&a.body)?;
+        let mut body = Vec::new();
+        shadow_native.score_bytes(r.as_bytes(), &mut body);
+        let shadow: Response<'_> = serde_json::from_slice(&body)?;
+        let decision = |r: &Response<'_>| decision_log::parse_decision(r.decision.as_deref().unwrap_or(""));
+        want.push((
+            decision(&live).context("live decision")?,
+            exact(live.score)?,
+            decision(&shadow).context("shadow decision")?,
+            exact(shadow.score)?,
+        ));
+    }
+    // The same batch: one row per item, each with the shadow's answer to that item.
+    let batch = format!("[{}]", requests[..5].join(","));
+    ensure!(
+        post(&format!("{base}/v1/score/batch"), "application/json", None, batch.as_bytes())?.status == 200
+    );
+    server.stop()?;
+    let rows = decision_log::read_dir(dir.path())?;
+    ensure!(rows.len() == requests.len() + 5, "{} rows", rows.len());
+    let expected = want.iter().chain(&want[..5]);
+    for (i, (row, (live, live_score, shadow, shadow_score))) in rows.iter().zip(expected).enumerate() {
+        let s = row.shadow.as_ref().with_context(|| format!("row {i} has no shadow answer"))?;
+        ensure!(row.decision == *live && row.score == *live_score, "row {i}: live {row:?}");
+        ensure!(row.snapshot_id.as_deref() == Some("tg-parity-lr-parity-v1"), "row {i}: {row:?}");
+        ensure!(s.decision == Some(*shadow) && s.score == *shadow_score, "row {i}: shadow {s:?}");
+        ensure!(s.model_id.as_deref() == Some("gbdt-parity-v1") && s.error.is_none(), "row {i}: {s:?}");
+    }
+    ensure!(
+        rows.iter().any(|r| r.score != r.shadow.as_ref().and_then(|s| s.score)),
+        "the two models never differ: the test would not notice a mix-up"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_second_process_cannot_open_a_directory_in_use() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let key = signer().id_hash().clone();
@@ -358,6 +418,7 @@ fn row(i: u64) -> DecisionRecord {
         model_id: Some("lr-bench".into()),
         latency_us: 30,
         fallback: None,
+        shadow: None,
     }
 }
 

@@ -24,7 +24,8 @@
 //! let config = DecisionLogConfig { durable: true, ..DecisionLogConfig::new("decisions") };
 //! let log = DecisionLog::open(config, edge.id_hash().clone(), DecisionLogCounters::default())?;
 //! # let (request, response) = (b"{}".as_slice(), b"{}".as_slice());
-//! let exchange = Exchange { request_id: "r-1", request, response, batch: false, decided_at_us: 0, latency_us: 0 };
+//! let exchange =
+//!     Exchange { request_id: "r-1", request, response, batch: false, decided_at_us: 0, latency_us: 0, shadow: None };
 //! let durable = log.append(records(&exchange, log.id_hash())).wait_blocking();
 //! # let _ = durable;
 //! # Ok(()) }
@@ -35,7 +36,7 @@ mod record;
 mod wal;
 
 pub use parquet_file::{files, read_dir, read_file, schema};
-pub use record::{DecisionRecord, Exchange, Reason, parse_decision, records};
+pub use record::{DecisionRecord, Exchange, Reason, ShadowDecision, parse_decision, records};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -869,6 +870,28 @@ mod tests {
             model_id: None,
             latency_us: u64::from(i),
             fallback: None,
+            // Rows with a shadow answer, with one that errored, and without: all three round-trip.
+            shadow: match i % 4 {
+                1 => Some(ShadowDecision {
+                    snapshot_id: Some("cand".into()),
+                    model_id: Some("m2".into()),
+                    score: Some(0.75),
+                    decision: Some(Decision::Decline),
+                    rules: vec!["BLOCKED".into()],
+                    fallback: None,
+                    error: None,
+                }),
+                3 => Some(ShadowDecision {
+                    snapshot_id: Some("cand".into()),
+                    model_id: None,
+                    score: None,
+                    decision: None,
+                    rules: vec![],
+                    fallback: Some("timeout: slow".into()),
+                    error: Some("no answer".into()),
+                }),
+                _ => None,
+            },
         }
     }
 

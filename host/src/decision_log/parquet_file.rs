@@ -2,7 +2,7 @@
 //! segment's rows as one file, and reading files back (for tests, audits and `read_dir`).
 
 use super::DecisionLogError;
-use super::record::{DecisionRecord, Reason, parse_decision};
+use super::record::{DecisionRecord, Reason, ShadowDecision, parse_decision};
 use arrow_array::builder::OffsetBufferBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType, UInt32Type, UInt64Type};
@@ -55,6 +55,14 @@ pub fn schema() -> SchemaRef {
         Field::new("model_id", DataType::Utf8, true),
         Field::new("latency_us", DataType::Int64, false),
         Field::new("fallback", DataType::Utf8, true),
+        // The shadow snapshot's answer; all null when no shadow was loaded.
+        Field::new("shadow_snapshot_id", DataType::Utf8, true),
+        Field::new("shadow_model_id", DataType::Utf8, true),
+        Field::new("shadow_score", DataType::Float64, true),
+        Field::new("shadow_decision", DataType::Utf8, true),
+        Field::new("shadow_rules", DataType::List(rule_item()), true),
+        Field::new("shadow_fallback", DataType::Utf8, true),
+        Field::new("shadow_error", DataType::Utf8, true),
     ]))
 }
 
@@ -66,9 +74,14 @@ fn batch(rows: &[DecisionRecord]) -> Result<RecordBatch, arrow_schema::ArrowErro
     let mut rules = Vec::new();
     let mut reason_offsets = OffsetBufferBuilder::<i32>::new(rows.len());
     let mut reasons: Vec<&Reason> = Vec::new();
+    let mut shadow_rule_offsets = OffsetBufferBuilder::<i32>::new(rows.len());
+    let mut shadow_rules = Vec::new();
     for r in rows {
         rule_offsets.push_length(r.rules.len());
         rules.extend(r.rules.iter().map(String::as_str));
+        let shadow = r.shadow.as_ref().map(|s| s.rules.as_slice()).unwrap_or_default();
+        shadow_rule_offsets.push_length(shadow.len());
+        shadow_rules.extend(shadow.iter().map(String::as_str));
         reason_offsets.push_length(r.reasons.len());
         reasons.extend(r.reasons.iter());
     }
@@ -107,6 +120,18 @@ fn batch(rows: &[DecisionRecord]) -> Result<RecordBatch, arrow_schema::ArrowErro
             rows.iter().map(|r| i64::try_from(r.latency_us).unwrap_or(i64::MAX)),
         )),
         strings(|r| r.fallback.as_deref()),
+        strings(|r| r.shadow.as_ref()?.snapshot_id.as_deref()),
+        strings(|r| r.shadow.as_ref()?.model_id.as_deref()),
+        Arc::new(rows.iter().map(|r| r.shadow.as_ref()?.score).collect::<Float64Array>()),
+        strings(|r| Some(r.shadow.as_ref()?.decision?.as_str())),
+        Arc::new(ListArray::try_new(
+            rule_item(),
+            shadow_rule_offsets.finish(),
+            Arc::new(shadow_rules.into_iter().map(Some).collect::<StringArray>()),
+            Some(rows.iter().map(|r| r.shadow.is_some()).collect()),
+        )?),
+        strings(|r| r.shadow.as_ref()?.fallback.as_deref()),
+        strings(|r| r.shadow.as_ref()?.error.as_deref()),
     ];
     RecordBatch::try_new(schema(), columns)
 }
@@ -202,6 +227,13 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<DecisionRecord>) -> Result<(), 
     let model_id = text("model_id")?;
     let latency = typed::<arrow_array::PrimitiveArray<Int64Type>>(batch, "latency_us")?;
     let fallback = text("fallback")?;
+    let shadow_snapshot_id = text("shadow_snapshot_id")?;
+    let shadow_model_id = text("shadow_model_id")?;
+    let shadow_score = typed::<arrow_array::PrimitiveArray<Float64Type>>(batch, "shadow_score")?;
+    let shadow_decision = text("shadow_decision")?;
+    let shadow_rules = typed::<ListArray>(batch, "shadow_rules")?;
+    let shadow_fallback = text("shadow_fallback")?;
+    let shadow_error = text("shadow_error")?;
     let num = |a: &Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
     for i in 0..batch.num_rows() {
         let rule_values = rules.value(i);
@@ -220,6 +252,28 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<DecisionRecord>) -> Result<(), 
             .column_by_name("contribution")
             .and_then(|c| c.as_primitive_opt::<Float64Type>())
             .ok_or("reasons.contribution is not a float")?;
+        // A row has a shadow answer exactly when its shadow_rules list is present.
+        let shadow = if shadow_rules.is_valid(i) {
+            let rules = shadow_rules.value(i);
+            let rules = rules.as_string_opt::<i32>().ok_or("shadow_rules are not text")?;
+            let decision = match opt(shadow_decision, i) {
+                Some(d) => {
+                    Some(parse_decision(&d).ok_or_else(|| format!("row {i}: {d:?} is not a decision"))?)
+                }
+                None => None,
+            };
+            Some(ShadowDecision {
+                snapshot_id: opt(shadow_snapshot_id, i),
+                model_id: opt(shadow_model_id, i),
+                score: num(shadow_score, i),
+                decision,
+                rules: (0..rules.len()).map(|j| rules.value(j).to_string()).collect(),
+                fallback: opt(shadow_fallback, i),
+                error: opt(shadow_error, i),
+            })
+        } else {
+            None
+        };
         out.push(DecisionRecord {
             decided_at_us: decided.value(i),
             request_id: request_id.value(i).to_string(),
@@ -243,6 +297,7 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<DecisionRecord>) -> Result<(), 
             model_id: opt(model_id, i),
             latency_us: u64::try_from(latency.value(i)).unwrap_or(0),
             fallback: opt(fallback, i),
+            shadow,
         });
     }
     Ok(())

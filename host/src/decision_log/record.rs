@@ -56,6 +56,30 @@ pub struct DecisionRecord {
     pub latency_us: u64,
     /// Why the deployment's fallback decided instead of the model (`timeout: ...`); none otherwise.
     pub fallback: Option<String>,
+    /// What the shadow snapshot answered to the same request; none when no shadow was loaded.
+    /// (`default`: segments written before this field existed still read.)
+    #[serde(default)]
+    pub shadow: Option<ShadowDecision>,
+}
+
+/// The shadow snapshot's answer to a logged request: scored, never sent to the caller.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShadowDecision {
+    /// The shadow snapshot.
+    pub snapshot_id: Option<String>,
+    /// The shadow's model.
+    pub model_id: Option<String>,
+    /// The shadow model's score; none when a hard rule decided, on a fallback or an error.
+    pub score: Option<f64>,
+    /// What the shadow would have decided; none when it answered with an error.
+    #[serde(with = "optional_decision_text")]
+    pub decision: Option<Decision>,
+    /// Reason codes of the shadow's hard rules that fired.
+    pub rules: Vec<String>,
+    /// Why the fallback answered for the shadow; none otherwise.
+    pub fallback: Option<String>,
+    /// The shadow's error message, when it could not score a request the live snapshot scored.
+    pub error: Option<String>,
 }
 
 /// `allow`, `review` or `decline` as the [`Decision`] it names.
@@ -84,6 +108,29 @@ mod decision_text {
     }
 }
 
+mod optional_decision_text {
+    use scorer::policy::Decision;
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::borrow::Cow;
+
+    pub fn serialize<S: Serializer>(d: &Option<Decision>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(d.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decision>, D::Error> {
+        match <Option<Cow<'de, str>>>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => super::parse_decision(&text)
+                .map(Some)
+                .ok_or_else(|| D::Error::custom(format!("{text:?} is not a decision"))),
+        }
+    }
+}
+
 /// One scoring call as the host saw it: what [`records`] turns into rows.
 #[derive(Clone, Copy, Debug)]
 pub struct Exchange<'a> {
@@ -99,6 +146,8 @@ pub struct Exchange<'a> {
     pub decided_at_us: i64,
     /// Microseconds from request received to decision made.
     pub latency_us: u64,
+    /// The shadow snapshot's response to the same call (same format and shape), when one is loaded.
+    pub shadow: Option<&'a [u8]>,
 }
 
 /// What the log needs from a scalar of either format.
@@ -163,6 +212,7 @@ struct Answer<S> {
     snapshot_id: Option<String>,
     model_id: Option<String>,
     fallback: Option<String>,
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -204,27 +254,39 @@ fn json_map(bytes: &[u8]) -> Option<BTreeMap<String, &RawValue>> {
     serde_json::from_slice(bytes).ok()
 }
 
-fn json_records(ex: &Exchange<'_>, id_hash: &IdHashKey) -> Vec<DecisionRecord> {
-    let answers: Vec<Answer<&RawValue>> = if json_array(ex.response) {
-        serde_json::from_slice(ex.response).unwrap_or_default()
+/// The answers of a JSON response body: one, or the items of a batch.
+fn json_answers(body: &[u8]) -> Vec<Answer<&RawValue>> {
+    if json_array(body) {
+        serde_json::from_slice(body).unwrap_or_default()
     } else {
-        serde_json::from_slice(ex.response).map(|a| vec![a]).unwrap_or_default()
-    };
+        serde_json::from_slice(body).map(|a| vec![a]).unwrap_or_default()
+    }
+}
+
+/// The answers of a MessagePack response body: one, or the items of a batch.
+fn msgpack_answers(body: &[u8]) -> Vec<Answer<Value>> {
+    if msgpack_array(body) {
+        rmp_serde::from_slice(body).unwrap_or_default()
+    } else {
+        rmp_serde::from_slice(body).map(|a| vec![a]).unwrap_or_default()
+    }
+}
+
+fn json_records(ex: &Exchange<'_>, id_hash: &IdHashKey) -> Vec<DecisionRecord> {
+    let answers = json_answers(ex.response);
+    let shadow = ex.shadow.map(json_answers);
     let requests: Vec<Option<BTreeMap<String, &RawValue>>> = if ex.batch && json_array(ex.request) {
         let items: Vec<&RawValue> = serde_json::from_slice(ex.request).unwrap_or_default();
         items.iter().map(|raw| json_map(raw.get().as_bytes())).collect()
     } else {
         vec![json_map(ex.request)]
     };
-    rows(ex, id_hash, answers, requests)
+    rows(ex, id_hash, answers, shadow, requests)
 }
 
 fn msgpack_records(ex: &Exchange<'_>, id_hash: &IdHashKey) -> Vec<DecisionRecord> {
-    let answers: Vec<Answer<Value>> = if msgpack_array(ex.response) {
-        rmp_serde::from_slice(ex.response).unwrap_or_default()
-    } else {
-        rmp_serde::from_slice(ex.response).map(|a| vec![a]).unwrap_or_default()
-    };
+    let answers = msgpack_answers(ex.response);
+    let shadow = ex.shadow.map(msgpack_answers);
     let map = |v: Value| match v {
         Value::Object(m) => Some(m.into_iter().collect::<BTreeMap<String, Value>>()),
         _ => None,
@@ -235,20 +297,54 @@ fn msgpack_records(ex: &Exchange<'_>, id_hash: &IdHashKey) -> Vec<DecisionRecord
     } else {
         vec![rmp_serde::from_slice::<Value>(ex.request).ok().and_then(map)]
     };
-    rows(ex, id_hash, answers, requests)
+    rows(ex, id_hash, answers, shadow, requests)
+}
+
+/// The shadow's answer as a log entry. An answer missing from the shadow's response (it gave
+/// fewer items than the live one) is logged as an error, never silently left out.
+fn shadow_decision<S: Scalar>(answer: Option<Answer<S>>) -> ShadowDecision {
+    let Some(a) = answer else {
+        return ShadowDecision {
+            snapshot_id: None,
+            model_id: None,
+            score: None,
+            decision: None,
+            rules: Vec::new(),
+            fallback: None,
+            error: Some("the shadow gave no answer for this item".into()),
+        };
+    };
+    let decision = if a.ok { a.decision.as_deref().and_then(parse_decision) } else { None };
+    let error = match (&decision, a.error) {
+        (Some(_), _) => None,
+        (None, Some(e)) => Some(e),
+        (None, None) => Some("the shadow's answer has no decision".into()),
+    };
+    ShadowDecision {
+        snapshot_id: a.snapshot_id,
+        model_id: a.model_id,
+        score: a.score.as_ref().and_then(Scalar::number),
+        decision,
+        rules: a.rules,
+        fallback: a.fallback,
+        error,
+    }
 }
 
 fn rows<S: Scalar>(
     ex: &Exchange<'_>,
     id_hash: &IdHashKey,
     answers: Vec<Answer<S>>,
+    shadow: Option<Vec<Answer<S>>>,
     requests: Vec<Option<BTreeMap<String, S>>>,
 ) -> Vec<DecisionRecord> {
     let batch = ex.batch && answers.len() == requests.len();
     let mut requests = requests.into_iter();
+    let mut shadow = shadow.map(Vec::into_iter);
     let mut out = Vec::with_capacity(answers.len());
     for (i, a) in answers.into_iter().enumerate() {
         let fields = requests.next().flatten().map(Fields);
+        let shadow = shadow.as_mut().map(|s| shadow_decision(s.next()));
         if !a.ok {
             continue;
         }
@@ -281,6 +377,7 @@ fn rows<S: Scalar>(
             model_id: a.model_id,
             latency_us: ex.latency_us,
             fallback: a.fallback,
+            shadow,
         });
     }
     out
@@ -291,7 +388,15 @@ mod tests {
     use super::*;
 
     fn exchange<'a>(request: &'a [u8], response: &'a [u8], batch: bool) -> Exchange<'a> {
-        Exchange { request_id: "r-1", request, response, batch, decided_at_us: 7, latency_us: 11 }
+        Exchange {
+            request_id: "r-1",
+            request,
+            response,
+            batch,
+            decided_at_us: 7,
+            latency_us: 11,
+            shadow: None,
+        }
     }
 
     #[test]
@@ -324,6 +429,29 @@ mod tests {
         assert_eq!(rows[0].batch_index, Some(0));
         assert_eq!(rows[0].score, None);
         assert_eq!(rows[0].amount, Some(3.0));
+    }
+
+    #[test]
+    fn logs_the_shadow_answer_beside_each_live_one() {
+        let key = IdHashKey([2; 16]);
+        let request = br#"[{"customer_id":1,"terminal_id":2,"amount":3,"time":4},{"customer_id":1,"terminal_id":2,"amount":5,"time":6}]"#;
+        let live = br#"[{"ok":true,"score":0.1,"decision":"allow","rules":[],"reasons":[],"snapshot_id":"live","model_id":"m1"},{"ok":true,"score":0.2,"decision":"allow","rules":[],"reasons":[],"snapshot_id":"live","model_id":"m1"}]"#;
+        let shadow = br#"[{"ok":true,"score":0.9,"decision":"decline","rules":["R"],"reasons":[],"snapshot_id":"cand","model_id":"m2"},{"ok":false,"error":"features: missing","error_kind":"bad_request","snapshot_id":"cand"}]"#;
+        let ex = Exchange { shadow: Some(shadow), ..exchange(request, live, true) };
+        let rows = records(&ex, &key);
+        assert_eq!(rows.len(), 2);
+        let first = rows[0].shadow.as_ref().expect("the shadow is logged");
+        assert_eq!(first.decision, Some(Decision::Decline));
+        assert_eq!(first.score, Some(0.9));
+        assert_eq!((first.snapshot_id.as_deref(), first.model_id.as_deref()), (Some("cand"), Some("m2")));
+        assert_eq!(first.rules, vec!["R".to_string()]);
+        assert_eq!(first.error, None);
+        let second = rows[1].shadow.as_ref().expect("a shadow error is logged, not dropped");
+        assert_eq!(second.decision, None);
+        assert_eq!(second.error.as_deref(), Some("features: missing"));
+        assert_eq!(rows[1].decision, Decision::Allow, "the live answer is what the row says was decided");
+        let without = records(&exchange(request, live, true), &key);
+        assert!(without.iter().all(|r| r.shadow.is_none()));
     }
 
     #[test]

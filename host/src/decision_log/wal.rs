@@ -94,6 +94,7 @@ mod tests {
             model_id: None,
             latency_us: 12,
             fallback: None,
+            shadow: None,
         }
     }
 

@@ -111,6 +111,11 @@ impl AppState {
     pub fn decision_log(&self) -> Option<&DecisionLog> {
         self.log.as_ref()
     }
+
+    /// The scorer the service answers with (an embedding gateway may swap snapshots on it directly).
+    pub fn scorer(&self) -> &Scorer {
+        &self.scorer
+    }
 }
 
 /// The service's routes over `state`.
@@ -372,6 +377,7 @@ fn log_rows(
         batch,
         decided_at_us: decision_log::now_us(),
         latency_us: u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+        shadow: scored.shadow.as_ref().map(|s| s.body.as_slice()),
     };
     decision_log::records(&exchange, log.id_hash())
 }

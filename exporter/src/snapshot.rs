@@ -9,7 +9,9 @@ use scorer::Timestamp;
 use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
 use scorer::model::Model;
 use scorer::policy::Policy;
-use scorer::snapshot::{BuildError, EntityKey, IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot_with};
+use scorer::snapshot::{
+    BuildError, EntityKey, IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot_in_parts,
+};
 
 /// Why a snapshot could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,9 @@ pub struct Decisioning<'a> {
     pub model: Option<(&'a Model, &'a str)>,
     /// The decision policy (thresholds and hard rules).
     pub policy: Option<&'a Policy>,
+    /// Split each entity table into parts of at most this many bytes, by the keys' top bits, for
+    /// edges that load parts on demand (`docs/snapshot-format.md`); none: one part per table.
+    pub max_part_bytes: Option<usize>,
 }
 
 /// Builds and signs the snapshot as of `as_of` from a history in time order, aggregates only.
@@ -136,8 +141,9 @@ pub fn build_with(
     };
     let rows = tables.iter().map(Vec::len).collect();
     let model = decisioning.model.map(|(m, _)| m);
-    let bytes =
-        build_snapshot_with(&meta, tables, model, decisioning.policy, signer).map_err(ExportError::Build)?;
+    let max_part_bytes = decisioning.max_part_bytes.unwrap_or(usize::MAX);
+    let bytes = build_snapshot_in_parts(&meta, tables, model, decisioning.policy, signer, max_part_bytes)
+        .map_err(ExportError::Build)?;
     Ok(BuiltSnapshot { bytes, meta, rows })
 }
 

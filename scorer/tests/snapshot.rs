@@ -6,9 +6,10 @@ use scorer::Timestamp;
 use scorer::features::{Aggregates, FeatureSchema};
 use scorer::model::{Logistic, Model, ModelError, Node, TreeEnsemble, TreeOutput};
 use scorer::policy::{BlockList, Policy, PolicyError, ReasonCode};
+use scorer::score::Scorer;
 use scorer::snapshot::{
-    BuildError, EdgeKey, EntityKey, IdHashKey, Snapshot, SnapshotError, SnapshotMeta, SnapshotSigner,
-    build_snapshot, build_snapshot_with,
+    BuildError, EdgeKey, EntityKey, IdHashKey, PartMissing, Snapshot, SnapshotError, SnapshotMeta,
+    SnapshotPieces, SnapshotSigner, build_snapshot, build_snapshot_in_parts, build_snapshot_with,
 };
 
 fn signer() -> SnapshotSigner {
@@ -157,9 +158,9 @@ fn loads_what_was_built_and_finds_every_entity() {
         let t = snap.table(e).unwrap();
         assert_eq!(t.len(), table.len());
         for (key, aggregates) in table {
-            assert_eq!(t.lookup(*key), Some(*aggregates));
+            assert_eq!(t.lookup(*key), Ok(Some(*aggregates)));
         }
-        assert_eq!(t.lookup(s.id_hash().hash(b"never seen")), None);
+        assert_eq!(t.lookup(s.id_hash().hash(b"never seen")), Ok(None));
     }
 }
 
@@ -370,6 +371,174 @@ fn refuses_ids_hashed_with_another_key() {
     assert!(Snapshot::load(&bytes, &[EdgeKey::from_text(&s.edge_key().to_text()).unwrap()]).is_ok());
 }
 
+/// A snapshot of `customers` and `terminals` with tables in parts of at most `part_bytes`.
+fn parted_snapshot(customers: u64, terminals: u64, part_bytes: usize) -> Vec<u8> {
+    let s = signer();
+    let tables = rows(&s, customers, terminals);
+    build_snapshot_in_parts(&meta_with_model(&s), tables, Some(&model()), Some(&policy()), &s, part_bytes)
+        .unwrap()
+}
+
+#[test]
+fn tables_in_parts_load_whole_and_find_every_entity() {
+    let s = signer();
+    let whole =
+        build_snapshot_with(&meta_with_model(&s), rows(&s, 3000, 500), Some(&model()), Some(&policy()), &s)
+            .unwrap();
+    let bytes = parted_snapshot(3000, 500, 16 << 10);
+    assert_eq!(u16::from_le_bytes([whole[10], whole[11]]), 1, "a file without parts stays 1.1");
+    assert_eq!(u16::from_le_bytes([bytes[10], bytes[11]]), 2, "a file with parts is 1.2");
+    let snap = load(&bytes).unwrap();
+    let customers = snap.table(0).unwrap();
+    assert_eq!(customers.part_count(), 16, "3000 rows x 48 B in parts of at most 16 KiB");
+    assert_eq!(snap.table(1).unwrap().part_count(), 1, "500 x 32 B fit one part");
+    assert_eq!(snap.size(), bytes.len());
+    for (e, table) in rows(&s, 3000, 500).iter().enumerate() {
+        let t = snap.table(e).unwrap();
+        assert_eq!(t.len(), table.len());
+        for (key, aggregates) in table {
+            assert_eq!(t.lookup(*key), Ok(Some(*aggregates)));
+        }
+        assert!((0..t.part_count()).all(|p| t.part_len(p).unwrap() <= 16 << 10));
+    }
+}
+
+#[test]
+fn parts_load_on_demand_each_verified_against_the_signed_table() {
+    let s = signer();
+    let bytes = parted_snapshot(2000, 300, 8 << 10);
+    let pieces = SnapshotPieces::split(&bytes).unwrap();
+    // The core is the head, META, MODEL and POLICY: no rows.
+    assert!(pieces.core.len() * 20 < bytes.len(), "core {} of {} bytes", pieces.core.len(), bytes.len());
+    let trusted = [s.edge_key()];
+    let mut snap = Snapshot::load_core(&pieces.core, &trusted).unwrap();
+    assert_eq!(snap.model(), Some(&model()));
+    assert_eq!(snap.policy(), Some(&policy()));
+    let rows = rows(&s, 2000, 300);
+    let (key, aggregates) = rows[0][17];
+    let t = snap.table(0).unwrap();
+    assert_eq!(t.len(), 2000, "the row count is known before any part is loaded");
+    let part = t.part_of(key);
+    assert_eq!(t.lookup(key), Err(PartMissing { entity: 0, part }));
+    let range =
+        |e: usize, p: usize| pieces.parts.iter().find(|(pe, pp, _)| (*pe, *pp) == (e, p)).unwrap().2.clone();
+    // Damaged bytes, another part's bytes and a wrong index are refused; nothing is loaded.
+    let mut damaged = bytes[range(0, part)].to_vec();
+    damaged[9] ^= 1;
+    assert!(matches!(snap.insert_part(0, part, damaged), Err(SnapshotError::SectionDigest { .. })));
+    let other = (part + 1) % snap.table(0).unwrap().part_count();
+    assert!(snap.insert_part(0, part, bytes[range(0, other)].to_vec()).is_err());
+    assert_eq!(snap.insert_part(0, 99, vec![]), Err(SnapshotError::NoSuchPart { entity: 0, part: 99 }));
+    assert!(!snap.table(0).unwrap().is_loaded(part));
+    // The right bytes load, and the entity is found.
+    snap.insert_part(0, part, bytes[range(0, part)].to_vec()).unwrap();
+    assert_eq!(snap.table(0).unwrap().lookup(key), Ok(Some(aggregates)));
+    assert!(snap.evict_part(0, part));
+    assert_eq!(snap.table(0).unwrap().lookup(key), Err(PartMissing { entity: 0, part }));
+    // Every part loaded: the same answers as the whole file.
+    for (e, p, r) in &pieces.parts {
+        snap.insert_part(*e, *p, bytes[r.clone()].to_vec()).unwrap();
+    }
+    let whole = load(&bytes).unwrap();
+    for (e, table) in rows.iter().enumerate() {
+        for (k, _) in table {
+            assert_eq!(snap.table(e).unwrap().lookup(*k), whole.table(e).unwrap().lookup(*k));
+        }
+    }
+}
+
+#[test]
+fn a_scorer_names_the_parts_a_request_needs_and_scores_like_the_whole_file() {
+    let s = signer();
+    let bytes = parted_snapshot(2000, 300, 8 << 10);
+    let pieces = SnapshotPieces::split(&bytes).unwrap();
+    let trusted = [s.edge_key()];
+    let mut whole = Scorer::new(load(&bytes).unwrap());
+    let mut parted = Scorer::new(Snapshot::load_core(&pieces.core, &trusted).unwrap());
+    let request = |c: u64, t: u64| {
+        format!(
+            r#"{{"transaction_id":"t{c}","customer_id":"{c}","terminal_id":"{}","amount":42.5,"time":1533690000}}"#,
+            1_000_000 + t
+        )
+    };
+    let (single, batch) =
+        (request(7, 3), format!("[{},{},{{\"amount\":\"x\"}}]", request(1500, 299), request(9999, 1)));
+    for (input, is_batch) in [(single.as_bytes(), false), (batch.as_bytes(), true)] {
+        let mut out = Vec::new();
+        parted.score_bytes(input, &mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        if !is_batch {
+            assert!(text.contains(r#""error_kind":"part_missing""#), "{text}");
+            assert!(text.contains("customer_id is not loaded"), "{text}");
+        }
+        let mut missing = Vec::new();
+        parted.needed_parts(input, is_batch, &mut missing);
+        assert!(!missing.is_empty() && missing.len() <= if is_batch { 4 } else { 2 }, "{missing:?}");
+        let snap = parted.snapshot();
+        assert!(is_batch || missing.iter().all(|&(e, p)| !snap.table(e).unwrap().is_loaded(p)));
+        for (e, p) in missing {
+            let range = pieces.parts.iter().find(|(pe, pp, _)| (*pe, *pp) == (e, p)).unwrap().2.clone();
+            parted.insert_part(e, p, bytes[range].to_vec()).unwrap();
+        }
+        let mut again = Vec::new();
+        parted.needed_parts(input, is_batch, &mut again);
+        let snap = parted.snapshot();
+        assert!(again.iter().all(|&(e, p)| snap.table(e).unwrap().is_loaded(p)), "{again:?}");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        if is_batch {
+            parted.score_batch_bytes(input, &mut a);
+            whole.score_batch_bytes(input, &mut b);
+        } else {
+            parted.score_bytes(input, &mut a);
+            whole.score_bytes(input, &mut b);
+        }
+        assert_eq!(
+            String::from_utf8(a).unwrap(),
+            String::from_utf8(b).unwrap(),
+            "the same bytes as the whole file"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_or_unsigned_core_is_refused() {
+    let s = signer();
+    let bytes = parted_snapshot(2000, 300, 8 << 10);
+    let core = SnapshotPieces::split(&bytes).unwrap().core;
+    let trusted = [s.edge_key()];
+    for at in [12, 70, core.len() - 1, core.len() - 200] {
+        let mut damaged = core.clone();
+        damaged[at] ^= 0x10;
+        assert!(Snapshot::load_core(&damaged, &trusted).is_err(), "a flipped bit at {at} was accepted");
+    }
+    assert!(Snapshot::load_core(&core[..core.len() - 8], &trusted).is_err());
+    let other = SnapshotSigner::from_secret([4; 32], IdHashKey([5; 16]));
+    assert!(matches!(
+        Snapshot::load_core(&core, &[other.edge_key()]),
+        Err(SnapshotError::UnknownSigner { .. })
+    ));
+    // A whole file is not a core, and a core is not a whole file.
+    assert!(Snapshot::load_core(&bytes, &trusted).is_err());
+    assert!(load(&core).is_err());
+}
+
+#[test]
+fn refuses_a_part_holding_keys_of_another_range_even_when_validly_signed() {
+    let s = signer();
+    let mut bytes = parted_snapshot(2000, 300, 8 << 10);
+    let pieces = SnapshotPieces::split(&bytes).unwrap();
+    // Swap the first rows of customer parts 0 and 1 (48 bytes each) and re-sign.
+    let (a, b) = (pieces.parts[0].2.start, pieces.parts[1].2.start);
+    let first: Vec<u8> = bytes[a..a + 48].to_vec();
+    bytes.copy_within(b..b + 48, a);
+    bytes[b..b + 48].copy_from_slice(&first);
+    resign(&mut bytes, &s);
+    assert!(matches!(
+        load(&bytes),
+        Err(SnapshotError::PartRange { entity: 0, .. } | SnapshotError::RowsOutOfOrder { entity: 0, .. })
+    ));
+}
+
 /// Proptest cases per property: `TOLLGATE_FUZZ_CASES` or 2,000.
 fn fuzz_cases() -> u32 {
     std::env::var("TOLLGATE_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
@@ -398,17 +567,20 @@ proptest! {
     }
 
     #[test]
-    fn finds_exactly_the_keys_present(keys in proptest::collection::btree_set(any::<u64>(), 1..2000), probes in proptest::collection::vec(any::<u64>(), 0..200)) {
+    fn finds_exactly_the_keys_present(keys in proptest::collection::btree_set(any::<u64>(), 1..2000), probes in proptest::collection::vec(any::<u64>(), 0..200), part_rows in prop_oneof![Just(usize::MAX), 1usize..400]) {
+        // Whole tables, and tables in parts of at most `part_rows` rows (48-byte rows).
         let s = signer();
         let table: Vec<(EntityKey, Aggregates)> = keys.iter().map(|&k| (EntityKey(k), Aggregates::ZERO)).collect();
-        let bytes = build_snapshot(&meta(&s), vec![table, vec![]], &s).unwrap();
+        let bytes = build_snapshot_in_parts(&meta(&s), vec![table, vec![]], None, None, &s, part_rows.saturating_mul(48)).unwrap();
         let snap = load(&bytes).unwrap();
         let t = snap.table(0).unwrap();
         for &k in &keys {
-            prop_assert!(t.find(EntityKey(k)).is_some());
+            prop_assert!(t.lookup(EntityKey(k)).unwrap().is_some());
         }
         for p in probes {
-            prop_assert_eq!(t.find(EntityKey(p)).is_some(), keys.contains(&p));
+            prop_assert_eq!(t.lookup(EntityKey(p)).unwrap().is_some(), keys.contains(&p));
         }
+        let all: Vec<EntityKey> = t.rows().map(|(k, _)| k).collect();
+        prop_assert_eq!(all, keys.iter().map(|&k| EntityKey(k)).collect::<Vec<_>>());
     }
 }

@@ -155,6 +155,8 @@ pub struct WorkerConfig {
     pub edge_keys: String,
     /// Least seconds between two KV checks (the `REFRESH_SECONDS` var).
     pub refresh_seconds: f64,
+    /// Most bytes of table parts kept loaded (the `PART_BUDGET_BYTES` var; none: the default).
+    pub part_budget_bytes: Option<usize>,
 }
 
 /// The built worker running under workerd on 127.0.0.1, with an in-memory KV namespace. Stops
@@ -176,11 +178,15 @@ impl LocalWorker {
         let run = RUNS.fetch_add(1, Ordering::Relaxed);
         let files = bundle.with_file_name(format!("kv-{}-{run}", std::process::id()));
         std::fs::create_dir_all(&files)?;
-        let options = serde_json::json!({
-            "dir": bundle,
-            "namespace": LOCAL_NAMESPACE_ID,
-            "bindings": {"EDGE_KEYS": config.edge_keys, "REFRESH_SECONDS": config.refresh_seconds.to_string()},
+        let mut bindings = serde_json::json!({
+            "EDGE_KEYS": config.edge_keys,
+            "REFRESH_SECONDS": config.refresh_seconds.to_string(),
         });
+        if let Some(budget) = config.part_budget_bytes {
+            bindings["PART_BUDGET_BYTES"] = budget.to_string().into();
+        }
+        let options =
+            serde_json::json!({"dir": bundle, "namespace": LOCAL_NAMESPACE_ID, "bindings": bindings});
         let mut child = Command::new("node")
             .arg(miniflare_script())
             .arg("serve")
@@ -228,13 +234,13 @@ impl LocalWorker {
     }
 
     /// Pushes a snapshot the way `tollgate push --to kv-local:DIR` does: shards of
-    /// `shard_bytes`, then the manifest.
+    /// `shard_bytes` (of the core, then one value per part, for a snapshot in parts), then the
+    /// manifest.
     pub fn push_snapshot(&mut self, snapshot: &[u8], shard_bytes: usize) -> Result<()> {
-        let (manifest, shards) = tollgate_kv::split(snapshot, shard_bytes);
-        for (key, bytes) in shards {
-            self.put(&key, bytes)?;
+        for (key, bytes) in tollgate_kv::entries(snapshot, shard_bytes)? {
+            self.put(&key, &bytes)?;
         }
-        self.put(tollgate_kv::MANIFEST_KEY, manifest.to_json().as_bytes())
+        Ok(())
     }
 
     /// Fires the worker's cron trigger and waits for the handler to finish.

@@ -2,7 +2,8 @@
 //! KV namespace filled the way `tollgate push --to kv-local:DIR` fills one: the parity corpus
 //! scored over HTTP must give the native scorer's bytes; bad requests get JSON 4xx; a wrongly
 //! signed snapshot is refused while the previous one keeps serving; updates in KV are picked up
-//! on the refresh interval and on the cron trigger.
+//! on the refresh interval and on the cron trigger; a snapshot in parts is served with parts
+//! fetched on demand, each verified.
 //!
 //! The worker is built by the test itself (`tollgate_tests::worker::bundle`: cargo `--profile
 //! wasm`, wasm-bindgen from `TOLLGATE_WASM_BINDGEN` or ~/.cargo/bin, wasm-opt from
@@ -10,7 +11,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use scorer::score::Scorer;
-use scorer::snapshot::{IdHashKey, Snapshot, SnapshotSigner};
+use scorer::snapshot::{IdHashKey, Snapshot, SnapshotPieces, SnapshotSigner, build_snapshot_in_parts};
 use std::time::{Duration, Instant};
 use tollgate_tests::parity::{Fixture, fixture, logistic, signer, trees};
 use tollgate_tests::worker::{LocalWorker, WorkerConfig};
@@ -81,7 +82,11 @@ fn wait_for(
 }
 
 fn start(refresh_seconds: f64) -> Result<LocalWorker> {
-    LocalWorker::start(&WorkerConfig { edge_keys: signer().edge_key().to_text(), refresh_seconds })
+    LocalWorker::start(&WorkerConfig {
+        edge_keys: signer().edge_key().to_text(),
+        refresh_seconds,
+        part_budget_bytes: None,
+    })
 }
 
 fn native(fixture: &Fixture) -> Result<Scorer<'_>> {
@@ -289,6 +294,87 @@ fn refuses_a_wrongly_signed_snapshot_keeps_serving_and_picks_up_updates() -> Res
     ensure!(s["last_error"].is_null(), "{s}");
     let probe = gbdt.json_requests().into_iter().take(200).collect::<Vec<_>>();
     compare_one_by_one(&worker, &mut native(&gbdt)?, &probe)?;
+    Ok(())
+}
+
+/// The fixture's snapshot built again with its entity tables in parts of at most `part_bytes`.
+fn in_parts(fixture: &Fixture, part_bytes: usize) -> Result<Vec<u8>> {
+    let s = signer();
+    let whole = Snapshot::load(&fixture.snapshot, &[s.edge_key()])?;
+    let tables = (0..whole.schema().entities().len())
+        .map(|e| whole.table(e).map(|t| t.rows().collect()).context("a table is missing"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(build_snapshot_in_parts(whole.meta(), tables, whole.model(), whole.policy(), &s, part_bytes)?)
+}
+
+#[test]
+fn loads_table_parts_on_demand_and_answers_like_the_whole_file() -> Result<()> {
+    let lr = fixture(&logistic(), "lr-parity-v1")?;
+    let parted = in_parts(&lr, 4096)?;
+    let pieces = SnapshotPieces::split(&parted)?;
+    ensure!(pieces.parts.len() >= 8, "only {} parts", pieces.parts.len());
+    // A budget below one part: every request fetches the parts it needs, and they go after it.
+    let mut worker = LocalWorker::start(&WorkerConfig {
+        edge_keys: signer().edge_key().to_text(),
+        refresh_seconds: 3600.0,
+        part_budget_bytes: Some(1),
+    })?;
+    worker.push_snapshot(&parted, SHARD_BYTES)?;
+    let agent = agent();
+    let s = status(&agent, &worker)?;
+    ensure!(s["snapshot"]["snapshot_id"] == "tg-parity-lr-parity-v1", "not loaded: {s}");
+    ensure!(
+        s["snapshot"]["parts"]["total"] == pieces.parts.len() && s["snapshot"]["parts"]["loaded"] == 0,
+        "{s}"
+    );
+    ensure!(
+        s["snapshot"]["bytes"].as_u64().is_some_and(|b| (b as usize) < parted.len() / 4),
+        "the core should be a small part of the {} bytes: {s}",
+        parted.len()
+    );
+
+    // Byte-identical to the native scorer on the whole (unparted) snapshot, one by one and in batches.
+    let requests: Vec<&str> = lr.json_requests().into_iter().take(600).collect();
+    let mut scorer = native(&lr)?;
+    compare_one_by_one(&worker, &mut scorer, &requests)?;
+    let batches = compare_batches(&worker, &mut scorer, &batchable(&requests))?;
+    let s = status(&agent, &worker)?;
+    let fetched = s["snapshot"]["parts"]["fetched"].as_u64().unwrap_or(0);
+    ensure!(fetched as usize > 2 * pieces.parts.len(), "parts are evicted and fetched again: {s}");
+    ensure!(s["snapshot"]["parts"]["loaded"] == 0, "the budget evicts every part after its request: {s}");
+    eprintln!("parts: {} requests and {batches} batches identical; {fetched} part fetches", requests.len());
+
+    // A part damaged in KV: requests that need it get a JSON 503 naming it; the others are answered.
+    let entries = tollgate_kv::entries(&parted, SHARD_BYTES)?;
+    let manifest = entries.last().map(|(_, json)| std::str::from_utf8(json)).context("no manifest")??;
+    let damaged = tollgate_kv::Manifest::from_json(manifest)?.part_key(1, 0);
+    let (_, _, range) = pieces.parts.iter().find(|(e, p, _)| (*e, *p) == (1, 0)).context("no part 1/0")?;
+    let mut bytes = parted[range.clone()].to_vec();
+    bytes[8] ^= 0x40;
+    worker.put(&damaged, &bytes)?;
+    let (mut refused, mut answered) = (0, 0);
+    let url = format!("{}/v1/score", worker.url);
+    for r in &requests[..200] {
+        let reply = send(&agent, "POST", &url, r.as_bytes())?;
+        match reply.status {
+            503 => {
+                let v = reply.json()?;
+                ensure!(v["error_kind"] == "part_missing", "{v}");
+                ensure!(
+                    v["error"].as_str().is_some_and(|e| e.contains(&damaged) && e.contains("digest")),
+                    "{v}"
+                );
+                refused += 1;
+            }
+            _ => {
+                let mut out = Vec::new();
+                scorer.score_bytes(r.as_bytes(), &mut out);
+                ensure!(reply.body == out, "a request answered differently after the damage");
+                answered += 1;
+            }
+        }
+    }
+    ensure!(refused > 0 && answered > 0, "refused {refused}, answered {answered}");
     Ok(())
 }
 

@@ -5,7 +5,8 @@ use scorer::score::{Format, ScoreError, Scorer, error_response};
 use scorer::snapshot::{EdgeKey, Snapshot, edge_keys_from_text};
 use serde_json::{Value, json};
 use std::cell::RefCell;
-use tollgate_kv::{Assembly, LayoutError, MANIFEST_KEY, Manifest};
+use std::collections::VecDeque;
+use tollgate_kv::{Assembly, LAYOUT_PARTS, LayoutError, MANIFEST_KEY, Manifest};
 use worker::js_sys::{ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -18,6 +19,9 @@ const EDGE_KEYS_VAR: &str = "EDGE_KEYS";
 /// The var with the least number of seconds between two checks of KV.
 const REFRESH_VAR: &str = "REFRESH_SECONDS";
 const DEFAULT_REFRESH_SECONDS: f64 = 60.0;
+/// The var with the most bytes of entity table parts kept loaded (a snapshot in parts).
+const PART_BUDGET_VAR: &str = "PART_BUDGET_BYTES";
+const DEFAULT_PART_BUDGET_BYTES: usize = 48 << 20;
 /// Largest body of `/v1/score` and of `/v1/score/batch`.
 const MAX_REQUEST_BYTES: usize = 64 << 10;
 const MAX_BATCH_BYTES: usize = 8 << 20;
@@ -45,6 +49,16 @@ struct State {
     refused: Option<(String, String)>,
     /// Why the last check failed before verification (KV, layout), if it did.
     last_error: Option<String>,
+    /// The serving snapshot's manifest when it is in parts (layout 2): where its parts are.
+    parts_manifest: Option<Manifest>,
+    /// The loaded parts (entity kind, part, bytes), oldest first: evicted in that order.
+    parts_loaded: VecDeque<(usize, usize, usize)>,
+    /// Bytes of the loaded parts.
+    parts_bytes: usize,
+    /// Parts fetched from KV since start.
+    parts_fetched: u64,
+    /// Parts that requests in flight read, with how many of them: never evicted.
+    pins: Vec<((usize, usize), u32)>,
 }
 
 thread_local! {
@@ -100,7 +114,22 @@ async fn score(req: &mut Request, env: Env, ctx: &Context, batch: bool) -> worke
             &format!("{what}: {} bytes, more than the {limit} allowed", body.len()),
         );
     }
-    ensure_fresh(env, ctx).await;
+    ensure_fresh(env.clone(), ctx).await;
+    // The parts this request reads are pinned from before they are fetched until it is answered,
+    // so that another request's eviction cannot take them while this one awaits KV.
+    let needed = STATE.with_borrow(|s| {
+        let mut needed = Vec::new();
+        if let (Some(loaded), Some(_)) = (&s.loaded, &s.parts_manifest) {
+            loaded.borrow_dependent().needed_parts(&body, batch, &mut needed);
+        }
+        needed
+    });
+    pin_parts(&needed, true);
+    if let Err(why) = load_parts(&env, &needed).await {
+        pin_parts(&needed, false);
+        worker::console_error!("tollgate: {why}");
+        return json_error(503, "part_missing", &why);
+    }
     let mut out = Vec::with_capacity(if batch { body.len() * 2 } else { 512 });
     STATE.with_borrow_mut(|s| match &mut s.loaded {
         Some(loaded) => loaded.with_dependent_mut(|_, scorer| {
@@ -112,6 +141,8 @@ async fn score(req: &mut Request, env: Env, ctx: &Context, batch: bool) -> worke
         }),
         None => error_response(&body, &ScoreError::NoSnapshot, &mut out),
     });
+    pin_parts(&needed, false);
+    evict_parts(part_budget(&env));
     let format = Format::sniff(&body);
     let content_type = match format {
         Format::Json => "application/json",
@@ -134,7 +165,7 @@ fn http_status(out: &[u8], format: Format) -> u16 {
     let unavailable = |kind: &[u8]| out.windows(kind.len()).any(|w| w == kind);
     if !failed {
         200
-    } else if unavailable(b"no_snapshot") || unavailable(b"no_model") {
+    } else if unavailable(b"no_snapshot") || unavailable(b"no_model") || unavailable(b"part_missing") {
         503
     } else {
         400
@@ -163,6 +194,12 @@ async fn status(env: Env, ctx: &Context) -> worker::Result<Response> {
                 "bytes": l.borrow_owner().len(),
                 "entities": entities,
                 "loaded_at_ms": s.loaded_at_ms,
+                "parts": s.parts_manifest.as_ref().map(|m| json!({
+                    "total": m.parts,
+                    "loaded": s.parts_loaded.len(),
+                    "loaded_bytes": s.parts_bytes,
+                    "fetched": s.parts_fetched,
+                })),
             })
         });
         json!({
@@ -239,11 +276,19 @@ async fn check(env: &Env) -> Result<(), String> {
     }
     let bytes = assembly.finish().map_err(|e| e.to_string())?;
     let keys = edge_keys(env)?;
-    match Loaded::try_new(bytes, |b| Snapshot::load(b, &keys).map(Scorer::new)) {
+    // Layout 2: the shards hold the core; table parts are fetched when requests need them.
+    let in_parts = manifest.layout == LAYOUT_PARTS;
+    let loaded = Loaded::try_new(bytes, |b| {
+        if in_parts { Snapshot::load_core(b, &keys) } else { Snapshot::load(b, &keys) }.map(Scorer::new)
+    });
+    match loaded {
         Ok(loaded) => STATE.with_borrow_mut(|s| {
-            // The old snapshot's bytes are freed here, once nothing borrows them.
+            // The old snapshot's bytes (and parts) are freed here, once nothing borrows them.
             s.loaded = Some(loaded);
-            s.version = Some(manifest.version);
+            s.version = Some(manifest.version.clone());
+            s.parts_manifest = in_parts.then_some(manifest);
+            s.parts_loaded.clear();
+            s.parts_bytes = 0;
             s.loaded_at_ms = Some(now_ms());
             s.loads += 1;
         }),
@@ -254,6 +299,90 @@ async fn check(env: &Env) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Fetches from KV each of the `needed` table parts that is not loaded, and inserts it after its
+/// digest checks against the snapshot's signed section table. A part absent from KV or refused
+/// fails the request (503), never a silent "unknown entity".
+async fn load_parts(env: &Env, needed: &[(usize, usize)]) -> Result<(), String> {
+    let Some(manifest) = STATE.with_borrow(|s| s.parts_manifest.clone()) else { return Ok(()) };
+    for &(entity, part) in needed {
+        let loaded = STATE.with_borrow(|s| {
+            s.loaded.as_ref().is_some_and(|l| {
+                l.borrow_dependent().snapshot().table(entity).is_some_and(|t| t.is_loaded(part))
+            })
+        });
+        if loaded {
+            continue;
+        }
+        let key = manifest.part_key(entity, part);
+        let value = get_array_buffer(env, &key).await?;
+        let bytes = value.ok_or_else(|| format!("{key}: snapshot part absent from KV"))?.to_vec();
+        let len = bytes.len();
+        STATE.with_borrow_mut(|s| -> Result<(), String> {
+            // A newer snapshot may have been swapped in while this part was on its way, or another
+            // request may have loaded it meanwhile.
+            if s.version.as_deref() != Some(manifest.version.as_str()) {
+                return Ok(());
+            }
+            let Some(loaded) = &mut s.loaded else { return Ok(()) };
+            if loaded.borrow_dependent().snapshot().table(entity).is_some_and(|t| t.is_loaded(part)) {
+                return Ok(());
+            }
+            loaded
+                .with_dependent_mut(|_, scorer| scorer.insert_part(entity, part, bytes))
+                .map_err(|e| format!("{key}: {e}"))?;
+            s.parts_loaded.push_back((entity, part, len));
+            s.parts_bytes += len;
+            s.parts_fetched += 1;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Pins (or unpins) parts: a pinned part is not evicted.
+fn pin_parts(parts: &[(usize, usize)], pin: bool) {
+    if parts.is_empty() {
+        return;
+    }
+    STATE.with_borrow_mut(|s| {
+        for &p in parts {
+            match s.pins.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, n)) if pin => *n += 1,
+                Some((_, n)) => *n = n.saturating_sub(1),
+                None if pin => s.pins.push((p, 1)),
+                None => {}
+            }
+        }
+        s.pins.retain(|(_, n)| *n > 0);
+    });
+}
+
+/// Evicts the oldest unpinned loaded parts until their bytes fit `budget`.
+fn evict_parts(budget: usize) {
+    STATE.with_borrow_mut(|s| {
+        let mut i = 0;
+        while s.parts_bytes > budget && i < s.parts_loaded.len() {
+            let (entity, part, len) = s.parts_loaded[i];
+            if s.pins.iter().any(|(p, _)| *p == (entity, part)) {
+                i += 1;
+                continue;
+            }
+            s.parts_loaded.remove(i);
+            if let Some(loaded) = &mut s.loaded {
+                loaded.with_dependent_mut(|_, scorer| scorer.evict_part(entity, part));
+            }
+            s.parts_bytes -= len;
+        }
+    });
+}
+
+fn part_budget(env: &Env) -> usize {
+    env.var(PART_BUDGET_VAR)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_PART_BUDGET_BYTES)
 }
 
 /// `KV.get(key, {type: "arrayBuffer"})` on the binding, the value as a `Uint8Array` over it

@@ -282,7 +282,8 @@ fn explain(s: &Scorer<'_>, input: &[u8]) -> Result<String, String> {
             .ok_or_else(|| format!("{}: is missing", def.name.to_ascii_lowercase()))?;
         let mut buf = [0u8; MAX_ID_LEN];
         let key = snap.id_hash().hash(id.canonical(&mut buf));
-        let row = snap.table(e).and_then(|t| t.lookup(key));
+        // The page loads whole files: every part is there.
+        let row = snap.table(e).and_then(|t| t.lookup(key).ok().flatten());
         if let Some(r) = row {
             rows[e] = r;
         }

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, ensure};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tollgate_kv::{DEFAULT_SHARD_BYTES, LOCAL_NAMESPACE_ID, MANIFEST_KEY, split};
+use tollgate_kv::{DEFAULT_SHARD_BYTES, LOCAL_NAMESPACE_ID, MANIFEST_KEY, entries};
 
 /// The first bytes of every snapshot (`scorer::snapshot::MAGIC`).
 const SNAPSHOT_MAGIC: &[u8] = b"TGSNAP\r\n";
@@ -19,7 +19,8 @@ fn script() -> PathBuf {
 }
 
 /// Puts `snapshot` into the local KV namespace persisted under `dir` (created if needed), in
-/// shards of 8 MiB (`DEFAULT_SHARD_BYTES`) followed by the manifest, so the worker picks it up at its next check.
+/// shards of 8 MiB (`DEFAULT_SHARD_BYTES`; a snapshot built in parts: its core in shards and one
+/// value per table part) followed by the manifest, so the worker picks it up at its next check.
 pub fn push_to_local_kv(snapshot: &[u8], dir: &Path) -> Result<()> {
     push_with_shards(snapshot, dir, DEFAULT_SHARD_BYTES)
 }
@@ -35,24 +36,21 @@ fn push_with_shards(snapshot: &[u8], dir: &Path, shard_bytes: usize) -> Result<(
     let staging = dir.join(format!(".tollgate-push-{}", std::process::id()));
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let result = (|| {
-        let (manifest, shards) = split(snapshot, shard_bytes);
-        let mut entries = Vec::new();
-        for (i, (key, bytes)) in shards.iter().enumerate() {
-            let file = staging.join(format!("shard-{i}"));
+        let values = entries(snapshot, shard_bytes).with_context(|| format!("kv-local:{}", dir.display()))?;
+        // In order, the manifest last: a reader that sees the manifest finds every value it names.
+        let mut args = Vec::new();
+        for (i, (key, bytes)) in values.iter().enumerate() {
+            let file = staging.join(format!("value-{i}"));
             std::fs::write(&file, bytes).with_context(|| format!("writing {}", file.display()))?;
-            entries.push(format!("{key}={}", file.display()));
+            args.push(format!("{key}={}", file.display()));
         }
-        // Last: a reader that sees the manifest finds every shard it names.
-        let file = staging.join("manifest.json");
-        std::fs::write(&file, manifest.to_json())?;
-        entries.push(format!("{MANIFEST_KEY}={}", file.display()));
         let script = script();
         let output = Command::new("node")
             .arg(&script)
             .arg("put")
             .arg(dir)
             .arg(LOCAL_NAMESPACE_ID)
-            .args(&entries)
+            .args(&args)
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
             .output()
@@ -83,11 +81,11 @@ mod tests {
     #[test]
     fn pushed_snapshot_is_readable_by_wrangler_from_the_same_directory() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let mut snapshot = SNAPSHOT_MAGIC.to_vec();
-        snapshot.extend((0..5_000u32).map(|i| (i % 251) as u8));
-        push_with_shards(&snapshot, dir.path(), 2_048)?;
-        let (manifest, shards) = split(&snapshot, 2_048);
-        assert_eq!(shards.len(), 3);
+        let snapshot =
+            tollgate_tests::parity::fixture(&tollgate_tests::parity::logistic(), "lr-kv")?.snapshot;
+        push_with_shards(&snapshot, dir.path(), 16_384)?;
+        let (manifest, shards) = tollgate_kv::split(&snapshot, 16_384);
+        assert!(shards.len() >= 2, "{} shards", shards.len());
         // wrangler's own local KV command, as `wrangler dev --persist-to DIR` would see it.
         let get = |key: &str| -> Result<Vec<u8>> {
             let out = Command::new(wrangler())
@@ -113,7 +111,7 @@ mod tests {
         };
         let text = String::from_utf8(get(MANIFEST_KEY)?)?;
         assert_eq!(tollgate_kv::Manifest::from_json(text.trim())?, manifest);
-        assert_eq!(get(&shards[2].0)?, shards[2].1);
+        assert_eq!(get(&shards[1].0)?, shards[1].1);
         Ok(())
     }
 

@@ -58,6 +58,12 @@ pub struct BuildArgs {
     /// reason code BLOCKED_<KIND>; repeatable). Ids are stored hashed, never raw.
     #[arg(long = "block", value_name = "KIND=ID")]
     blocks: Vec<String>,
+    /// Split each entity table into parts of at most this many bytes (by the entity keys' top
+    /// bits; each part verifiable on its own), so that an edge can keep them as separate KV values
+    /// and load only the parts its traffic needs (`tollgate push --to kv-local:DIR` stores them
+    /// apart). Default: one part per table.
+    #[arg(long, value_name = "BYTES")]
+    part_bytes: Option<usize>,
 }
 
 /// Arguments of `tollgate snapshot inspect`.
@@ -119,9 +125,15 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(n) = args.part_bytes.filter(|&n| n < 4096) {
+        bail!("--part-bytes {n}: parts must be at least 4096 bytes (a KV value holds up to 25 MiB)");
+    }
     let policy = policy(&args, &schema, &signer)?;
-    let decisioning =
-        Decisioning { model: model.as_ref().map(|(m, id)| (m, id.as_str())), policy: Some(&policy) };
+    let decisioning = Decisioning {
+        model: model.as_ref().map(|(m, id)| (m, id.as_str())),
+        policy: Some(&policy),
+        max_part_bytes: args.part_bytes,
+    };
     let began = Instant::now();
     let built = build_with(&tx, &schema, as_of, now(), &signer, &decisioning, &Bars::default())?;
     let elapsed = began.elapsed();
@@ -201,7 +213,11 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     println!("{:<18} {}", "model", meta.model_id.as_deref().unwrap_or("(none)"));
     for (e, entity) in meta.schema.entities().iter().enumerate() {
         if let Some(table) = snapshot.table(e) {
-            println!("{:<18} {} rows x {} bytes", entity.name, table.len(), table.row_width());
+            let parts = match table.part_count() {
+                1 => String::new(),
+                n => format!(" in {n} parts"),
+            };
+            println!("{:<18} {} rows x {} bytes{parts}", entity.name, table.len(), table.row_width());
         }
     }
     println!(
@@ -221,7 +237,8 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         let layout = &meta.schema.entities()[e].layout;
         let entity_key = key.id_hash().hash(id.as_bytes());
         println!("\n{kind} {id} (key {:016x})", entity_key.0);
-        let Some(aggregates) = snapshot.table(e).and_then(|t| t.lookup(entity_key)) else {
+        // A whole file is loaded: every part is there.
+        let Some(aggregates) = snapshot.table(e).and_then(|t| t.lookup(entity_key).ok().flatten()) else {
             println!("  not in the snapshot: scored as a new entity (all aggregates 0)");
             continue;
         };

@@ -15,7 +15,7 @@ use crate::Timestamp;
 use crate::features::{Aggregates, FeatureSchema, MAX_ENTITIES, TxFacts};
 use crate::model::{CompiledTrees, Model, TreeExplainer};
 use crate::policy::{Decision, Policy, RuleHits};
-use crate::snapshot::{EntityKey, Snapshot};
+use crate::snapshot::{EntityKey, PartMissing, Snapshot, SnapshotError};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -227,6 +227,9 @@ pub enum ScoreError {
     NoModel,
     /// No snapshot is loaded (raised by hosts and `scorer.wasm`, which may have none yet).
     NoSnapshot,
+    /// The snapshot's table part that holds one of the request's entities is not loaded (an edge
+    /// that loads parts on demand must insert it first; see [`Scorer::needed_parts`]).
+    PartMissing(PartMissing),
 }
 
 impl ScoreError {
@@ -236,6 +239,7 @@ impl ScoreError {
             ScoreError::Request(_) => "bad_request",
             ScoreError::NoModel => "no_model",
             ScoreError::NoSnapshot => "no_snapshot",
+            ScoreError::PartMissing(_) => "part_missing",
         }
     }
 
@@ -269,6 +273,11 @@ impl Described<'_> {
             }
             ScoreError::NoModel => f.write_str("snapshot: has no model, it serves features only"),
             ScoreError::NoSnapshot => f.write_str("snapshot: none is loaded"),
+            ScoreError::PartMissing(missing) => {
+                f.write_str("snapshot: the table part that holds this ")?;
+                write_field(f, Field::Entity(missing.entity as u8), self.1)?;
+                f.write_str(" is not loaded")
+            }
         }
     }
 }
@@ -463,6 +472,44 @@ impl<'a> Scorer<'a> {
         self.tree_attribution = how;
     }
 
+    /// The entity table parts (entity kind, part) that the request (or every request of the batch)
+    /// reads, loaded or not, each once, appended to `out`; [`EntityTable::is_loaded`] tells which
+    /// must be inserted first. Requests that do not decode need none (they get their error).
+    ///
+    /// [`EntityTable::is_loaded`]: crate::snapshot::EntityTable::is_loaded
+    pub fn needed_parts(&self, input: &[u8], batch: bool, out: &mut Vec<(usize, usize)>) {
+        let format = Format::sniff(input);
+        let schema = self.snapshot.schema();
+        let mut check = |item: &[u8]| {
+            let Ok(req) = request::decode_as(item, format, schema) else { return };
+            for (e, id) in req.entity_ids.iter().enumerate().take(schema.entities().len()) {
+                let (Some(id), Some(table)) = (id, self.snapshot.table(e)) else { continue };
+                let mut buf = [0u8; MAX_ID_LEN];
+                let part = table.part_of(self.snapshot.id_hash().hash(id.canonical(&mut buf)));
+                if !out.contains(&(e, part)) {
+                    out.push((e, part));
+                }
+            }
+        };
+        if !batch {
+            check(input);
+        } else if let Ok(items) = request::split_batch(input, format) {
+            for (start, end) in items {
+                check(&input[start..end]);
+            }
+        }
+    }
+
+    /// Loads a part of the snapshot's entity table `entity` ([`Snapshot::insert_part`]).
+    pub fn insert_part(&mut self, entity: usize, part: usize, bytes: Vec<u8>) -> Result<(), SnapshotError> {
+        self.snapshot.insert_part(entity, part, bytes)
+    }
+
+    /// Forgets a loaded part ([`Snapshot::evict_part`]); returns whether it was loaded.
+    pub fn evict_part(&mut self, entity: usize, part: usize) -> bool {
+        self.snapshot.evict_part(entity, part)
+    }
+
     /// The feature vector of the last request scored by the model.
     pub fn features(&self) -> &[f64] {
         &self.features
@@ -488,7 +535,9 @@ impl<'a> Scorer<'a> {
             let id = req.entity_ids[e].as_ref().ok_or(invalid(Field::Entity(e as u8), Problem::Missing))?;
             let mut buf = [0u8; MAX_ID_LEN];
             keys[e] = snapshot.id_hash().hash(id.canonical(&mut buf));
-            if let Some(row) = snapshot.table(e).and_then(|t| t.lookup(keys[e])) {
+            if let Some(table) = snapshot.table(e)
+                && let Some(row) = table.lookup(keys[e]).map_err(ScoreError::PartMissing)?
+            {
                 rows[e] = row;
                 known[e] = true;
             }

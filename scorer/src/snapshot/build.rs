@@ -2,9 +2,9 @@
 
 use super::read::signed_message;
 use super::{
-    EntityKey, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAGIC, SECTION_ENTITY_TABLE, SECTION_ENTRY_LEN,
-    SECTION_META, SECTION_MODEL, SECTION_POLICY, SIGNATURE_LEN, SnapshotMeta, SnapshotSigner, row_width,
-    slot_offsets,
+    EntityKey, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAGIC, MAX_PART_BITS, SECTION_ENTITY_TABLE,
+    SECTION_ENTRY_LEN, SECTION_META, SECTION_MODEL, SECTION_POLICY, SIGNATURE_LEN, SnapshotMeta,
+    SnapshotSigner, row_width, slot_offsets,
 };
 use crate::features::Aggregates;
 use crate::model::Model;
@@ -85,13 +85,27 @@ pub fn build_snapshot(
 }
 
 /// Builds and signs a snapshot with an optional MODEL section (then `meta.model_id` must be set)
-/// and an optional POLICY section, after the entity tables.
+/// and an optional POLICY section, after the entity tables (each in one part).
 pub fn build_snapshot_with(
+    meta: &SnapshotMeta,
+    tables: Vec<Vec<(EntityKey, Aggregates)>>,
+    model: Option<&Model>,
+    policy: Option<&Policy>,
+    signer: &SnapshotSigner,
+) -> Result<Vec<u8>, BuildError> {
+    build_snapshot_in_parts(meta, tables, model, policy, signer, usize::MAX)
+}
+
+/// Like [`build_snapshot_with`], with each entity table split by the keys' top bits into the
+/// fewest parts (a power of two, at most 2^[`MAX_PART_BITS`]) of at most `max_part_bytes` each,
+/// so that an edge can store and load them apart (`docs/snapshot-format.md`, format 1.2).
+pub fn build_snapshot_in_parts(
     meta: &SnapshotMeta,
     mut tables: Vec<Vec<(EntityKey, Aggregates)>>,
     model: Option<&Model>,
     policy: Option<&Policy>,
     signer: &SnapshotSigner,
+    max_part_bytes: usize,
 ) -> Result<Vec<u8>, BuildError> {
     let entities = meta.schema.entities();
     if model.is_some() != meta.model_id.is_some() {
@@ -111,6 +125,7 @@ pub fn build_snapshot_with(
     if meta.id_key_fingerprint != signer.id_hash().fingerprint() {
         return Err(BuildError::IdHashKeyMismatch);
     }
+    let mut parted = false;
     // (kind, entity, width, rows, body)
     let mut sections: Vec<(u16, u16, u32, u64, Vec<u8>)> = Vec::with_capacity(3 + tables.len());
     sections.push((SECTION_META, 0, 0, 0, meta.encode()));
@@ -135,7 +150,16 @@ pub fn build_snapshot_with(
                 }
             }
         }
-        sections.push((SECTION_ENTITY_TABLE, e as u16, width as u32, rows.len() as u64, body));
+        let bits = part_bits(rows, width, max_part_bytes);
+        parted |= bits > 0;
+        // Rows are sorted, so each part is a run of consecutive rows.
+        let mut start = 0;
+        for part in 0..1usize << bits {
+            let end = start + rows[start..].iter().take_while(|(k, _)| top_bits(k.0, bits) == part).count();
+            let part_body = body[start * width..end * width].to_vec();
+            sections.push((SECTION_ENTITY_TABLE, e as u16, width as u32, (end - start) as u64, part_body));
+            start = end;
+        }
     }
     if let Some(m) = model {
         sections.push((SECTION_MODEL, 0, 0, 0, m.encode()));
@@ -155,7 +179,9 @@ pub fn build_snapshot_with(
     let mut out = alloc::vec![0u8; total];
     out[..8].copy_from_slice(&MAGIC);
     out[8..10].copy_from_slice(&FORMAT_MAJOR.to_le_bytes());
-    out[10..12].copy_from_slice(&FORMAT_MINOR.to_le_bytes());
+    // A file without parts is a valid 1.1 file: say so, so that 1.1 readers load it.
+    let minor = if parted { FORMAT_MINOR } else { 1 };
+    out[10..12].copy_from_slice(&minor.to_le_bytes());
     out[12..16].copy_from_slice(&(sections.len() as u32).to_le_bytes());
     out[16..24].copy_from_slice(&(total as u64).to_le_bytes());
     out[24..32].copy_from_slice(&signer.edge_key().key_id());
@@ -173,4 +199,28 @@ pub fn build_snapshot_with(
     let signature = signer.sign(&signed_message(&out[..table_end]));
     out[table_end..table_end + SIGNATURE_LEN].copy_from_slice(&signature);
     Ok(out)
+}
+
+/// The top `bits` bits of `key` (0 when `bits` is 0): the part that holds it.
+fn top_bits(key: u64, bits: u32) -> usize {
+    if bits == 0 { 0 } else { (key >> (64 - bits)) as usize }
+}
+
+/// The fewest part bits for which no part of the sorted `rows` exceeds `max_part_bytes`.
+fn part_bits(rows: &[(EntityKey, Aggregates)], width: usize, max_part_bytes: usize) -> u32 {
+    let max_rows = (max_part_bytes / width).max(1);
+    (0..MAX_PART_BITS)
+        .find(|&bits| {
+            let mut largest = 0;
+            let mut run = 0;
+            let mut current = usize::MAX;
+            for (k, _) in rows {
+                let part = top_bits(k.0, bits);
+                run = if part == current { run + 1 } else { 1 };
+                current = part;
+                largest = largest.max(run);
+            }
+            largest <= max_rows
+        })
+        .unwrap_or(MAX_PART_BITS)
 }

@@ -8,19 +8,22 @@ mod keys;
 mod meta;
 mod read;
 
-pub use build::{BuildError, build_snapshot, build_snapshot_with};
+pub use build::{BuildError, build_snapshot, build_snapshot_in_parts, build_snapshot_with};
 pub use keys::{
     EdgeKey, EntityKey, IdHashKey, KeyError, KeyListError, MAX_EDGE_KEYS, SnapshotSigner, edge_keys_from_text,
 };
 pub use meta::{MetaError, SnapshotMeta};
-pub use read::{EntityTable, Snapshot, SnapshotError};
+pub use read::{EntityTable, PartMissing, Snapshot, SnapshotError, SnapshotPieces};
 
 /// The first 8 bytes of every snapshot.
 pub const MAGIC: [u8; 8] = *b"TGSNAP\r\n";
 /// The format's major version: readers refuse any other.
 pub const FORMAT_MAJOR: u16 = 1;
-/// The format's minor version: 1 added the optional MODEL and POLICY sections.
-pub const FORMAT_MINOR: u16 = 1;
+/// The format's minor version: 1 added the optional MODEL and POLICY sections, 2 entity tables in
+/// parts (written only when a table has more than one part, so other files stay 1.1).
+pub const FORMAT_MINOR: u16 = 2;
+/// An entity table comes in at most 2^16 parts.
+pub const MAX_PART_BITS: u32 = 16;
 
 const HEADER_LEN: usize = 64;
 const SECTION_ENTRY_LEN: usize = 64;

@@ -309,14 +309,15 @@ pub struct Usage {
 
 /// A signed snapshot of the parity corpus's model and policy with `customers` and `terminals`
 /// entities: the rows of a small simulated history repeated under new ids (`0..customers`,
-/// `0..terminals`), for memory and size measurements at scale.
-pub fn large_snapshot(customers: usize, terminals: usize) -> Result<Vec<u8>> {
+/// `0..terminals`), for memory and size measurements at scale; tables in parts of at most
+/// `max_part_bytes` (`usize::MAX`: whole tables).
+pub fn large_snapshot(customers: usize, terminals: usize, max_part_bytes: usize) -> Result<Vec<u8>> {
     use exporter::NoProgress;
     use exporter::simulate::{SimulationConfig, simulate};
     use exporter::snapshot::aggregate_history;
     use scorer::Timestamp;
     use scorer::features::FeatureSchema;
-    use scorer::snapshot::{SnapshotMeta, build_snapshot_with};
+    use scorer::snapshot::{SnapshotMeta, build_snapshot_in_parts};
 
     let config = SimulationConfig { seed: 5, customers: 400, terminals: 800, days: 45, ..Default::default() };
     let tx = simulate(&config, &NoProgress)?;
@@ -341,7 +342,7 @@ pub fn large_snapshot(customers: usize, terminals: usize) -> Result<Vec<u8>> {
         schema,
         model_id: Some("lr-parity-v1".into()),
     };
-    Ok(build_snapshot_with(&meta, tables, Some(&crate::parity::logistic()), None, &s)?)
+    Ok(build_snapshot_in_parts(&meta, tables, Some(&crate::parity::logistic()), None, &s, max_part_bytes)?)
 }
 
 impl Drop for LocalWorker {

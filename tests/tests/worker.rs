@@ -538,8 +538,8 @@ fn measures_cpu_per_request_and_memory_of_a_million_entities() -> Result<()> {
 
     // Memory: a 1M-customer, 100k-terminal snapshot, loaded, then replaced by another.
     let t = Instant::now();
-    let big = tollgate_tests::worker::large_snapshot(1_000_000, 100_000)?;
-    let other = tollgate_tests::worker::large_snapshot(1_000_000, 100_001)?;
+    let big = tollgate_tests::worker::large_snapshot(1_000_000, 100_000, usize::MAX)?;
+    let other = tollgate_tests::worker::large_snapshot(1_000_000, 100_001, usize::MAX)?;
     println!("\nbuilt two 1M-entity snapshots of {} B in {:.1} s", big.len(), t.elapsed().as_secs_f64());
     println!("| shard size | step | snapshot | wasm memory | workerd RSS |");
     println!("| ---: | --- | ---: | ---: | ---: |");
@@ -572,6 +572,82 @@ fn measures_cpu_per_request_and_memory_of_a_million_entities() -> Result<()> {
         )?;
         ensure!(reply.status == 200, "{}", String::from_utf8_lossy(&reply.body));
         ensure!(reply.json()?["known"]["CUSTOMER_ID"] == true, "{}", String::from_utf8_lossy(&reply.body));
+    }
+
+    // The same 1M entities in parts of at most 1 MiB, loaded on demand under two part budgets.
+    drop(worker);
+    let parted = tollgate_tests::worker::large_snapshot(1_000_000, 100_000, 1 << 20)?;
+    let pieces = scorer::snapshot::SnapshotPieces::split(&parted)?;
+    println!("\nin parts: {} parts of at most 1 MiB, core {} B\n", pieces.parts.len(), pieces.core.len());
+    println!(
+        "| part budget | step | parts loaded | wasm memory | workerd RSS | CPU median | CPU p99 | wall median | wall p99 |"
+    );
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let bodies: Vec<String> = (0..2_000)
+        .map(|_| {
+            format!(
+                r#"{{"customer_id":{},"terminal_id":{},"amount":42.5,"time":1700000000}}"#,
+                next(1_000_000),
+                next(100_000)
+            )
+        })
+        .collect();
+    for budget in [8usize << 20, 48 << 20] {
+        let mut worker = LocalWorker::start(&WorkerConfig {
+            edge_keys: signer().edge_key().to_text(),
+            refresh_seconds: 3600.0,
+            part_budget_bytes: Some(budget),
+        })?;
+        worker.push_snapshot(&parted, tollgate_kv::DEFAULT_SHARD_BYTES)?;
+        worker.scheduled()?;
+        let row = |worker: &mut LocalWorker, step: &str, cpu: &[f64], wall: &[f64]| -> Result<()> {
+            let s = status(&agent, worker)?;
+            let rss = worker.workerd_usage()?.rss_bytes;
+            let p = |v: &[f64], q: f64| {
+                if v.is_empty() { "-".to_string() } else { format!("{:.0} µs", percentile(v, q)) }
+            };
+            println!(
+                "| {} MiB | {step} | {} | {:.1} MB | {:.1} MB | {} | {} | {} | {} |",
+                budget >> 20,
+                s["snapshot"]["parts"]["loaded"],
+                s["memory_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+                rss as f64 / 1e6,
+                p(cpu, 0.5),
+                p(cpu, 0.99),
+                p(wall, 0.5),
+                p(wall, 0.99),
+            );
+            Ok(())
+        };
+        row(&mut worker, "core loaded", &[], &[])?;
+        let pids = worker.workerd_pids()?;
+        let score = format!("{}/v1/score", worker.url);
+        for step in ["2,000 random requests, cold", "the same 2,000 again"] {
+            let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+            for b in &bodies {
+                let before = tollgate_tests::worker::cpu_ns(&pids)?;
+                let t = Instant::now();
+                let reply = send(&agent, "POST", &score, b.as_bytes())?;
+                wall.push(t.elapsed().as_secs_f64() * 1e6);
+                cpu.push((tollgate_tests::worker::cpu_ns(&pids)? - before) as f64 / 1e3);
+                ensure!(reply.status == 200, "{}", String::from_utf8_lossy(&reply.body));
+                ensure!(
+                    reply.json()?["known"]["CUSTOMER_ID"] == true,
+                    "{}",
+                    String::from_utf8_lossy(&reply.body)
+                );
+            }
+            cpu.sort_by(f64::total_cmp);
+            wall.sort_by(f64::total_cmp);
+            row(&mut worker, step, &cpu, &wall)?;
+        }
     }
     Ok(())
 }

@@ -255,6 +255,9 @@ fn snapshot_error_index(e: &SnapshotError) -> u32 {
         SnapshotError::Empty => 14,
         SnapshotError::Model(_) => 15,
         SnapshotError::Policy(_) => 16,
+        SnapshotError::PartRange { .. } => 17,
+        SnapshotError::NoSuchPart { .. } => 18,
+        SnapshotError::PartLength { .. } => 19,
     }
 }
 

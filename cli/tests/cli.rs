@@ -75,6 +75,47 @@ fn simulates_ingests_builds_features_and_a_verifiable_snapshot() {
     assert!(text.contains("as of              2018-05-01 00:00:00"), "{text}");
     assert!(text.contains("not in the snapshot"), "{text}");
 
+    // In parts: the same entity found, the parts named; a part size too small is refused.
+    let parted = tollgate(
+        d,
+        &[
+            "snapshot",
+            "build",
+            "tx.parquet",
+            "--as-of",
+            "2018-05-01",
+            "--part-bytes",
+            "4096",
+            "-o",
+            "parts.tgs",
+        ],
+    );
+    assert!(parted.status.success(), "{}", stderr(&parted));
+    let inspect = tollgate(d, &["snapshot", "inspect", "parts.tgs", "--entity", "CUSTOMER_ID=1"]);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let parted_text = stdout(&inspect);
+    assert!(parted_text.contains(" parts"), "{parted_text}");
+    let aggregates = |t: &str| {
+        let after = t.split("CUSTOMER_ID 1 ").nth(1)?;
+        after.split("\nCUSTOMER_ID ghost").next().map(|s| s.trim().to_string())
+    };
+    assert_eq!(aggregates(&parted_text), aggregates(&text), "the same rows, in parts or whole");
+    let tiny = tollgate(
+        d,
+        &[
+            "snapshot",
+            "build",
+            "tx.parquet",
+            "--as-of",
+            "2018-05-01",
+            "--part-bytes",
+            "100",
+            "-o",
+            "tiny.tgs",
+        ],
+    );
+    assert!(!tiny.status.success() && stderr(&tiny).contains("--part-bytes 100"), "{}", stderr(&tiny));
+
     // Another key pair does not verify it.
     let other = tollgate(d, &["keys", "new", "--out", "other"]);
     assert!(other.status.success());

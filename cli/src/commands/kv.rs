@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, ensure};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tollgate_kv::{DEFAULT_SHARD_BYTES, LOCAL_NAMESPACE_ID, MANIFEST_KEY, entries};
+use tollgate_kv::{DEFAULT_SHARD_BYTES, LOCAL_NAMESPACE_ID, entries};
 
 /// The first bytes of every snapshot (`scorer::snapshot::MAGIC`).
 const SNAPSHOT_MAGIC: &[u8] = b"TGSNAP\r\n";
@@ -109,7 +109,7 @@ mod tests {
             );
             Ok(out.stdout)
         };
-        let text = String::from_utf8(get(MANIFEST_KEY)?)?;
+        let text = String::from_utf8(get(tollgate_kv::MANIFEST_KEY)?)?;
         assert_eq!(tollgate_kv::Manifest::from_json(text.trim())?, manifest);
         assert_eq!(get(&shards[1].0)?, shards[1].1);
         Ok(())

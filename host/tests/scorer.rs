@@ -92,7 +92,10 @@ fn concurrent_scoring_during_repeated_swaps_never_fails_or_mixes_snapshots() -> 
     let want_a = native(&a.snapshot, &requests)?;
     let want_b = native(&b.snapshot, &requests)?;
     let id_a = Snapshot::load(&a.snapshot, &[signer().edge_key()])?.meta().snapshot_id.clone();
-    let host = host_with(ScorerConfig { warm: 1, ..Default::default() }, &a.snapshot)?;
+    // A generous budget: this checks swaps, not deadlines, and on a loaded machine a thread can be
+    // kept off the CPU past the default 50 ms (then the call would rightly fall back).
+    let config = ScorerConfig { warm: 1, budget: Duration::from_secs(10), ..Default::default() };
+    let host = host_with(config, &a.snapshot)?;
     let stop = Arc::new(AtomicBool::new(false));
     let scored = Arc::new(AtomicUsize::new(0));
     let shared = Arc::new((requests, want_a, want_b, id_a));

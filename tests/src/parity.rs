@@ -2,7 +2,7 @@
 //! requests, deterministic, that every runtime (native, wasmtime, workerd, Chromium) must answer
 //! byte for byte like the native scorer.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use exporter::NoProgress;
 use exporter::simulate::{SimulationConfig, simulate};
 use exporter::snapshot::aggregate_history;
@@ -11,7 +11,9 @@ use scorer::Timestamp;
 use scorer::features::FeatureSchema;
 use scorer::model::{Logistic, Model, Node, TreeEnsemble, TreeOutput};
 use scorer::policy::{BlockList, Policy, ReasonCode};
-use scorer::snapshot::{IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot_with};
+use scorer::snapshot::{
+    IdHashKey, Snapshot, SnapshotMeta, SnapshotSigner, build_snapshot_in_parts, build_snapshot_with,
+};
 
 /// SplitMix64: a small deterministic generator, so that the corpus is the same on every run.
 pub struct Rng(pub u64);
@@ -245,5 +247,32 @@ impl Fixture {
             .filter(|r| r.first().is_some_and(|b| !matches!(b & 0xf0, 0x80 | 0x90) && *b < 0xc0))
             .filter_map(|r| std::str::from_utf8(r).ok())
             .collect()
+    }
+
+    /// The snapshot signed again under another `snapshot_id`, with the same tables, model and
+    /// policy: many distinct snapshots (for swap tests) without simulating the history again.
+    pub fn resigned(&self, snapshot_id: &str) -> Result<Vec<u8>> {
+        self.rebuilt(Some(snapshot_id), usize::MAX)
+    }
+
+    /// The same snapshot with its entity tables in parts of at most `max_part_bytes`.
+    pub fn in_parts(&self, max_part_bytes: usize) -> Result<Vec<u8>> {
+        self.rebuilt(None, max_part_bytes)
+    }
+
+    fn rebuilt(&self, snapshot_id: Option<&str>, max_part_bytes: usize) -> Result<Vec<u8>> {
+        let s = signer();
+        let loaded = Snapshot::load(&self.snapshot, &[s.edge_key()])?;
+        let mut meta = loaded.meta().clone();
+        if let Some(id) = snapshot_id {
+            meta.snapshot_id = id.into();
+        }
+        let tables = (0..meta.schema.entities().len())
+            .map(|e| {
+                let t = loaded.table(e).with_context(|| format!("the snapshot has no table {e}"))?;
+                Ok(t.rows().collect())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(build_snapshot_in_parts(&meta, tables, loaded.model(), loaded.policy(), &s, max_part_bytes)?)
     }
 }

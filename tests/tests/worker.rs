@@ -11,7 +11,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use scorer::score::Scorer;
-use scorer::snapshot::{IdHashKey, Snapshot, SnapshotPieces, SnapshotSigner, build_snapshot_in_parts};
+use scorer::snapshot::{IdHashKey, Snapshot, SnapshotPieces, SnapshotSigner};
 use std::time::{Duration, Instant};
 use tollgate_tests::parity::{Fixture, fixture, logistic, signer, trees};
 use tollgate_tests::worker::{LocalWorker, WorkerConfig};
@@ -297,20 +297,10 @@ fn refuses_a_wrongly_signed_snapshot_keeps_serving_and_picks_up_updates() -> Res
     Ok(())
 }
 
-/// The fixture's snapshot built again with its entity tables in parts of at most `part_bytes`.
-fn in_parts(fixture: &Fixture, part_bytes: usize) -> Result<Vec<u8>> {
-    let s = signer();
-    let whole = Snapshot::load(&fixture.snapshot, &[s.edge_key()])?;
-    let tables = (0..whole.schema().entities().len())
-        .map(|e| whole.table(e).map(|t| t.rows().collect()).context("a table is missing"))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(build_snapshot_in_parts(whole.meta(), tables, whole.model(), whole.policy(), &s, part_bytes)?)
-}
-
 #[test]
 fn loads_table_parts_on_demand_and_answers_like_the_whole_file() -> Result<()> {
     let lr = fixture(&logistic(), "lr-parity-v1")?;
-    let parted = in_parts(&lr, 4096)?;
+    let parted = lr.in_parts(4096)?;
     let pieces = SnapshotPieces::split(&parted)?;
     ensure!(pieces.parts.len() >= 8, "only {} parts", pieces.parts.len());
     // A budget below one part: every request fetches the parts it needs, and they go after it.

@@ -286,6 +286,8 @@ fn bench() -> Result<()> {
         eprintln!("xtask: the scorer's peers did not run ({err:#}); the score bench alone:");
         run(&cargo, &["bench", "--package", "scorer-wasm", "--bench", "score"])?;
     }
+    // The host over HTTP beside a trivial axum endpoint (wrk makes the load when installed).
+    run(&cargo, &["bench", "--package", "host", "--bench", "http"])?;
     peers::features(&out, &ours)
 }
 

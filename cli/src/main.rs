@@ -32,7 +32,7 @@ enum Command {
     Snapshot(commands::snapshot::Command),
     /// Serve scoring over HTTP: scorer.wasm in wasmtime, snapshot push, rollback, metrics.
     Serve(commands::serve::Args),
-    /// Push a snapshot to a running host (http://HOST:PORT), local Workers KV (kv-local:DIR) or a directory.
+    /// Push a snapshot to a running host (http:// or https://HOST:PORT), local Workers KV (kv-local:DIR) or a directory.
     Push(commands::push::Args),
     /// Train a fraud model (lr, rf, gbdt) on transactions or any numeric CSV, and write it.
     Train(commands::train::Args),

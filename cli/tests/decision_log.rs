@@ -17,13 +17,13 @@ use scorer::model::{Logistic, Model};
 use scorer::policy::Policy;
 use scorer::snapshot::{IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot_with};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+mod common;
+
+use common::{Result, Server};
 
 /// Transaction ids answered 200, each with its `x-tollgate-durable` header.
 type Acked = Vec<(String, Option<String>)>;
@@ -57,121 +57,12 @@ fn snapshot(dir: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// A running `tollgate serve`; its stderr is collected as it comes.
-struct Server {
-    child: Child,
-    base: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// Starts `tollgate serve` over the snapshot with `extra` arguments; `shell` (a `sh -c`
-    /// prelude such as `ulimit -f 0`) runs before the binary is exec'd.
-    fn start(dir: &Path, log_dir: &Path, extra: &[&str], shell: Option<&str>) -> Result<Server> {
-        let (snap, key) = (dir.join("snapshot.tgs"), dir.join("edge.key"));
-        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-cache");
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--module".into(),
-            tollgate_tests::scorer_wasm()?.to_string_lossy().into(),
-            "--edge-key".into(),
-            key.to_string_lossy().into(),
-            "--snapshot".into(),
-            snap.to_string_lossy().into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--cache-dir".into(),
-            cache.to_string_lossy().into(),
-            "--decision-log".into(),
-            log_dir.to_string_lossy().into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let binary = env!("CARGO_BIN_EXE_tollgate");
-        let mut command = match shell {
-            Some(prelude) => {
-                let mut c = Command::new("sh");
-                c.arg("-c").arg(format!("{prelude}; exec \"$0\" \"$@\"")).arg(binary).args(&args);
-                c
-            }
-            None => {
-                let mut c = Command::new(binary);
-                c.args(&args);
-                c
-            }
-        };
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let Some(base) = line.trim().strip_prefix("listening on ").map(str::to_string) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            std::thread::sleep(Duration::from_millis(100));
-            return Err(format!(
-                "tollgate serve did not start: {line:?}\n{}",
-                stderr.lock().map(|s| s.clone()).unwrap_or_default()
-            )
-            .into());
-        };
-        Ok(Server { child, base, stderr })
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// Whether stderr says `text` within 5 s (it is read by another thread, so it may lag).
-    fn says(&self, text: &str) -> bool {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if self.stderr().contains(text) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    /// SIGKILL: no chance to flush or roll anything.
-    fn kill_9(mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-
-    /// SIGTERM, as a service manager stops it; waits for a clean exit.
-    fn terminate(mut self) -> Result<()> {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
-        if !status.success() {
-            return Err("kill -TERM failed".into());
-        }
-        let exit = self.child.wait()?;
-        if !exit.success() {
-            return Err(format!("tollgate serve exited with {exit} after SIGTERM:\n{}", self.stderr()).into());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tollgate serve` over `dir/snapshot.tgs` logging into `log_dir`, with `extra` arguments.
+fn start(dir: &Path, log_dir: &Path, extra: &[&str], shell: Option<&str>) -> Result<Server> {
+    let log = log_dir.to_string_lossy();
+    let mut args = vec!["--snapshot", "snapshot.tgs", "--decision-log", &log];
+    args.extend_from_slice(extra);
+    Server::start_with(dir, &args, shell)
 }
 
 fn agent() -> ureq::Agent {
@@ -243,7 +134,7 @@ fn acknowledged_decisions_survive_kill_9_exactly_once() -> Result<()> {
     let log_dir = d.join("decisions");
 
     // Durable: every 200 waited for its row's fsync.
-    let server = Server::start(d, &log_dir, &["--durable"], None)?;
+    let server = start(d, &log_dir, &["--durable"], None)?;
     let n = 400;
     let (acked, took) = score_many(&server.base, "k9", n, 8)?;
     if acked.len() != n || acked.iter().any(|(_, durable)| durable.as_deref() != Some("true")) {
@@ -259,7 +150,7 @@ fn acknowledged_decisions_survive_kill_9_exactly_once() -> Result<()> {
     assert_eq!(files_ending(&log_dir, ".parquet")?, 0, "nothing was rolled before the kill");
 
     // The restart rolls the segment into Parquet before it listens.
-    let server = Server::start(d, &log_dir, &[], None)?;
+    let server = start(d, &log_dir, &[], None)?;
     assert!(server.says(&format!("decision log: {n} rows recovered")), "{}", server.stderr());
     assert_eq!(files_ending(&log_dir, ".wal")?, 0);
     let seen = logged(&log_dir)?;
@@ -305,8 +196,8 @@ fn a_full_disk_for_the_log_does_not_stop_scoring() -> Result<()> {
     let log_dir = d.join("decisions");
     // SIGXFSZ ignored (inherited through exec), so that a write over the limit fails instead of
     // killing the process.
-    let server = Server::start(d, &log_dir, &["--durable"], Some("trap '' XFSZ"))?;
-    let pid = server.child.id();
+    let server = start(d, &log_dir, &["--durable"], Some("trap '' XFSZ"))?;
+    let pid = server.pid();
     let (before, _) = score_many(&server.base, "before", 10, 2)?;
     assert!(before.len() == 10 && before.iter().all(|(_, durable)| durable.as_deref() == Some("true")));
 

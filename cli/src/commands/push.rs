@@ -3,19 +3,25 @@
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
+use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 /// Arguments of `tollgate push`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The snapshot file.
     snapshot: PathBuf,
-    /// Where to: `http://HOST:PORT` (a `tollgate serve`), `kv-local:DIR` (local Workers KV) or a
-    /// directory.
+    /// Where to: `http://HOST:PORT` or `https://HOST:PORT` (a `tollgate serve`), `kv-local:DIR`
+    /// (local Workers KV) or a directory (the file is written there under its own name,
+    /// atomically).
     #[arg(long)]
     to: String,
     /// File holding the admin bearer token for HTTP targets (or set TOLLGATE_ADMIN_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// For an https:// target: trust the PEM certificate(s) in FILE (e.g. the host's self-signed
+    /// certificate) instead of the built-in web roots.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// Runs `tollgate push`.
@@ -23,7 +29,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&args.snapshot).with_context(|| format!("reading {}", args.snapshot.display()))?;
     if args.to.starts_with("http://") || args.to.starts_with("https://") {
-        push_http(&bytes, &args.to, token(&args)?.as_deref())
+        let tls = tls_config(args.ca_cert.as_deref())?;
+        push_http(&bytes, &args.to, token(&args)?.as_deref(), tls)
     } else if let Some(dir) = args.to.strip_prefix("kv-local:") {
         // The worker's local KV (written by `commands::kv`).
         crate::commands::kv::push_to_local_kv(&bytes, Path::new(dir))
@@ -47,11 +54,32 @@ fn token(args: &Args) -> anyhow::Result<Option<String>> {
     })
 }
 
+/// How `push` and `replay` check an https:// server: the built-in web roots, or only the PEM
+/// certificate(s) in `ca_cert`.
+pub fn tls_config(ca_cert: Option<&Path>) -> anyhow::Result<TlsConfig> {
+    let Some(path) = ca_cert else { return Ok(TlsConfig::default()) };
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let PemItem::Certificate(cert) = item.with_context(|| format!("{}: bad PEM", path.display()))? {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        bail!("{}: no PEM certificate (expected -----BEGIN CERTIFICATE-----)", path.display());
+    }
+    Ok(TlsConfig::builder().root_certs(RootCerts::new_with_certs(&certs)).build())
+}
+
+/// An HTTP(S) client that hands every status back to the caller (refusals carry a reason).
+pub fn agent(tls: TlsConfig) -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).tls_config(tls).build().into()
+}
+
 /// `PUT {base}/v1/snapshot` with the bearer token; the host's refusal reason on failure.
-fn push_http(bytes: &[u8], base: &str, token: Option<&str>) -> anyhow::Result<()> {
+fn push_http(bytes: &[u8], base: &str, token: Option<&str>, tls: TlsConfig) -> anyhow::Result<()> {
     let url = format!("{}/v1/snapshot", base.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut request = agent.put(&url).header("content-type", "application/octet-stream");
+    let mut request = agent(tls).put(&url).header("content-type", "application/octet-stream");
     if let Some(t) = token {
         request = request.header("authorization", &format!("Bearer {t}"));
     }
@@ -59,7 +87,19 @@ fn push_http(bytes: &[u8], base: &str, token: Option<&str>) -> anyhow::Result<()
     let status = response.status();
     let body = response.body_mut().read_to_string().unwrap_or_default();
     if !status.is_success() {
-        bail!("{url} refused the snapshot ({status}): {}", body.trim());
+        // The host's problem answers are JSON with the reason in "error".
+        let reason = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| body.trim().to_string());
+        match (status.as_u16(), token) {
+            (401, None) => bail!(
+                "{url} needs the admin token ({status}: {reason}): pass --token-file FILE or set \
+                 TOLLGATE_ADMIN_TOKEN"
+            ),
+            (401, Some(_)) => bail!("{url} did not accept the admin token ({status}: {reason})"),
+            _ => bail!("{url} refused the snapshot ({status}): {reason}"),
+        }
     }
     println!("{url}: {}", body.trim());
     Ok(())

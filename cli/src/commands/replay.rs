@@ -8,16 +8,22 @@ use anyhow::{Context, bail};
 use exporter::{Progress, Transactions};
 use models::metrics::{self, ConfusionMatrix};
 use scorer::Timestamp;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use ureq::tls::TlsConfig;
 
 /// Arguments of `tollgate replay`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     source: SourceArgs,
-    /// The scoring service, e.g. `http://127.0.0.1:8080` (a `tollgate serve`).
+    /// The scoring service, e.g. `http://127.0.0.1:8080` or `https://...` (a `tollgate serve`).
     #[arg(long)]
     to: String,
+    /// For an https:// service: trust the PEM certificate(s) in FILE (e.g. its self-signed
+    /// certificate) instead of the built-in web roots.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// First day to replay (UTC, `YYYY-MM-DD`); default: the last day of the history.
     #[arg(long)]
     day: Option<String>,
@@ -38,6 +44,7 @@ struct Answer {
 
 /// Runs `tollgate replay`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let tls = crate::commands::push::tls_config(args.ca_cert.as_deref())?;
     let tx = args.source.read()?.transactions;
     let Some(&last) = tx.time.last() else { bail!("{}: no transactions", args.source.input.display()) };
     let first_day = match &args.day {
@@ -53,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let bars = Bars::default();
     bars.start("replay", rows.len() as u64);
     let began = Instant::now();
-    let answers = score_all(&tx, &rows, &url, args.concurrency.max(1), &bars)?;
+    let answers = score_all(&tx, &rows, &url, args.concurrency.max(1), &tls, &bars)?;
     let wall = began.elapsed();
     bars.finish();
 
@@ -114,6 +121,7 @@ fn score_all(
     rows: &[usize],
     url: &str,
     concurrency: usize,
+    tls: &TlsConfig,
     progress: &dyn Progress,
 ) -> anyhow::Result<Vec<Answer>> {
     let chunk = rows.len().div_ceil(concurrency);
@@ -122,8 +130,7 @@ fn score_all(
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || -> anyhow::Result<Vec<Answer>> {
-                    let agent: ureq::Agent =
-                        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                    let agent = crate::commands::push::agent(tls.clone());
                     let mut answers = Vec::with_capacity(part.len());
                     for &i in part {
                         answers.push(score_one(&agent, url, tx, i)?);

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use host::decision_log::DecisionLogConfig;
-use host::service::{AppState, ServiceConfig};
+use host::service::{AppState, ServiceConfig, TlsConfig};
 use host::{Fallback, Scorer, ScorerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +25,13 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve HTTPS (rustls; TLS 1.2 and 1.3) with this PEM certificate chain, leaf first. Needs
+    /// --tls-key. Without both the service speaks plain HTTP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// File holding the bearer token of the admin endpoints (or set TOLLGATE_ADMIN_TOKEN).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
@@ -82,6 +89,11 @@ pub struct Args {
 
 /// Runs `tollgate serve` until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // First, so that a bad certificate is reported before the module is compiled.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key).context("TLS")?),
+        _ => None,
+    };
     let Some(module) =
         args.module.clone().or_else(|| std::env::var_os("TOLLGATE_SCORER_WASM").map(PathBuf::from))
     else {
@@ -170,10 +182,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         // Scripts read this line to learn the port when --listen ends in :0.
-        println!("listening on http://{}", listener.local_addr()?);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{}", listener.local_addr()?);
         // When serving ends the state is dropped, and the decision log with it: what it still
         // holds is written and rolled into Parquet before the process exits.
-        host::service::serve(listener, state, shutdown()).await.context("serving")
+        match &tls {
+            Some(tls) => host::service::serve_tls(listener, tls, state, shutdown()).await,
+            None => host::service::serve(listener, state, shutdown()).await,
+        }
+        .context("serving")
     })
 }
 

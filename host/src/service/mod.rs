@@ -1,15 +1,18 @@
 //! The HTTP scoring service (`tollgate serve`): axum over a [`Scorer`]. Scoring endpoints take
 //! JSON or MessagePack by `Content-Type`; admin endpoints (snapshot push, rollback) need the
 //! bearer token. With [`ServiceConfig::decision_log`], every decision is appended to the
-//! [`crate::decision_log`]. `docs/host.md` lists the endpoints and their answers.
+//! [`crate::decision_log`]. [`serve_tls`] serves the same routes over TLS ([`tls`]).
+//! `docs/host.md` lists the endpoints and their answers.
 
 mod alerts;
 mod idempotency;
 mod metrics;
+pub mod tls;
 
 pub use alerts::{AlertConfig, AlertCounters, Alerts};
 pub use idempotency::{Remembered, Window};
 pub use metrics::Metrics;
+pub use tls::{TlsConfig, TlsError, TlsListener};
 
 use crate::decision_log::{self, DecisionLog, DecisionLogConfig, DecisionLogError, Durability, Exchange};
 use crate::wire::{self, Format};
@@ -141,6 +144,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves `router(state)` over TLS on `listener` until `shutdown` completes. Shutdown is the same
+/// as [`serve`]'s: no new connections, and requests in flight finish.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: &TlsConfig,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(TlsListener::new(listener, tls), router(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// A service running on its own runtime thread (for tests and embedding); stops when dropped.

@@ -198,6 +198,17 @@ fn a_retried_transaction_gets_its_first_decision_and_is_counted_once() -> Result
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     ensure!(decisions == 2, "{decisions} decisions counted for 2 transactions and a retry:\n{metrics}");
+    // A replay names the snapshot that answered the first time, like any answer.
+    let replayed = ureq::post(&format!("{base}/v1/score"))
+        .header("content-type", "application/json")
+        .send(&request[..])?;
+    let header = |name: &str| replayed.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    ensure!(header("x-tollgate-replay").as_deref() == Some("true"));
+    ensure!(
+        header("x-tollgate-snapshot").as_deref() == Some("tg-parity-lr-parity-v1"),
+        "{:?}",
+        replayed.headers()
+    );
     drop(server);
     Ok(())
 }

@@ -11,10 +11,21 @@ use anyhow::{Context, Result, ensure};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The path of `scorer.wasm`: `TOLLGATE_SCORER_WASM` when set (`cargo xtask test` builds it
-/// first), otherwise built here with the `wasm` profile into a target directory of its own.
+/// The module the wasmtime host runs (`scorer-fast.wasm`, the `wasm-fast` profile):
+/// `TOLLGATE_SCORER_WASM` when set (`cargo xtask test` builds it first), otherwise built here.
 pub fn scorer_wasm() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("TOLLGATE_SCORER_WASM") {
+    module_from_env_or_build("TOLLGATE_SCORER_WASM", "wasm-fast")
+}
+
+/// The size-optimised `scorer.wasm` (the `wasm` profile): `TOLLGATE_SCORER_WASM_SMALL` when set,
+/// otherwise built here. Same code, same answers; the parity tests check both.
+pub fn scorer_wasm_small() -> Result<PathBuf> {
+    module_from_env_or_build("TOLLGATE_SCORER_WASM_SMALL", "wasm")
+}
+
+/// The path in `var`, or the module built with `profile` into a target directory of its own.
+fn module_from_env_or_build(var: &str, profile: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
         return Ok(PathBuf::from(path));
     }
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -35,10 +46,10 @@ pub fn scorer_wasm() -> Result<PathBuf> {
             "--target",
             "wasm32-unknown-unknown",
             "--profile",
-            "wasm",
+            profile,
         ])
         .status()
         .context("running cargo to build scorer.wasm")?;
-    ensure!(status.success(), "building scorer.wasm failed");
-    Ok(dir.join("wasm32-unknown-unknown/wasm/scorer_wasm.wasm"))
+    ensure!(status.success(), "building scorer.wasm ({profile}) failed");
+    Ok(dir.join("wasm32-unknown-unknown").join(profile).join("scorer_wasm.wasm"))
 }

@@ -12,8 +12,8 @@ use scorer::score::{Request, Scorer};
 use scorer::snapshot::Snapshot;
 use std::hint::black_box;
 use std::time::Instant;
-use tollgate_tests::parity::{Rng, fixture, logistic, signer, trees};
-use tollgate_tests::scorer_wasm;
+use tollgate_tests::parity::{Fixture, Rng, fixture, logistic, signer, trees};
+use tollgate_tests::{scorer_wasm, scorer_wasm_small};
 use wasmtime::{Engine, Instance, Memory, Module, Store, TypedFunc};
 
 /// Transactions scored per run at least (the parity bar).
@@ -122,10 +122,18 @@ impl Guest {
 }
 
 fn engine_and_module() -> Result<(Engine, Module)> {
-    let path = scorer_wasm()?;
+    module_at(&scorer_wasm()?)
+}
+
+/// Both builds of the module: the host's (`scorer-fast.wasm`) and the size-optimised one.
+fn both_modules() -> Result<Vec<(Engine, Module)>> {
+    [scorer_wasm()?, scorer_wasm_small()?].iter().map(|p| module_at(p)).collect()
+}
+
+fn module_at(path: &std::path::Path) -> Result<(Engine, Module)> {
     let engine = Engine::default();
     let module =
-        Module::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
+        Module::from_file(&engine, path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
     ensure!(module.imports().len() == 0, "scorer.wasm must import nothing");
     Ok((engine, module))
 }
@@ -202,11 +210,8 @@ fn compare(guest: &mut Guest, scorer: &mut Scorer<'_>, requests: &[Vec<u8>]) -> 
 
 #[test]
 fn wasm_and_native_give_identical_responses_on_the_parity_corpus() -> Result<()> {
-    let (engine, module) = engine_and_module()?;
     let fixture = fixture(&logistic(), "lr-parity-v1")?;
     ensure!(fixture.requests.len() >= MIN_CORPUS, "only {} requests", fixture.requests.len());
-    let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
-    ensure!(guest.version.call(&mut guest.store, ())? >> 16 == 1, "ABI major version");
     let snapshot = Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?;
     let mut scorer = Scorer::new(snapshot);
 
@@ -239,19 +244,29 @@ fn wasm_and_native_give_identical_responses_on_the_parity_corpus() -> Result<()>
         ensure!(n > 0, "no response in the corpus has {needle}");
     }
 
-    let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &fixture.requests)?;
-    eprintln!(
-        "parity: {n} requests identical; per score (wire path, mixed corpus): native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns (incl. copying in and out)"
-    );
+    for (build, (engine, module)) in ["scorer-fast.wasm", "scorer.wasm"].iter().zip(both_modules()?) {
+        let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
+        ensure!(guest.version.call(&mut guest.store, ())? >> 16 == 1, "ABI major version");
+        let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &fixture.requests)?;
+        eprintln!(
+            "parity ({build}): {n} requests identical; per score (wire path, mixed corpus): native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns (incl. copying in and out)"
+        );
+    }
     Ok(())
 }
 
 #[test]
 fn tree_models_and_hot_swaps_stay_identical() -> Result<()> {
-    let (engine, module) = engine_and_module()?;
     let lr = fixture(&logistic(), "lr-parity-v1")?;
     let gbdt = fixture(&trees(), "gbdt-parity-v1")?;
-    let mut guest = loaded_guest(&engine, &module, &lr.snapshot)?;
+    for (build, (engine, module)) in ["scorer-fast.wasm", "scorer.wasm"].iter().zip(both_modules()?) {
+        swap_to_trees(build, &engine, &module, &lr, &gbdt)?;
+    }
+    Ok(())
+}
+
+fn swap_to_trees(build: &str, engine: &Engine, module: &Module, lr: &Fixture, gbdt: &Fixture) -> Result<()> {
+    let mut guest = loaded_guest(engine, module, &lr.snapshot)?;
     // Swap to the tree model in the same instance; a damaged snapshot in between is refused and
     // the trees keep serving.
     ensure!(guest.load(&gbdt.snapshot)? == 0, "{}", guest.last_error()?);
@@ -263,7 +278,9 @@ fn tree_models_and_hot_swaps_stay_identical() -> Result<()> {
     ensure!(guest.last_error()?.contains("snapshot"), "{}", guest.last_error()?);
     let mut scorer = Scorer::new(Snapshot::load(&gbdt.snapshot, &[signer().edge_key()])?);
     let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &gbdt.requests[..4_000])?;
-    eprintln!("trees: {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score");
+    eprintln!(
+        "trees ({build}): {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score"
+    );
     Ok(())
 }
 

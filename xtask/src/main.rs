@@ -85,7 +85,7 @@ fn demo(seed: u64) -> Result<()> {
     let wasm_bindgen = setup::wasm_bindgen()?;
     let cargo = cargo();
     run(&cargo, &["build", "--release", "--package", "tollgate"])?;
-    let scorer_wasm = build_scorer_wasm()?;
+    let scorer_wasm = build_scorer_module("wasm-fast", "scorer-fast.wasm")?;
     let out = target_dir().join("demo");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tollgate = target_dir().join("release").join("tollgate");
@@ -229,10 +229,11 @@ fn test() -> Result<()> {
     clippy_wasm.extend(["--", "-D", "warnings"]);
     run(&cargo, &clippy_wasm)?;
     let scorer_wasm = build_scorer_wasm()?;
-    // The parity tests run this very module in wasmtime.
+    // The parity tests run these very modules in wasmtime; the host's tests the fast one.
     // SAFETY of the environment: xtask is single-threaded; cargo test inherits the variable.
     unsafe {
-        std::env::set_var("TOLLGATE_SCORER_WASM", &scorer_wasm);
+        std::env::set_var("TOLLGATE_SCORER_WASM", &scorer_wasm.fast);
+        std::env::set_var("TOLLGATE_SCORER_WASM_SMALL", &scorer_wasm.small);
         std::env::set_var("TOLLGATE_WASM_BINDGEN", &wasm_bindgen);
         std::env::set_var("TOLLGATE_CHROMIUM", &chromium);
     }
@@ -240,23 +241,40 @@ fn test() -> Result<()> {
     Ok(())
 }
 
-/// Builds `scorer.wasm` with the size-optimised profile and returns its path.
-fn build_scorer_wasm() -> Result<PathBuf> {
+/// The two builds of the scorer module: the same code and answers.
+struct ScorerModules {
+    /// `scorer.wasm`, size-optimised (`wasm` profile): for edges that ship the module itself.
+    small: PathBuf,
+    /// `scorer-fast.wasm`, the scoring core at opt-level 3 (`wasm-fast` profile): what the
+    /// wasmtime host runs.
+    fast: PathBuf,
+}
+
+/// Builds both scorer modules (each through `wasm-opt -Oz` when binaryen is installed).
+fn build_scorer_wasm() -> Result<ScorerModules> {
+    Ok(ScorerModules {
+        small: build_scorer_module("wasm", "scorer.wasm")?,
+        fast: build_scorer_module("wasm-fast", "scorer-fast.wasm")?,
+    })
+}
+
+/// Builds `scorer.wasm` with `profile` and writes it optimised as `name` beside the build.
+fn build_scorer_module(profile: &str, name: &str) -> Result<PathBuf> {
     run(
         &cargo(),
-        &["build", "--package", "scorer-wasm", "--target", "wasm32-unknown-unknown", "--profile", "wasm"],
+        &["build", "--package", "scorer-wasm", "--target", "wasm32-unknown-unknown", "--profile", profile],
     )?;
-    let built = target_dir().join("wasm32-unknown-unknown").join("wasm").join("scorer_wasm.wasm");
+    let built = target_dir().join("wasm32-unknown-unknown").join(profile).join("scorer_wasm.wasm");
     let size = std::fs::metadata(&built).with_context(|| format!("{} was not built", built.display()))?.len();
     eprintln!("xtask: {} is {size} bytes", built.display());
     // npm binaryen 132 (installed with the node packages): -Oz takes about 13 % off the raw size.
     // Debian's binaryen 108 is not used: it cannot read newer rustc output reliably.
     let wasm_opt = root().join("node_modules").join(".bin").join("wasm-opt");
     if !wasm_opt.exists() {
-        eprintln!("xtask: {} is missing; scorer.wasm stays un-optimised", wasm_opt.display());
+        eprintln!("xtask: {} is missing; {name} stays un-optimised", wasm_opt.display());
         return Ok(built);
     }
-    let path = built.with_file_name("scorer.wasm");
+    let path = built.with_file_name(name);
     let (input, output) = (built.to_string_lossy(), path.to_string_lossy());
     run(&wasm_opt.to_string_lossy(), &["-Oz", "--all-features", &input, "-o", &output])?;
     let size = std::fs::metadata(&path).with_context(|| format!("{} was not written", path.display()))?.len();
@@ -278,7 +296,10 @@ fn bench() -> Result<()> {
     setup::wasm_target()?;
     let scorer_wasm = build_scorer_wasm()?;
     // SAFETY of the environment: as above.
-    unsafe { std::env::set_var("TOLLGATE_SCORER_WASM", &scorer_wasm) };
+    unsafe {
+        std::env::set_var("TOLLGATE_SCORER_WASM", &scorer_wasm.fast);
+        std::env::set_var("TOLLGATE_SCORER_WASM_SMALL", &scorer_wasm.small);
+    }
     run(&cargo, &["bench", "--package", "scorer", "--bench", "trees"])?;
     // Whole scores, beside xgboost, onnxruntime, tl2cgen and tract on the same GBDT: the peers'
     // script runs the score bench itself; without python3 the bench runs alone.

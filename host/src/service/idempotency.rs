@@ -12,6 +12,8 @@ pub struct Remembered {
     pub body: Vec<u8>,
     /// Whether that body is JSON (else MessagePack).
     pub json: bool,
+    /// The snapshot that answered (`x-tollgate-snapshot` of the replayed answer too).
+    pub snapshot: Option<String>,
 }
 
 /// Answers by transaction id, forgotten after `window` or when `capacity` is exceeded (oldest

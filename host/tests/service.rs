@@ -8,7 +8,9 @@ use host::{Scorer, ScorerConfig};
 use scorer::score::Scorer as NativeScorer;
 use scorer::snapshot::Snapshot;
 use serde_json::Value;
+use std::io::{Read, Write};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use tollgate_tests::parity::{Fixture, fixture, logistic, signer, trees};
 use tollgate_tests::scorer_wasm;
 
@@ -216,9 +218,23 @@ fn a_retried_transaction_gets_its_first_decision_and_is_counted_once() -> Result
 #[test]
 fn bad_requests_get_clear_4xx_answers() -> Result<()> {
     let f = lr();
-    let config = ServiceConfig { max_body: 4096, ..Default::default() };
+    let config =
+        ServiceConfig { max_body: 4096, body_timeout: Duration::from_millis(300), ..Default::default() };
     let (_server, base) = start(Some(&f.snapshot), config)?;
     let url = format!("{base}/v1/score");
+    // A slow client: headers, then a body that stalls after 10 of 100 bytes. 408 after the body
+    // timeout, and the connection is not held.
+    let mut slow = std::net::TcpStream::connect(base.trim_start_matches("http://"))?;
+    slow.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let t = Instant::now();
+    slow.write_all(
+        b"POST /v1/score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"customer",
+    )?;
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    ensure!(answer.starts_with("HTTP/1.1 408"), "a stalled body got: {answer:?}");
+    ensure!(answer.contains(r#""error_kind":"request_timeout""#), "{answer}");
+    ensure!(t.elapsed() < Duration::from_secs(5), "the 408 took {:?}", t.elapsed());
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("application/json", b"{\"customer_id\":1,".to_vec(), 400, "is not valid JSON"),
         (

@@ -52,6 +52,10 @@ pub struct Args {
     /// Largest score or batch request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body: usize,
+    /// How long a score or batch body may take to arrive after its headers; a slower or stalled
+    /// client gets 408 and its connection is freed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
     /// How long a transaction id's first answer is replayed to retries (0s turns it off).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     idempotency_window: Duration,
@@ -153,6 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let service = ServiceConfig {
         admin_token,
         max_body: args.max_body,
+        body_timeout: args.body_timeout,
         idempotency_window: args.idempotency_window,
         alerts: host::service::AlertConfig { webhooks: args.webhooks.clone(), ..Default::default() },
         decision_log,

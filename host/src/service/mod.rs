@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     pub admin_token: Option<String>,
     /// Largest body of a score or batch request, in bytes (default 1 MiB).
     pub max_body: usize,
+    /// How long a score or batch request's body may take to arrive once its headers have
+    /// (default 10 s); a slower or stalled client gets 408 and its connection is freed.
+    pub body_timeout: Duration,
     /// Largest snapshot a push may carry, in bytes (default 1 GiB).
     pub max_snapshot: usize,
     /// How long a transaction id's first answer is replayed to retries (default 10 min; zero
@@ -56,6 +59,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             admin_token: None,
             max_body: 1 << 20,
+            body_timeout: Duration::from_secs(10),
             max_snapshot: 1 << 30,
             idempotency_window: Duration::from_secs(600),
             idempotency_capacity: 1_000_000,
@@ -234,9 +238,25 @@ async fn body(
     state: &AppState,
     request: Request,
     limit: usize,
+    timeout: Option<Duration>,
 ) -> Result<(HeaderMap, axum::body::Bytes), Box<Response>> {
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, limit).await {
+    let read = axum::body::to_bytes(body, limit);
+    let read = match timeout {
+        Some(t) => match tokio::time::timeout(t, read).await {
+            Ok(read) => read,
+            Err(_) => {
+                return Err(Box::new(problem(
+                    state,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!("body: not received within {t:?} (a slow or stalled client)"),
+                )));
+            }
+        },
+        None => read.await,
+    };
+    match read {
         Ok(bytes) => Ok((parts.headers, bytes)),
         Err(_) => Err(Box::new(problem(
             state,
@@ -429,10 +449,11 @@ async fn log_decisions(
 
 async fn score(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let t = Instant::now();
-    let (headers, bytes) = match body(&state, request, state.config.max_body).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
+    let (headers, bytes) =
+        match body(&state, request, state.config.max_body, Some(state.config.body_timeout)).await {
+            Ok(b) => b,
+            Err(r) => return *r,
+        };
     let format = match format_of(&state, &headers, &bytes) {
         Ok(f) => f,
         Err(r) => return *r,
@@ -479,10 +500,11 @@ async fn score(State(state): State<Arc<AppState>>, request: Request) -> Response
 
 async fn score_batch(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let t = Instant::now();
-    let (headers, bytes) = match body(&state, request, state.config.max_body).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
+    let (headers, bytes) =
+        match body(&state, request, state.config.max_body, Some(state.config.body_timeout)).await {
+            Ok(b) => b,
+            Err(r) => return *r,
+        };
     let format = match format_of(&state, &headers, &bytes) {
         Ok(f) => f,
         Err(r) => return *r,
@@ -572,7 +594,8 @@ async fn load_pushed(
     failure: &'static str,
 ) -> Result<Arc<crate::SnapshotInfo>, Box<Response>> {
     authorize(state, request.headers())?;
-    let (_, bytes) = body(state, request, state.config.max_snapshot).await?;
+    // Admins only (checked above): no body timeout, a large snapshot may take a while.
+    let (_, bytes) = body(state, request, state.config.max_snapshot, None).await?;
     let scorer = state.scorer.clone();
     let answer = |status, kind, message: String| Box::new(problem(state, status, kind, message));
     match tokio::task::spawn_blocking(move || load(&scorer, bytes.to_vec())).await {

@@ -459,11 +459,7 @@ async fn score(State(state): State<Arc<AppState>>, request: Request) -> Response
         Err(r) => return *r,
     };
     // Idempotency: the transaction id, when the request has one.
-    let id = if state.window.enabled() {
-        wire::parse(&bytes).ok().and_then(|v| wire::id_text(&wire::transaction_id(&v)))
-    } else {
-        None
-    };
+    let id = if state.window.enabled() { wire::transaction_id_text(&bytes) } else { None };
     if let Some(first) = id.as_deref().and_then(|id| state.window.get(id)) {
         state.metrics.replays.inc();
         let body = if first.json == (format == Format::Json) {

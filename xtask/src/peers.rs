@@ -48,7 +48,7 @@ pub fn features(out: &Path, ours: &Path) -> Result<()> {
     );
     println!("| engine | features (s) | tollgate is faster by |");
     println!("| --- | --- | --- |");
-    println!("| tollgate (Rust, 1 thread) | {ours_best:.3} | |");
+    println!("| tollgate (Rust, both cores) | {ours_best:.3} | |");
     let results = theirs.get("results").and_then(|r| r.as_array()).cloned().unwrap_or_default();
     for result in
         results.iter().filter(|r| r.get("variant").and_then(|v| v.as_str()) == Some("handbook windows"))

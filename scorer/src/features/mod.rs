@@ -14,4 +14,4 @@ pub use schema::{
     Aggregate, Aggregates, EntityDef, EntityLayout, FeatureDef, FeatureKind, FeatureSchema, MAX_ENTITIES,
     MAX_SLOTS, SchemaError, Slot, TxFacts, Window,
 };
-pub use window::EntityWindows;
+pub use window::{EntityWindows, FixedAmount, WindowTotals};

@@ -351,6 +351,14 @@ impl FeatureSchema {
     /// `aggregates` must have one entry per entity kind and `out` one slot per feature;
     /// shorter slices leave the missing features unwritten.
     pub fn compute(&self, tx: &TxFacts, aggregates: &[Aggregates], out: &mut [f64]) {
+        self.compute_with(tx, |entity, slot| aggregates.get(entity).map(|row| row.0[slot]), out);
+    }
+
+    /// [`FeatureSchema::compute`] with each aggregate read through `slot(entity, slot)` (the
+    /// value of that slot of that entity kind's row, `None` when the kind is missing), for
+    /// callers that keep aggregates in another form. The arithmetic is the same.
+    #[inline]
+    pub fn compute_with(&self, tx: &TxFacts, slot: impl Fn(usize, usize) -> Option<f64>, out: &mut [f64]) {
         for ((def, &(count_slot, numerator_slot)), out) in self.features.iter().zip(&self.plan).zip(out) {
             *out = match def.kind {
                 FeatureKind::Amount => tx.amount,
@@ -359,16 +367,22 @@ impl FeatureSchema {
                 FeatureKind::Count { entity, window }
                 | FeatureKind::MeanAmount { entity, window }
                 | FeatureKind::Risk { entity, window } => {
-                    let Some(row) = aggregates.get(usize::from(entity)) else { continue };
-                    let count = row.0[usize::from(count_slot)];
-                    let numerator = row.0[usize::from(numerator_slot)];
+                    let entity = usize::from(entity);
+                    let Some(count) = slot(entity, usize::from(count_slot)) else { continue };
                     let current = window.delay_days == 0;
                     match def.kind {
                         FeatureKind::Count { .. } if current => count + 1.0,
                         FeatureKind::Count { .. } => count,
-                        FeatureKind::MeanAmount { .. } if current => (numerator + tx.amount) / (count + 1.0),
-                        _ if count > 0.0 => numerator / count,
-                        _ => 0.0,
+                        _ => {
+                            let Some(numerator) = slot(entity, usize::from(numerator_slot)) else { continue };
+                            match def.kind {
+                                FeatureKind::MeanAmount { .. } if current => {
+                                    (numerator + tx.amount) / (count + 1.0)
+                                }
+                                _ if count > 0.0 => numerator / count,
+                                _ => 0.0,
+                            }
+                        }
                     }
                 }
             };

@@ -1,18 +1,167 @@
 //! Exact windowed aggregates of one entity, maintained as its transactions stream by in time
 //! order. The exporter uses it for exact (lag 0) features and to build snapshots; both call
 //! [`EntityWindows::advance_to`] and [`EntityWindows::aggregates`], so they cannot disagree.
+//! The pieces they are made of ([`Window::start`], [`Window::end`], [`FixedAmount`],
+//! [`WindowTotals`]) are public for code that advances many entities' windows at once.
 
-use super::schema::{Aggregate, Aggregates, EntityLayout};
+use super::schema::{Aggregate, Aggregates, EntityLayout, Window};
 use crate::Timestamp;
 use crate::time::SECONDS_PER_DAY;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+impl Window {
+    /// The window's (inclusive) end at `now`, in Unix seconds: a transaction at `t` has entered
+    /// it once `t <= end`.
+    #[inline]
+    pub fn end(self, now: Timestamp) -> i64 {
+        now.0 - i64::from(self.delay_days) * SECONDS_PER_DAY
+    }
+
+    /// The window's (exclusive) start at `now`, in Unix seconds: a transaction at `t` has left
+    /// it once `t <= start`.
+    #[inline]
+    pub fn start(self, now: Timestamp) -> i64 {
+        now.0 - (i64::from(self.days) * SECONDS_PER_DAY + i64::from(self.delay_days) * SECONDS_PER_DAY)
+    }
+}
+
+/// 2^64: the fixed-point scale of amount sums.
+const SCALE: f64 = 18_446_744_073_709_551_616.0;
+
+/// An amount, or a sum of amounts, as an exact fixed-point integer in units of 2^-64: the same
+/// window contents give the same bits whatever order transactions entered and left it, which a
+/// running f64 sum does not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FixedAmount(i128);
+
+impl FixedAmount {
+    /// Nothing.
+    pub const ZERO: FixedAmount = FixedAmount(0);
+
+    /// `amount` on the grid (exact for every amount from 2^-12 up to 2^63; below, truncated,
+    /// the same way every time).
+    #[inline]
+    pub fn from_f64(amount: f64) -> FixedAmount {
+        // `(amount * SCALE) as i128`, spelled out: the library call it compiles to costs more
+        // than the rest of a window step. `fixed_point_conversions_are_the_casts` proves them equal.
+        let x = amount * SCALE;
+        let bits = x.to_bits();
+        let exponent = ((bits >> 52) & 0x7ff) as i32;
+        if exponent < 1023 {
+            // |x| < 1, zeros and subnormals included: truncates to 0.
+            return FixedAmount::ZERO;
+        }
+        if exponent >= 1023 + 127 {
+            // |x| >= 2^127, infinities, NaN: saturating (NaN to 0), as the cast does.
+            return FixedAmount(x as i128);
+        }
+        let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
+        let shift = exponent - 1023 - 52;
+        let magnitude =
+            if shift >= 0 { u128::from(mantissa) << shift } else { u128::from(mantissa >> -shift) };
+        // magnitude < 2^127: it fits, and so does its negation.
+        let magnitude = magnitude as i128;
+        FixedAmount(if bits >> 63 == 1 { -magnitude } else { magnitude })
+    }
+
+    /// The raw fixed-point value (two's complement), for compact storage.
+    #[inline]
+    pub fn to_bits(self) -> u128 {
+        self.0 as u128
+    }
+
+    /// The value whose [`FixedAmount::to_bits`] are `bits`.
+    #[inline]
+    pub fn from_bits(bits: u128) -> FixedAmount {
+        FixedAmount(bits as i128)
+    }
+
+    /// `self + other`, wrapping: exact modulo 2^128, so a sum is right whenever its true value
+    /// fits, whatever the order of the additions and subtractions.
+    #[must_use]
+    #[inline]
+    pub fn wrapping_add(self, other: FixedAmount) -> FixedAmount {
+        FixedAmount(self.0.wrapping_add(other.0))
+    }
+
+    /// `self - other`, wrapping (see [`FixedAmount::wrapping_add`]).
+    #[must_use]
+    #[inline]
+    pub fn wrapping_sub(self, other: FixedAmount) -> FixedAmount {
+        FixedAmount(self.0.wrapping_sub(other.0))
+    }
+
+    /// The value as f64, rounded to nearest: the same everywhere.
+    #[inline]
+    pub fn to_f64(self) -> f64 {
+        i128_to_f64(self.0) / SCALE
+    }
+}
+
+/// `x as f64` (round to nearest, ties to even), spelled out for speed; see
+/// [`FixedAmount::from_f64`].
+#[inline]
+fn i128_to_f64(x: i128) -> f64 {
+    if let Ok(small) = i64::try_from(x) {
+        return small as f64;
+    }
+    // |x| >= 2^63: its top 64 bits, with a sticky bit for any below, round exactly as x does
+    // (the rounding point is 11 bits down; the sticky bit only breaks would-be ties).
+    let magnitude = x.unsigned_abs();
+    let zeros = magnitude.leading_zeros(); // at most 64
+    let normalized = magnitude << zeros;
+    let top = (normalized >> 64) as u64 | u64::from(normalized as u64 != 0);
+    // Times 2^(64 - zeros), a power of two: exact.
+    let value = top as f64 * f64::from_bits(u64::from(1023 + 64 - zeros) << 52);
+    if x < 0 { -value } else { value }
+}
+
+/// What one window holds at one time: its number of transactions, their amount sum and their
+/// number of frauds. [`WindowTotals::value`] turns them into a slot's aggregate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowTotals {
+    /// Number of transactions.
+    pub count: u64,
+    /// Sum of their amounts.
+    pub amount: FixedAmount,
+    /// Number of frauds among them.
+    pub frauds: u64,
+}
+
+impl WindowTotals {
+    /// Adds a transaction (its amount already on the grid).
+    #[inline]
+    pub fn add(&mut self, amount: FixedAmount, fraud: bool) {
+        self.count += 1;
+        self.amount = self.amount.wrapping_add(amount);
+        self.frauds += u64::from(fraud);
+    }
+
+    /// Removes a transaction added before.
+    #[inline]
+    pub fn remove(&mut self, amount: FixedAmount, fraud: bool) {
+        self.count -= 1;
+        self.amount = self.amount.wrapping_sub(amount);
+        self.frauds -= u64::from(fraud);
+    }
+
+    /// The aggregate a slot stores for this window.
+    #[inline]
+    pub fn value(&self, aggregate: Aggregate) -> f64 {
+        match aggregate {
+            Aggregate::Count => self.count as f64,
+            Aggregate::AmountSum => self.amount.to_f64(),
+            Aggregate::FraudCount => self.frauds as f64,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Event {
     time: i64,
     // The amount on the fixed-point grid, converted once when pushed.
-    amount: i128,
+    amount: FixedAmount,
     fraud: bool,
 }
 
@@ -21,20 +170,7 @@ struct WindowState {
     // Absolute index of the next event to enter / to leave the window.
     enter: u64,
     exit: u64,
-    count: u64,
-    // Exact fixed-point sum (units of 2^-64): the same window contents give the same bits
-    // whatever order transactions entered and left it, which a running f64 sum does not.
-    amount_sum: i128,
-    frauds: u64,
-}
-
-/// 2^64: the fixed-point scale of amount sums.
-const SCALE: f64 = 18_446_744_073_709_551_616.0;
-
-/// An amount on the 2^-64 grid (exact for every amount from 2^-12 up to 2^63; below, truncated,
-/// the same way every time).
-fn fixed(amount: f64) -> i128 {
-    (amount * SCALE) as i128
+    totals: WindowTotals,
 }
 
 /// The recent transactions of one entity and its running aggregates per window.
@@ -61,7 +197,7 @@ impl EntityWindows {
 
     /// Records a transaction of this entity. Transactions must be pushed in time order.
     pub fn push(&mut self, time: Timestamp, amount: f64, fraud: bool) {
-        self.events.push_back(Event { time: time.0, amount: fixed(amount), fraud });
+        self.events.push_back(Event { time: time.0, amount: FixedAmount::from_f64(amount), fraud });
     }
 
     /// Moves every window to end at `now`: transactions pushed so far enter a window once
@@ -70,26 +206,21 @@ impl EntityWindows {
     pub fn advance_to(&mut self, layout: &EntityLayout, now: Timestamp) {
         let end = self.dropped + self.events.len() as u64;
         for (state, window) in self.windows.iter_mut().zip(&layout.windows) {
-            let delay = i64::from(window.delay_days) * SECONDS_PER_DAY;
-            let span = i64::from(window.days) * SECONDS_PER_DAY + delay;
+            let (last_in, last_out) = (window.end(now), window.start(now));
             while state.enter < end {
                 let e = self.events[(state.enter - self.dropped) as usize];
-                if e.time > now.0 - delay {
+                if e.time > last_in {
                     break;
                 }
-                state.count += 1;
-                state.amount_sum = state.amount_sum.wrapping_add(e.amount);
-                state.frauds += u64::from(e.fraud);
+                state.totals.add(e.amount, e.fraud);
                 state.enter += 1;
             }
             while state.exit < state.enter {
                 let e = self.events[(state.exit - self.dropped) as usize];
-                if e.time > now.0 - span {
+                if e.time > last_out {
                     break;
                 }
-                state.count -= 1;
-                state.amount_sum = state.amount_sum.wrapping_sub(e.amount);
-                state.frauds -= u64::from(e.fraud);
+                state.totals.remove(e.amount, e.fraud);
                 state.exit += 1;
             }
         }
@@ -105,14 +236,7 @@ impl EntityWindows {
         let mut out = Aggregates::ZERO;
         for (value, slot) in out.0.iter_mut().zip(&layout.slots) {
             let Some(w) = layout.windows.iter().position(|w| *w == slot.window) else { continue };
-            let state = &self.windows[w];
-            *value = match slot.aggregate {
-                Aggregate::Count => state.count as f64,
-                // Wrapping arithmetic is exact modulo 2^128, so the sum is right whenever the
-                // window's true sum fits; the conversion rounds to nearest, the same everywhere.
-                Aggregate::AmountSum => state.amount_sum as f64 / SCALE,
-                Aggregate::FraudCount => state.frauds as f64,
-            };
+            *value = self.windows[w].totals.value(slot.aggregate);
         }
         out
     }
@@ -161,6 +285,75 @@ mod tests {
         assert_eq!(&w.aggregates(layout).0[..6], &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
         w.advance_to(layout, t0.plus_seconds(8 * DAY));
         assert_eq!(&w.aggregates(layout).0[..6], &[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn fixed_point_conversions_are_the_casts_at_the_edges() {
+        let amounts = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.01,
+            57.16,
+            -57.16,
+            1e-30,
+            -1e-30,
+            5e-324,
+            f64::MIN_POSITIVE,
+            2f64.powi(-12),
+            2f64.powi(-64),
+            2f64.powi(-65),
+            2f64.powi(62),
+            2f64.powi(63),
+            -2f64.powi(63),
+            2f64.powi(64),
+            1e300,
+            -1e300,
+            f64::MAX,
+            f64::MIN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for a in amounts {
+            assert_eq!(FixedAmount::from_f64(a).0, (a * SCALE) as i128, "{a:e}");
+        }
+        let sums = [
+            0i128,
+            1,
+            -1,
+            i128::MAX,
+            i128::MIN,
+            i128::MIN + 1,
+            i64::MAX as i128,
+            i64::MIN as i128,
+            i64::MAX as i128 + 1,
+            i64::MIN as i128 - 1,
+            1 << 64,
+            (1 << 64) + 1,
+            (1 << 117) + (1 << 64) + 1,
+            (1 << 117) + (1 << 64),
+            (1 << 117) + (3 << 64),
+            -((1 << 117) + (1 << 64) + 1),
+            ((1 << 53) - 1) << 70,
+            (((1 << 53) - 1) << 70) + (1 << 69),
+            (((1 << 53) - 1) << 70) + (1 << 69) - 1,
+        ];
+        for x in sums {
+            assert_eq!(i128_to_f64(x).to_bits(), (x as f64).to_bits(), "{x}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fixed_point_conversions_are_the_casts(bits: u64, amount in -1e7f64..1e7, high: i64, low: u64, shift in 0u32..128) {
+            let a = f64::from_bits(bits);
+            proptest::prop_assert_eq!(FixedAmount::from_f64(a).0, (a * SCALE) as i128);
+            proptest::prop_assert_eq!(FixedAmount::from_f64(amount).0, (amount * SCALE) as i128);
+            let x = ((i128::from(high) << 64) | i128::from(low)) >> shift;
+            proptest::prop_assert_eq!(i128_to_f64(x).to_bits(), (x as f64).to_bits());
+        }
     }
 
     proptest::proptest! {

@@ -76,20 +76,13 @@ fn simulates_ingests_builds_features_and_a_verifiable_snapshot() {
     assert!(text.contains("not in the snapshot"), "{text}");
 
     // In parts: the same entity found, the parts named; a part size too small is refused.
-    let parted = tollgate(
-        d,
-        &[
-            "snapshot",
-            "build",
-            "tx.parquet",
-            "--as-of",
-            "2018-05-01",
-            "--part-bytes",
-            "4096",
-            "-o",
-            "parts.tgs",
-        ],
-    );
+    let build_in_parts = |bytes: &str, out: &str| {
+        tollgate(
+            d,
+            &["snapshot", "build", "tx.parquet", "--as-of", "2018-05-01", "--part-bytes", bytes, "-o", out],
+        )
+    };
+    let parted = build_in_parts("4096", "parts.tgs");
     assert!(parted.status.success(), "{}", stderr(&parted));
     let inspect = tollgate(d, &["snapshot", "inspect", "parts.tgs", "--entity", "CUSTOMER_ID=1"]);
     assert!(inspect.status.success(), "{}", stderr(&inspect));
@@ -100,20 +93,7 @@ fn simulates_ingests_builds_features_and_a_verifiable_snapshot() {
         after.split("\nCUSTOMER_ID ghost").next().map(|s| s.trim().to_string())
     };
     assert_eq!(aggregates(&parted_text), aggregates(&text), "the same rows, in parts or whole");
-    let tiny = tollgate(
-        d,
-        &[
-            "snapshot",
-            "build",
-            "tx.parquet",
-            "--as-of",
-            "2018-05-01",
-            "--part-bytes",
-            "100",
-            "-o",
-            "tiny.tgs",
-        ],
-    );
+    let tiny = build_in_parts("100", "tiny.tgs");
     assert!(!tiny.status.success() && stderr(&tiny).contains("--part-bytes 100"), "{}", stderr(&tiny));
 
     // Another key pair does not verify it.

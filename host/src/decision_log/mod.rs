@@ -853,7 +853,8 @@ mod tests {
     use super::*;
     use scorer::policy::Decision;
 
-    fn row(i: u32) -> DecisionRecord {
+    /// A sample row; `i` varies every field, with and without a shadow answer.
+    pub(super) fn row(i: u32) -> DecisionRecord {
         DecisionRecord {
             decided_at_us: 1_700_000_000_000_000 + i64::from(i),
             request_id: format!("r{i}"),

@@ -75,28 +75,7 @@ pub(crate) fn read(path: &Path) -> io::Result<Contents> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scorer::policy::Decision;
-
-    fn row(i: u32) -> DecisionRecord {
-        DecisionRecord {
-            decided_at_us: 1_700_000_000_000_000 + i64::from(i),
-            request_id: format!("r{i}"),
-            batch_index: Some(i),
-            transaction_id: None,
-            customer_key: Some(u64::MAX - u64::from(i)),
-            terminal_key: None,
-            amount: Some(0.1 * f64::from(i)),
-            score: Some(1.0 / 3.0),
-            decision: Decision::Decline,
-            rules: vec!["AMOUNT_CAP".into()],
-            reasons: vec![],
-            snapshot_id: Some("s".into()),
-            model_id: None,
-            latency_us: 12,
-            fallback: None,
-            shadow: None,
-        }
-    }
+    use crate::decision_log::tests::row;
 
     #[test]
     fn reads_whole_records_and_stops_at_a_torn_tail() -> io::Result<()> {

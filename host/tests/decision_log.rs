@@ -169,7 +169,7 @@ fn check_schema(file: &Path) -> Result<usize> {
         "{names:?}"
     );
     ensure!(columns[0].1 == DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())) && !columns[0].2);
-    ensure!(columns[4].1 == DataType::UInt64 && columns[7].1 == DataType::Float64 && columns[7].2);
+    ensure!(columns[4].1 == DataType::Int64 && columns[7].1 == DataType::Float64 && columns[7].2);
     ensure!(
         matches!(&columns[10].1, DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.len() == 3))
     );

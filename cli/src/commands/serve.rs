@@ -90,6 +90,12 @@ pub struct Args {
     /// Roll the decision log into a new Parquet file after this many seconds.
     #[arg(long, default_value_t = 300, value_name = "S", requires = "decision_log")]
     log_rotate_seconds: u64,
+    /// Keep the decision log directory a Delta Lake table too (a _delta_log/ beside the
+    /// Parquet files, each file committed once written): the alerts table that duckdb
+    /// (delta_scan('DIR')), polars (pl.read_delta) or Spark read with versions and time travel.
+    /// An existing log's files are committed at start.
+    #[arg(long, requires = "decision_log")]
+    delta_lake: bool,
 }
 
 /// Runs `tollgate serve` until Ctrl-C or SIGTERM.
@@ -152,6 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         durable: args.durable,
         rotate_rows: args.log_rotate_rows,
         rotate_interval: Duration::from_secs(args.log_rotate_seconds),
+        delta_lake: args.delta_lake,
         ..DecisionLogConfig::new(dir)
     });
     let service = ServiceConfig {
@@ -175,7 +182,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         let mode = if args.durable { "durable: answers wait for the fsync" } else { "fsync'd every second" };
-        eprintln!("decision log: {} ({mode})", log.config().dir.display());
+        let table = if args.delta_lake { ", a Delta Lake table" } else { "" };
+        eprintln!("decision log: {} ({mode}{table})", log.config().dir.display());
     }
     let state = Arc::new(state);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

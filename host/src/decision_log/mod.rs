@@ -31,6 +31,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "delta-lake")]
+mod delta;
 mod parquet_file;
 mod record;
 mod wal;
@@ -71,6 +73,9 @@ pub struct DecisionLogConfig {
     pub durable_timeout: Duration,
     /// Rows waiting for the writer at most; beyond, new rows are dropped (default 100,000).
     pub queue_rows: usize,
+    /// Also keep the directory a Delta Lake table (`_delta_log/`, every Parquet file committed
+    /// once it is written); needs the `delta-lake` feature (default false).
+    pub delta_lake: bool,
 }
 
 impl DecisionLogConfig {
@@ -84,6 +89,7 @@ impl DecisionLogConfig {
             sync_interval: Duration::from_secs(1),
             durable_timeout: Duration::from_secs(1),
             queue_rows: 100_000,
+            delta_lake: false,
         }
     }
 }
@@ -107,6 +113,20 @@ pub enum DecisionLogError {
         /// What went wrong.
         message: String,
     },
+    /// The Delta Lake table of the directory could not be created, read or committed to.
+    #[error("{}: Delta Lake table: {message}", path.display())]
+    Delta {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// `delta_lake` was asked of a host built without the `delta-lake` feature.
+    #[error("{}: this build has no Delta Lake support (the host's `delta-lake` feature)", path.display())]
+    NoDeltaLake {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Another process holds the directory's lock file.
     #[error("{}: another process is writing this decision log (its .lock is held)", path.display())]
     Locked {
@@ -123,7 +143,7 @@ pub struct StageLabel {
 }
 
 /// The stages, in the order they are exported.
-pub const STAGES: [&str; 5] = ["open", "write", "sync", "roll", "recover"];
+pub const STAGES: [&str; 6] = ["open", "write", "sync", "roll", "recover", "delta"];
 
 /// The log's counters; the service registers them as `tollgate_decision_log_*`.
 #[derive(Clone, Debug, Default)]
@@ -373,12 +393,14 @@ impl DecisionLog {
                 }
             }
         }
+        let mut table = TableSync::open(&config)?;
+        table.sync(&counters, &reporter);
         let (roll_tx, roll_rx) = mpsc::channel();
         let roller = {
             let (counters, reporter) = (counters.clone(), reporter.clone());
             std::thread::Builder::new()
                 .name("tollgate-log-roll".into())
-                .spawn(move || roll_loop(roll_rx, retry, &counters, &reporter))
+                .spawn(move || roll_loop(roll_rx, retry, table, &counters, &reporter))
                 .map_err(io(&dir))?
         };
         let (tx, rx) = mpsc::channel();
@@ -550,10 +572,12 @@ const ROLL_RETRY: Duration = Duration::from_secs(30);
 fn roll_loop(
     rx: Receiver<RollerCommand>,
     mut pending: Vec<PathBuf>,
+    mut table: TableSync,
     counters: &DecisionLogCounters,
     reporter: &Reporter,
 ) {
-    let roll_all = |pending: &mut Vec<PathBuf>| {
+    let roll_all = |pending: &mut Vec<PathBuf>, table: &mut TableSync| {
+        let before = pending.len();
         pending.retain(|path| match roll_segment(path, counters) {
             Ok(_) => false,
             Err(e) => {
@@ -564,9 +588,12 @@ fn roll_loop(
                 true
             }
         });
+        if before > 0 || table.behind() {
+            table.sync(counters, reporter);
+        }
     };
     loop {
-        let command = if pending.is_empty() {
+        let command = if pending.is_empty() && !table.behind() {
             match rx.recv() {
                 Ok(c) => Some(c),
                 Err(_) => break,
@@ -581,15 +608,63 @@ fn roll_loop(
         match command {
             Some(RollerCommand::Segment(path)) => pending.push(path),
             Some(RollerCommand::Barrier(done)) => {
-                roll_all(&mut pending);
+                roll_all(&mut pending, &mut table);
                 let _ = done.send(());
                 continue;
             }
             None => {}
         }
-        roll_all(&mut pending);
+        roll_all(&mut pending, &mut table);
     }
-    roll_all(&mut pending);
+    roll_all(&mut pending, &mut table);
+}
+
+/// The directory's Delta Lake table, when the log keeps one, and whether it lags the directory
+/// (a commit failed: the next roll, or the retry timer, tries again).
+enum TableSync {
+    Off,
+    #[cfg(feature = "delta-lake")]
+    On {
+        table: delta::DeltaTable,
+        behind: bool,
+    },
+}
+
+impl TableSync {
+    fn open(config: &DecisionLogConfig) -> Result<TableSync, DecisionLogError> {
+        if !config.delta_lake {
+            return Ok(TableSync::Off);
+        }
+        #[cfg(feature = "delta-lake")]
+        return Ok(TableSync::On { table: delta::DeltaTable::open(&config.dir)?, behind: false });
+        #[cfg(not(feature = "delta-lake"))]
+        Err(DecisionLogError::NoDeltaLake { path: config.dir.clone() })
+    }
+
+    fn behind(&self) -> bool {
+        match self {
+            TableSync::Off => false,
+            #[cfg(feature = "delta-lake")]
+            TableSync::On { behind, .. } => *behind,
+        }
+    }
+
+    /// Commits the Parquet files the table does not list yet; a failure is counted and reported.
+    #[cfg_attr(not(feature = "delta-lake"), allow(unused_variables))]
+    fn sync(&mut self, counters: &DecisionLogCounters, reporter: &Reporter) {
+        match self {
+            TableSync::Off => {}
+            #[cfg(feature = "delta-lake")]
+            TableSync::On { table, behind } => match table.sync() {
+                Ok(_) => *behind = false,
+                Err(e) => {
+                    counters.error("delta");
+                    reporter.fault(|| format!("{e} (tried again later)"));
+                    *behind = true;
+                }
+            },
+        }
+    }
 }
 
 /// The open segment.

@@ -5,10 +5,10 @@ use super::DecisionLogError;
 use super::record::{DecisionRecord, Reason, ShadowDecision, parse_decision};
 use arrow_array::builder::OffsetBufferBuilder;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType, UInt32Type, UInt64Type};
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{
-    Array, ArrayRef, Float64Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
-    TimestampMicrosecondArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -42,10 +42,12 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("decided_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
         Field::new("request_id", DataType::Utf8, false),
-        Field::new("batch_index", DataType::UInt32, true),
+        Field::new("batch_index", DataType::Int32, true),
         Field::new("transaction_id", DataType::Utf8, true),
-        Field::new("customer_key", DataType::UInt64, true),
-        Field::new("terminal_key", DataType::UInt64, true),
+        // The 64-bit keyed hashes, stored as signed integers (the same bits): Delta Lake, Spark
+        // and most engines have no unsigned types.
+        Field::new("customer_key", DataType::Int64, true),
+        Field::new("terminal_key", DataType::Int64, true),
         Field::new("amount", DataType::Float64, true),
         Field::new("score", DataType::Float64, true),
         Field::new("decision", DataType::Utf8, false),
@@ -100,10 +102,14 @@ fn batch(rows: &[DecisionRecord]) -> Result<RecordBatch, arrow_schema::ArrowErro
                 .with_timezone("UTC"),
         ),
         strings(|r| Some(&r.request_id)),
-        Arc::new(rows.iter().map(|r| r.batch_index).collect::<UInt32Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.batch_index.map(|i| i32::try_from(i).unwrap_or(i32::MAX)))
+                .collect::<Int32Array>(),
+        ),
         strings(|r| r.transaction_id.as_deref()),
-        Arc::new(rows.iter().map(|r| r.customer_key).collect::<UInt64Array>()),
-        Arc::new(rows.iter().map(|r| r.terminal_key).collect::<UInt64Array>()),
+        Arc::new(rows.iter().map(|r| r.customer_key.map(|k| k as i64)).collect::<Int64Array>()),
+        Arc::new(rows.iter().map(|r| r.terminal_key.map(|k| k as i64)).collect::<Int64Array>()),
         Arc::new(rows.iter().map(|r| r.amount).collect::<Float64Array>()),
         Arc::new(rows.iter().map(|r| r.score).collect::<Float64Array>()),
         strings(|r| Some(r.decision.as_str())),
@@ -172,6 +178,16 @@ pub fn read_file(path: &Path) -> Result<Vec<DecisionRecord>, DecisionLogError> {
     Ok(out)
 }
 
+/// The number of rows of one decision log file, from its footer.
+#[cfg(feature = "delta-lake")]
+pub(crate) fn row_count(path: &Path) -> Result<i64, DecisionLogError> {
+    let file = std::fs::File::open(path)
+        .map_err(|source| DecisionLogError::Io { path: path.to_path_buf(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| DecisionLogError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+    Ok(builder.metadata().file_metadata().num_rows())
+}
+
 /// The decision log files in `dir` (`decisions-*.parquet`), in name order (= the order written).
 pub fn files(dir: &Path) -> Result<Vec<PathBuf>, DecisionLogError> {
     let io = |source| DecisionLogError::Io { path: dir.to_path_buf(), source };
@@ -214,10 +230,10 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<DecisionRecord>) -> Result<(), 
         .as_primitive_opt::<TimestampMicrosecondType>()
         .ok_or("column decided_at is not a timestamp in microseconds")?;
     let request_id = text("request_id")?;
-    let batch_index = typed::<arrow_array::PrimitiveArray<UInt32Type>>(batch, "batch_index")?;
+    let batch_index = typed::<arrow_array::PrimitiveArray<Int32Type>>(batch, "batch_index")?;
     let transaction_id = text("transaction_id")?;
-    let customer = typed::<arrow_array::PrimitiveArray<UInt64Type>>(batch, "customer_key")?;
-    let terminal = typed::<arrow_array::PrimitiveArray<UInt64Type>>(batch, "terminal_key")?;
+    let customer = typed::<arrow_array::PrimitiveArray<Int64Type>>(batch, "customer_key")?;
+    let terminal = typed::<arrow_array::PrimitiveArray<Int64Type>>(batch, "terminal_key")?;
     let amount = typed::<arrow_array::PrimitiveArray<Float64Type>>(batch, "amount")?;
     let score = typed::<arrow_array::PrimitiveArray<Float64Type>>(batch, "score")?;
     let decision = text("decision")?;
@@ -277,10 +293,10 @@ fn read_batch(batch: &RecordBatch, out: &mut Vec<DecisionRecord>) -> Result<(), 
         out.push(DecisionRecord {
             decided_at_us: decided.value(i),
             request_id: request_id.value(i).to_string(),
-            batch_index: batch_index.is_valid(i).then(|| batch_index.value(i)),
+            batch_index: batch_index.is_valid(i).then(|| batch_index.value(i) as u32),
             transaction_id: opt(transaction_id, i),
-            customer_key: customer.is_valid(i).then(|| customer.value(i)),
-            terminal_key: terminal.is_valid(i).then(|| terminal.value(i)),
+            customer_key: customer.is_valid(i).then(|| customer.value(i) as u64),
+            terminal_key: terminal.is_valid(i).then(|| terminal.value(i) as u64),
             amount: num(amount, i),
             score: num(score, i),
             decision: parse_decision(decision.value(i))

@@ -96,6 +96,14 @@ pub struct Args {
     /// An existing log's files are committed at start.
     #[arg(long, requires = "decision_log")]
     delta_lake: bool,
+    /// Also publish every logged decision to this Kafka topic, as the JSON of its log row,
+    /// keyed by transaction id (case management, alert pipelines). Never holds up an answer:
+    /// failures are counted in tollgate_decision_log_publish_failed_total.
+    #[arg(long, value_name = "TOPIC", requires_all = ["decision_log", "kafka_brokers"])]
+    decision_topic: Option<String>,
+    /// The Kafka brokers of --decision-topic (host:port[,host:port...]).
+    #[arg(long, value_name = "BROKERS", requires = "decision_topic")]
+    kafka_brokers: Option<String>,
 }
 
 /// Runs `tollgate serve` until Ctrl-C or SIGTERM.
@@ -159,6 +167,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rotate_rows: args.log_rotate_rows,
         rotate_interval: Duration::from_secs(args.log_rotate_seconds),
         delta_lake: args.delta_lake,
+        kafka: args.decision_topic.as_ref().zip(args.kafka_brokers.as_ref()).map(|(topic, brokers)| {
+            host::decision_log::DecisionTopic { brokers: brokers.clone(), topic: topic.clone() }
+        }),
         ..DecisionLogConfig::new(dir)
     });
     let service = ServiceConfig {
@@ -184,6 +195,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mode = if args.durable { "durable: answers wait for the fsync" } else { "fsync'd every second" };
         let table = if args.delta_lake { ", a Delta Lake table" } else { "" };
         eprintln!("decision log: {} ({mode}{table})", log.config().dir.display());
+        if let Some(topic) = &log.config().kafka {
+            eprintln!(
+                "decision log: every decision also published to Kafka topic {} at {}",
+                topic.topic, topic.brokers
+            );
+        }
     }
     let state = Arc::new(state);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

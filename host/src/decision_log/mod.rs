@@ -33,6 +33,8 @@
 
 #[cfg(feature = "delta-lake")]
 mod delta;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod parquet_file;
 mod record;
 mod wal;
@@ -76,6 +78,18 @@ pub struct DecisionLogConfig {
     /// Also keep the directory a Delta Lake table (`_delta_log/`, every Parquet file committed
     /// once it is written); needs the `delta-lake` feature (default false).
     pub delta_lake: bool,
+    /// Also publish every row to this Kafka topic, as JSON; needs the `kafka` feature (default
+    /// none).
+    pub kafka: Option<DecisionTopic>,
+}
+
+/// A Kafka topic the decision log publishes its rows to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecisionTopic {
+    /// The brokers to bootstrap from (`host:port[,host:port...]`).
+    pub brokers: String,
+    /// The topic's name.
+    pub topic: String,
 }
 
 impl DecisionLogConfig {
@@ -90,6 +104,7 @@ impl DecisionLogConfig {
             durable_timeout: Duration::from_secs(1),
             queue_rows: 100_000,
             delta_lake: false,
+            kafka: None,
         }
     }
 }
@@ -127,6 +142,20 @@ pub enum DecisionLogError {
         /// The directory.
         path: PathBuf,
     },
+    /// The Kafka producer for the decision topic could not be made (bad broker list or option).
+    #[error("Kafka topic {topic}: {message}")]
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// What librdkafka said.
+        message: String,
+    },
+    /// `kafka` was asked of a host built without the `kafka` feature.
+    #[error("Kafka topic {topic}: this build has no Kafka support (the host's `kafka` feature)")]
+    NoKafka {
+        /// The topic.
+        topic: String,
+    },
     /// Another process holds the directory's lock file.
     #[error("{}: another process is writing this decision log (its .lock is held)", path.display())]
     Locked {
@@ -138,7 +167,8 @@ pub enum DecisionLogError {
 /// A stage of the log where an I/O error can happen (the `stage` label of the error counter).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
-    /// `open` (a new segment), `write`, `sync`, `roll` (segment to Parquet) or `recover`.
+    /// `open` (a new segment), `write`, `sync`, `roll` (segment to Parquet), `recover` or `delta`
+    /// (a Delta Lake commit).
     pub stage: &'static str,
 }
 
@@ -160,6 +190,10 @@ pub struct DecisionLogCounters {
     pub not_durable: Counter,
     /// Rows waiting for the writer now.
     pub queued: Gauge,
+    /// Rows delivered to the Kafka decision topic.
+    pub published: Counter,
+    /// Rows that could not be queued for, or delivered to, the Kafka decision topic.
+    pub publish_failed: Counter,
 }
 
 impl DecisionLogCounters {
@@ -393,6 +427,7 @@ impl DecisionLog {
                 }
             }
         }
+        let topic = Topic::open(&config, &counters, &reporter)?;
         let mut table = TableSync::open(&config)?;
         table.sync(&counters, &reporter);
         let (roll_tx, roll_rx) = mpsc::channel();
@@ -417,6 +452,7 @@ impl DecisionLog {
             unsynced: false,
             last_sync: Instant::now(),
             hold_off_until: None,
+            topic,
         };
         let writer = std::thread::Builder::new()
             .name("tollgate-log-write".into())
@@ -696,6 +732,45 @@ struct Writer {
     unsynced: bool,
     last_sync: Instant,
     hold_off_until: Option<Instant>,
+    topic: Topic,
+}
+
+/// The Kafka topic every row is also published to, when the log has one.
+struct Topic(#[cfg(feature = "kafka")] Option<kafka::KafkaSink>);
+
+impl Topic {
+    #[cfg_attr(not(feature = "kafka"), allow(unused_variables))]
+    fn open(
+        config: &DecisionLogConfig,
+        counters: &DecisionLogCounters,
+        reporter: &Arc<Reporter>,
+    ) -> Result<Topic, DecisionLogError> {
+        let Some(topic) = &config.kafka else {
+            #[cfg(feature = "kafka")]
+            return Ok(Topic(None));
+            #[cfg(not(feature = "kafka"))]
+            return Ok(Topic());
+        };
+        #[cfg(feature = "kafka")]
+        return Ok(Topic(Some(kafka::KafkaSink::open(topic, counters, reporter)?)));
+        #[cfg(not(feature = "kafka"))]
+        Err(DecisionLogError::NoKafka { topic: topic.topic.clone() })
+    }
+
+    #[cfg_attr(not(feature = "kafka"), allow(unused_variables))]
+    fn publish(&self, row: &DecisionRecord) {
+        #[cfg(feature = "kafka")]
+        if let Some(sink) = &self.0 {
+            sink.publish(row);
+        }
+    }
+
+    fn flush(&self) {
+        #[cfg(feature = "kafka")]
+        if let Some(sink) = &self.0 {
+            sink.flush();
+        }
+    }
 }
 
 /// One round's rows, encoded, with who waits for them.
@@ -736,6 +811,7 @@ impl Writer {
             }
         }
         self.close_segment();
+        self.topic.flush();
         self.roller.take();
         if let Some(t) = self.roller_thread.take() {
             let _ = t.join();
@@ -748,6 +824,8 @@ impl Writer {
                 group.taken += rows.len();
                 let mut all = true;
                 for row in &rows {
+                    // Published whatever the disk does: the topic is a second copy, not a replica.
+                    self.topic.publish(row);
                     if wal::encode(row, &mut group.bytes) {
                         group.rows += 1;
                     } else {

@@ -104,6 +104,16 @@ impl Default for Metrics {
             "Decisions waiting for the log writer",
             log.queued.clone(),
         );
+        registry.register(
+            "decision_log_published",
+            "Decisions delivered to the Kafka decision topic",
+            log.published.clone(),
+        );
+        registry.register(
+            "decision_log_publish_failed",
+            "Decisions not queued for, or not delivered to, the Kafka decision topic",
+            log.publish_failed.clone(),
+        );
         Metrics {
             registry,
             latency,

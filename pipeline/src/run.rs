@@ -183,8 +183,23 @@ struct Source {
     partition: i32,
     next_offset: Option<i64>,
     queue: VecDeque<Pending>,
-    last_seen: Instant,
+    // Since when the partition has been read to its end with nothing new (librdkafka's
+    // partition EOF); `None` while there is more to read.
+    caught_up: Option<Instant>,
+    paused: bool,
 }
+
+impl Source {
+    /// Caught up and quiet for `idle`: it no longer holds the watermark back.
+    fn idle(&self, idle: Duration) -> bool {
+        self.queue.is_empty() && self.caught_up.is_some_and(|since| since.elapsed() >= idle)
+    }
+}
+
+/// Fetching of a partition stops above this many queued messages, and starts again below the
+/// low mark: a partition far ahead of the others in event time cannot fill memory.
+const PAUSE_ABOVE: usize = 50_000;
+const RESUME_BELOW: usize = 10_000;
 
 /// Runs the exporter until `stop` is set, every partition is idle (`until_idle`) or `stop_at`
 /// is reached, then writes a final checkpoint.
@@ -231,15 +246,20 @@ pub fn run(
         .set("group.id", "tollgate-exporter")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        // A checkpointed offset the broker no longer holds means lost input: stop with an error
+        // rather than skip to what is left (a first start asks for the beginning explicitly).
+        .set("auto.offset.reset", "error");
     for (k, v) in &config.kafka {
         client.set(k, v);
     }
-    let consumer: BaseConsumer = client.create()?;
+    // One consumer per topic: librdkafka's end-of-partition events name the partition only.
+    client.set("enable.partition.eof", "true");
+    let consumers: [BaseConsumer; 2] = [client.create()?, client.create()?];
     let mut sources = Vec::new();
-    let mut assignment = TopicPartitionList::new();
     let mut started = Vec::new();
     for (t, topic) in topics.iter().enumerate() {
+        let consumer = &consumers[t];
+        let mut assignment = TopicPartitionList::new();
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let partitions = metadata
             .topics()
@@ -262,11 +282,12 @@ pub fn run(
                 partition: p,
                 next_offset: stored,
                 queue: VecDeque::new(),
-                last_seen: Instant::now(),
+                caught_up: None,
+                paused: false,
             });
         }
+        consumer.assign(&assignment)?;
     }
-    consumer.assign(&assignment)?;
     sink.report(Report::Started { resumed, partitions: started });
 
     let mut published = 0;
@@ -287,32 +308,48 @@ pub fn run(
         if stop.load(Ordering::Relaxed) {
             break Stopped::Asked;
         }
-        // Read what has arrived (bounded, so that a slow partition cannot make memory grow
-        // without end while another one races ahead).
-        let queued: usize = sources.iter().map(|s| s.queue.len()).sum();
-        let mut got = 0;
-        while queued + got < 200_000 && got < 20_000 {
-            let timeout = if got == 0 { Duration::from_millis(50) } else { Duration::ZERO };
-            let Some(message) = consumer.poll(timeout) else { break };
-            let message = message?;
-            let Some(source) =
-                sources.iter_mut().find(|s| topics[s.topic] == message.topic() && s.partition == message.partition())
-            else {
-                continue;
-            };
-            let payload = message.payload().unwrap_or_default();
-            let item = if source.topic == 0 {
-                Transaction::decode(payload, &schema).map_or_else(Item::Bad, Item::Transaction)
-            } else {
-                Label::decode(payload).map_or_else(Item::Bad, Item::Label)
-            };
-            source.queue.push_back(Pending { offset: message.offset(), item });
-            source.last_seen = Instant::now();
-            got += 1;
+        // Read what has arrived.
+        for (t, consumer) in consumers.iter().enumerate() {
+            let mut got = 0;
+            while got < 20_000 {
+                let timeout = if got == 0 { Duration::from_millis(10) } else { Duration::ZERO };
+                let message = match consumer.poll(timeout) {
+                    None => break,
+                    Some(Err(KafkaError::PartitionEOF(p))) => {
+                        if let Some(s) = sources.iter_mut().find(|s| s.topic == t && s.partition == p) {
+                            s.caught_up.get_or_insert_with(Instant::now);
+                        }
+                        continue;
+                    }
+                    Some(message) => message?,
+                };
+                let p = message.partition();
+                let Some(source) = sources.iter_mut().find(|s| s.topic == t && s.partition == p) else { continue };
+                let payload = message.payload().unwrap_or_default();
+                let item = if t == 0 {
+                    Transaction::decode(payload, &schema).map_or_else(Item::Bad, Item::Transaction)
+                } else {
+                    Label::decode(payload).map_or_else(Item::Bad, Item::Label)
+                };
+                source.queue.push_back(Pending { offset: message.offset(), item });
+                source.caught_up = None;
+                got += 1;
+            }
+        }
+        for s in &mut sources {
+            let pause = !s.paused && s.queue.len() > PAUSE_ABOVE;
+            let resume = s.paused && s.queue.len() < RESUME_BELOW;
+            if pause || resume {
+                let mut list = TopicPartitionList::new();
+                list.add_partition(topics[s.topic], s.partition);
+                let consumer = &consumers[s.topic];
+                if pause { consumer.pause(&list)? } else { consumer.resume(&list)? }
+                s.paused = pause;
+            }
         }
 
         // Fold in event-time order while no partition that may still deliver is empty.
-        loop {
+        for _ in 0..100_000 {
             for s in &mut sources {
                 while let Some(Pending { item: Item::Bad(_), .. }) = s.queue.front() {
                     if let Some(Pending { offset, item: Item::Bad(rejection) }) = s.queue.pop_front() {
@@ -323,7 +360,8 @@ pub fn run(
                     }
                 }
             }
-            let holding = sources.iter().any(|s| s.queue.is_empty() && s.last_seen.elapsed() < config.idle);
+            // An empty partition that may still deliver holds the watermark back.
+            let holding = sources.iter().any(|s| s.queue.is_empty() && !s.idle(config.idle));
             if holding {
                 break;
             }
@@ -383,7 +421,7 @@ pub fn run(
                 last_checkpoint = Instant::now();
             }
         }
-        if config.until_idle && sources.iter().all(|s| s.queue.is_empty() && s.last_seen.elapsed() >= config.idle) {
+        if config.until_idle && sources.iter().all(|s| s.idle(config.idle)) {
             break Stopped::Idle;
         }
         if last_checkpoint.elapsed() >= config.checkpoint_every {

@@ -24,6 +24,10 @@ enum Command {
     Ingest(commands::ingest::Args),
     /// Compute every transaction's features (exact, or as served from periodic snapshots).
     Features(commands::features::Args),
+    /// The continuous exporter: Kafka in, signed snapshots out, exactly once (and a producer
+    /// that replays a transaction file into Kafka).
+    #[command(subcommand)]
+    Exporter(commands::exporter::Command),
     /// Make signing and edge keys.
     #[command(subcommand)]
     Keys(commands::keys::Command),
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Ingest(args) => commands::ingest::run(args),
         Command::Features(args) => commands::features::run(args),
+        Command::Exporter(command) => commands::exporter::run(command),
         Command::Keys(command) => commands::keys::run(command),
         Command::Snapshot(command) => commands::snapshot::run(command),
         Command::Serve(args) => commands::serve::run(args),

@@ -129,6 +129,26 @@ pub fn build_with(
     let tables = aggregate_history(tx, schema, as_of, signer.id_hash(), progress)?;
     let end = tx.time.partition_point(|t| *t < as_of);
     let data_range = (end > 0).then(|| (tx.time[0], tx.time[end - 1]));
+    build_from_aggregates(tables, schema, as_of, created_at, data_range, signer, decisioning)
+}
+
+/// The step every snapshot goes through, from a history or from a stream's running state:
+/// the aggregates of every entity as of `as_of` (one table per entity kind of `schema`, keyed by
+/// the signer's id hash, rows with all-zero aggregates left out, any order), the time of the
+/// first and the last transaction they cover, signed. The tables are sorted by key first, so the
+/// snapshot id and the bytes depend on the content only.
+pub fn build_from_aggregates(
+    mut tables: Vec<Vec<(EntityKey, Aggregates)>>,
+    schema: &FeatureSchema,
+    as_of: Timestamp,
+    created_at: Timestamp,
+    data_range: Option<(Timestamp, Timestamp)>,
+    signer: &SnapshotSigner,
+    decisioning: &Decisioning<'_>,
+) -> Result<BuiltSnapshot, ExportError> {
+    for table in &mut tables {
+        table.sort_unstable_by_key(|(key, _)| *key);
+    }
     let meta = SnapshotMeta {
         snapshot_id: snapshot_id(as_of, schema, &tables, decisioning),
         as_of,

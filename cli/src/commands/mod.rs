@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod evaluate;
+pub mod exporter;
 pub mod features;
 pub mod import;
 pub mod ingest;

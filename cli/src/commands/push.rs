@@ -28,22 +28,38 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&args.snapshot).with_context(|| format!("reading {}", args.snapshot.display()))?;
-    if args.to.starts_with("http://") || args.to.starts_with("https://") {
-        let tls = tls_config(args.ca_cert.as_deref())?;
-        push_http(&bytes, &args.to, token(&args)?.as_deref(), tls)
-    } else if let Some(dir) = args.to.strip_prefix("kv-local:") {
+    let name = args.snapshot.file_name().context("the snapshot path has no file name")?;
+    let token = token(args.token_file.as_deref())?;
+    let done = push_to(&bytes, &args.to, Path::new(name), token.as_deref(), args.ca_cert.as_deref())?;
+    println!("{done}");
+    Ok(())
+}
+
+/// Hands snapshot `bytes` to one target (`http(s)://HOST:PORT`, `kv-local:DIR` or a directory,
+/// where it is written as `name`); what the target answered, for the log.
+pub fn push_to(
+    bytes: &[u8],
+    to: &str,
+    name: &Path,
+    token: Option<&str>,
+    ca_cert: Option<&Path>,
+) -> anyhow::Result<String> {
+    if to.starts_with("http://") || to.starts_with("https://") {
+        let tls = tls_config(ca_cert)?;
+        push_http(bytes, to, token, tls)
+    } else if let Some(dir) = to.strip_prefix("kv-local:") {
         // The worker's local KV (written by `commands::kv`).
-        crate::commands::kv::push_to_local_kv(&bytes, Path::new(dir))
+        crate::commands::kv::push_to_local_kv(bytes, Path::new(dir))?;
+        Ok(format!("kv-local:{dir}: stored"))
     } else {
-        let name = args.snapshot.file_name().context("the snapshot path has no file name")?;
-        let path = push_dir(&bytes, Path::new(&args.to), Path::new(name))?;
-        println!("wrote {}", path.display());
-        Ok(())
+        let path = push_dir(bytes, Path::new(to), name)?;
+        Ok(format!("wrote {}", path.display()))
     }
 }
 
-fn token(args: &Args) -> anyhow::Result<Option<String>> {
-    Ok(match &args.token_file {
+/// The admin bearer token for HTTP targets: from `file`, else TOLLGATE_ADMIN_TOKEN.
+pub fn token(file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    Ok(match file {
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?
@@ -77,7 +93,7 @@ pub fn agent(tls: TlsConfig) -> ureq::Agent {
 }
 
 /// `PUT {base}/v1/snapshot` with the bearer token; the host's refusal reason on failure.
-fn push_http(bytes: &[u8], base: &str, token: Option<&str>, tls: TlsConfig) -> anyhow::Result<()> {
+fn push_http(bytes: &[u8], base: &str, token: Option<&str>, tls: TlsConfig) -> anyhow::Result<String> {
     let url = format!("{}/v1/snapshot", base.trim_end_matches('/'));
     let mut request = agent(tls).put(&url).header("content-type", "application/octet-stream");
     if let Some(t) = token {
@@ -101,8 +117,7 @@ fn push_http(bytes: &[u8], base: &str, token: Option<&str>, tls: TlsConfig) -> a
             _ => bail!("{url} refused the snapshot ({status}): {reason}"),
         }
     }
-    println!("{url}: {}", body.trim());
-    Ok(())
+    Ok(format!("{url}: {}", body.trim()))
 }
 
 /// Writes `bytes` as `dir/name` atomically: a temporary file in `dir`, synced, then renamed over

@@ -37,33 +37,100 @@ pub struct BuildArgs {
     /// Where to write the snapshot.
     #[arg(long, short, default_value = "snapshot.tgs")]
     output: PathBuf,
+    #[command(flatten)]
+    decisioning: DecisioningArgs,
+}
+
+/// The model, the policy and the table split of a snapshot: shared by `tollgate snapshot build`
+/// and `tollgate exporter run`.
+#[derive(clap::Args)]
+pub struct DecisioningArgs {
     /// The model the edge scores with (a file from `tollgate train` or `tollgate import`); without
     /// it the snapshot carries aggregates only.
     #[arg(long)]
-    model: Option<PathBuf>,
+    pub model: Option<PathBuf>,
     /// The model's id, recorded in the snapshot and in every response; default: the id in the
     /// model card (MODEL_FILE.json) when there is one, else the file name.
     #[arg(long, requires = "model")]
-    model_id: Option<String>,
+    pub model_id: Option<String>,
     /// Scores from this one up are reviewed.
     #[arg(long, default_value_t = Policy::DEFAULT.review_at())]
-    review: f64,
+    pub review: f64,
     /// Scores from this one up are declined.
     #[arg(long, default_value_t = Policy::DEFAULT.decline_at())]
-    decline: f64,
+    pub decline: f64,
     /// Hard rule before the model: decline any amount above this (reason code AMOUNT_CAP).
     #[arg(long, value_name = "AMOUNT")]
-    amount_cap: Option<f64>,
+    pub amount_cap: Option<f64>,
     /// Hard rule before the model: decline this entity (`KIND=ID`, e.g. `CUSTOMER_ID=42`;
     /// reason code BLOCKED_<KIND>; repeatable). Ids are stored hashed, never raw.
     #[arg(long = "block", value_name = "KIND=ID")]
-    blocks: Vec<String>,
+    pub blocks: Vec<String>,
     /// Split each entity table into parts of at most this many bytes (by the entity keys' top
     /// bits; each part verifiable on its own), so that an edge can keep them as separate KV values
     /// and load only the parts its traffic needs (`tollgate push --to kv-local:DIR` stores them
     /// apart). Default: one part per table.
     #[arg(long, value_name = "BYTES")]
+    pub part_bytes: Option<usize>,
+}
+
+/// A loaded model and its id, and the policy, as [`DecisioningArgs`] ask.
+pub struct LoadedDecisioning {
+    model: Option<(Model, String)>,
+    policy: Policy,
     part_bytes: Option<usize>,
+}
+
+impl LoadedDecisioning {
+    /// What the exporter's builders take.
+    pub fn decisioning(&self) -> Decisioning<'_> {
+        Decisioning {
+            model: self.model.as_ref().map(|(m, id)| (m, id.as_str())),
+            policy: Some(&self.policy),
+            max_part_bytes: self.part_bytes,
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+impl DecisioningArgs {
+    /// Reads the model file (if any) and makes the policy.
+    pub fn load(&self, schema: &FeatureSchema, signer: &SnapshotSigner) -> anyhow::Result<LoadedDecisioning> {
+        let args = self;
+        let model = match &args.model {
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let model = Model::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                if model.n_features() != schema.len() {
+                    bail!(
+                        "{}: the model reads {} features, the snapshot's schema has {}",
+                        path.display(),
+                        model.n_features(),
+                        schema.len()
+                    );
+                }
+                // The id: --model-id, else the model card's (MODEL.json, written by train/import),
+                // else the file name.
+                let card = PathBuf::from(format!("{}.json", path.display()));
+                let id = match &args.model_id {
+                    Some(id) => id.clone(),
+                    None if card.exists() => models::report::ModelCard::read(&card)?.model_id,
+                    None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                };
+                Some((model, id))
+            }
+            None => None,
+        };
+        if let Some(n) = args.part_bytes.filter(|&n| n < 4096) {
+            bail!("--part-bytes {n}: parts must be at least 4096 bytes (a KV value holds up to 25 MiB)");
+        }
+        let policy = policy(args, schema, signer)?;
+        Ok(LoadedDecisioning { model, policy, part_bytes: args.part_bytes })
+    }
 }
 
 /// Arguments of `tollgate snapshot inspect`.
@@ -101,39 +168,9 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         None => last.plus_seconds(1),
     };
     let schema = FeatureSchema::handbook();
-    let model = match &args.model {
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let model = Model::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            if model.n_features() != schema.len() {
-                bail!(
-                    "{}: the model reads {} features, the snapshot's schema has {}",
-                    path.display(),
-                    model.n_features(),
-                    schema.len()
-                );
-            }
-            // The id: --model-id, else the model card's (MODEL.json, written by train/import),
-            // else the file name.
-            let card = PathBuf::from(format!("{}.json", path.display()));
-            let id = match &args.model_id {
-                Some(id) => id.clone(),
-                None if card.exists() => models::report::ModelCard::read(&card)?.model_id,
-                None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
-            };
-            Some((model, id))
-        }
-        None => None,
-    };
-    if let Some(n) = args.part_bytes.filter(|&n| n < 4096) {
-        bail!("--part-bytes {n}: parts must be at least 4096 bytes (a KV value holds up to 25 MiB)");
-    }
-    let policy = policy(&args, &schema, &signer)?;
-    let decisioning = Decisioning {
-        model: model.as_ref().map(|(m, id)| (m, id.as_str())),
-        policy: Some(&policy),
-        max_part_bytes: args.part_bytes,
-    };
+    let loaded = args.decisioning.load(&schema, &signer)?;
+    let decisioning = loaded.decisioning();
+    let policy = loaded.policy();
     let began = Instant::now();
     let built = build_with(&tx, &schema, as_of, now(), &signer, &decisioning, &Bars::default())?;
     let elapsed = began.elapsed();
@@ -152,7 +189,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
 }
 
 /// The decision policy from the flags: thresholds, the amount cap and block lists.
-fn policy(args: &BuildArgs, schema: &FeatureSchema, signer: &SnapshotSigner) -> anyhow::Result<Policy> {
+fn policy(args: &DecisioningArgs, schema: &FeatureSchema, signer: &SnapshotSigner) -> anyhow::Result<Policy> {
     let code = |text: &str| ReasonCode::new(text).map_err(|e| anyhow::anyhow!("reason code {text:?}: {e}"));
     let mut policy = Policy::new(args.review, args.decline)
         .map_err(|e| anyhow::anyhow!("--review {} --decline {}: {e}", args.review, args.decline))?;

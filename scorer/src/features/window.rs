@@ -195,9 +195,67 @@ impl EntityWindows {
         }
     }
 
-    /// Records a transaction of this entity. Transactions must be pushed in time order.
-    pub fn push(&mut self, time: Timestamp, amount: f64, fraud: bool) {
-        self.events.push_back(Event { time: time.0, amount: FixedAmount::from_f64(amount), fraud });
+    /// State of an entity that has held `first_index` transactions before, none of them still
+    /// held: the start of [`EntityWindows::resume_push`]es that rebuild a saved state (see
+    /// [`EntityWindows::first_index`] and [`EntityWindows::events`]).
+    pub fn resume(layout: &EntityLayout, first_index: u64) -> EntityWindows {
+        let start = WindowState { enter: first_index, exit: first_index, totals: WindowTotals::default() };
+        EntityWindows {
+            events: VecDeque::new(),
+            dropped: first_index,
+            windows: alloc::vec![start; layout.windows.len()],
+        }
+    }
+
+    /// Records a transaction of this entity and returns its absolute index (0 for the entity's
+    /// first transaction ever), the handle [`EntityWindows::set_fraud`] takes. Transactions must
+    /// be pushed in time order.
+    pub fn push(&mut self, time: Timestamp, amount: f64, fraud: bool) -> u64 {
+        self.resume_push(time, FixedAmount::from_f64(amount), fraud)
+    }
+
+    /// [`EntityWindows::push`] with the amount already on the grid (as [`EntityWindows::events`]
+    /// gives it back).
+    pub fn resume_push(&mut self, time: Timestamp, amount: FixedAmount, fraud: bool) -> u64 {
+        self.events.push_back(Event { time: time.0, amount, fraud });
+        self.dropped + self.events.len() as u64 - 1
+    }
+
+    /// Sets the fraud flag of the transaction at absolute `index` (from [`EntityWindows::push`]):
+    /// the windows that hold it now have their totals fixed at once, the windows it has yet to
+    /// enter count it with the new flag when it does, the windows it has left are not touched.
+    /// So a label set before a transaction enters a (delayed) window counts there exactly as if
+    /// it had been pushed with it; a label set later counts from the last
+    /// [`advance_to`](EntityWindows::advance_to) on. False when the transaction is no longer held
+    /// (it has left every window) or was never pushed.
+    pub fn set_fraud(&mut self, index: u64, fraud: bool) -> bool {
+        let Some(at) = index.checked_sub(self.dropped) else { return false };
+        let Some(event) = self.events.get_mut(at as usize) else { return false };
+        if event.fraud == fraud {
+            return true;
+        }
+        let old = event.fraud;
+        event.fraud = fraud;
+        let amount = event.amount;
+        for state in &mut self.windows {
+            if state.exit <= index && index < state.enter {
+                state.totals.remove(amount, old);
+                state.totals.add(amount, fraud);
+            }
+        }
+        true
+    }
+
+    /// Absolute index of the oldest transaction still held (the number dropped so far).
+    pub fn first_index(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The transactions still held, oldest first, with the amounts on the grid: with
+    /// [`EntityWindows::first_index`], [`EntityWindows::resume`] and
+    /// [`EntityWindows::resume_push`] they rebuild this state exactly (advanced to the same time).
+    pub fn events(&self) -> impl ExactSizeIterator<Item = (Timestamp, FixedAmount, bool)> + '_ {
+        self.events.iter().map(|e| (Timestamp(e.time), e.amount, e.fraud))
     }
 
     /// Moves every window to end at `now`: transactions pushed so far enter a window once
@@ -353,6 +411,104 @@ mod tests {
             proptest::prop_assert_eq!(FixedAmount::from_f64(amount).0, (amount * SCALE) as i128);
             let x = ((i128::from(high) << 64) | i128::from(low)) >> shift;
             proptest::prop_assert_eq!(i128_to_f64(x).to_bits(), (x as f64).to_bits());
+        }
+    }
+
+    #[test]
+    fn set_fraud_fixes_the_windows_that_hold_the_transaction_and_only_those() {
+        let schema = FeatureSchema::handbook();
+        let layout = &schema.entities()[1].layout; // 1, 7, 30 days, delayed 7 days
+        let mut w = EntityWindows::new(layout);
+        let t0 = Timestamp(1_000 * DAY);
+        assert_eq!(w.push(t0, 10.0, false), 0);
+        assert_eq!(w.push(t0.plus_seconds(60), 5.0, false), 1);
+        // In the delayed windows from t0 + 7 days; a label at t0 + 7.5 days counts from then on.
+        w.advance_to(layout, t0.plus_seconds(7 * DAY + DAY / 2));
+        assert_eq!(&w.aggregates(layout).0[..6], &[2.0, 0.0, 2.0, 0.0, 2.0, 0.0]);
+        assert!(w.set_fraud(0, true));
+        assert_eq!(&w.aggregates(layout).0[..6], &[2.0, 1.0, 2.0, 1.0, 2.0, 1.0]);
+        assert!(w.set_fraud(0, false), "a false label clears an earlier one");
+        assert_eq!(&w.aggregates(layout).0[..6], &[2.0, 0.0, 2.0, 0.0, 2.0, 0.0]);
+        assert!(!w.set_fraud(2, true), "never pushed");
+        w.advance_to(layout, t0.plus_seconds(40 * DAY));
+        assert!(!w.set_fraud(1, true), "left every window: nothing to fix");
+    }
+
+    #[test]
+    fn a_resumed_state_is_the_state_it_was_saved_from() {
+        let schema = FeatureSchema::handbook();
+        for layout in schema.entities().iter().map(|e| &e.layout) {
+            let mut w = EntityWindows::new(layout);
+            let t0 = Timestamp(1_000 * DAY);
+            for i in 0..100 {
+                w.push(t0.plus_seconds(i * DAY / 3), i as f64 * 1.25, i % 7 == 0);
+            }
+            let now = t0.plus_seconds(40 * DAY);
+            w.advance_to(layout, now);
+            w.set_fraud(w.first_index() + 3, true);
+            let mut resumed = EntityWindows::resume(layout, w.first_index());
+            for (t, amount, fraud) in w.events() {
+                resumed.resume_push(t, amount, fraud);
+            }
+            resumed.advance_to(layout, now);
+            assert_eq!(resumed.aggregates(layout), w.aggregates(layout));
+            assert_eq!(resumed.push(now, 1.0, false), w.push(now, 1.0, false));
+            let later = now.plus_seconds(9 * DAY);
+            resumed.advance_to(layout, later);
+            w.advance_to(layout, later);
+            assert_eq!(resumed.aggregates(layout), w.aggregates(layout));
+        }
+    }
+
+    proptest::proptest! {
+        /// A label that arrives before its transaction enters the delayed windows gives the
+        /// aggregates of a transaction pushed with its label, at every later time.
+        #[test]
+        fn a_label_set_before_the_delayed_windows_equals_pushing_with_it(
+            events in proptest::collection::vec((0i64..20 * DAY, 0.0f64..10_000.0, proptest::bool::ANY, 0i64..7 * DAY), 1..150),
+            probes in proptest::collection::vec(0i64..60 * DAY, 1..20),
+        ) {
+            let schema = FeatureSchema::handbook();
+            let layout = &schema.entities()[1].layout; // delayed by 7 days
+            let mut events = events;
+            events.sort_by_key(|e| e.0);
+            let (mut labelled, mut late) = (EntityWindows::new(layout), EntityWindows::new(layout));
+            // Pushes and label arrivals in time order; labels strictly under the 7-day delay.
+            let mut timeline: Vec<(i64, usize, bool)> = Vec::new();
+            for (i, &(t, _, fraud, delay)) in events.iter().enumerate() {
+                timeline.push((t, i, false));
+                if fraud {
+                    timeline.push((t + delay, i, true));
+                }
+            }
+            timeline.sort_by_key(|&(t, i, is_label)| (t, is_label, i));
+            let mut probes = probes;
+            probes.sort_unstable();
+            let mut probes = probes.into_iter().peekable();
+            let mut index = alloc::vec![0u64; events.len()];
+            let bits = |a: Aggregates| a.0.map(f64::to_bits);
+            for (t, i, is_label) in timeline {
+                while let Some(&p) = probes.peek().filter(|&&p| p <= t) {
+                    labelled.advance_to(layout, Timestamp(p));
+                    late.advance_to(layout, Timestamp(p));
+                    proptest::prop_assert_eq!(bits(labelled.aggregates(layout)), bits(late.aggregates(layout)));
+                    probes.next();
+                }
+                let (et, amount, fraud, _) = events[i];
+                let amount = (amount * 100.0).round() / 100.0;
+                if is_label {
+                    late.advance_to(layout, Timestamp(t));
+                    proptest::prop_assert!(late.set_fraud(index[i], true));
+                } else {
+                    labelled.push(Timestamp(et), amount, fraud);
+                    index[i] = late.push(Timestamp(et), amount, false);
+                }
+            }
+            for p in probes {
+                labelled.advance_to(layout, Timestamp(p));
+                late.advance_to(layout, Timestamp(p));
+                proptest::prop_assert_eq!(bits(labelled.aggregates(layout)), bits(late.aggregates(layout)));
+            }
         }
     }
 

@@ -133,6 +133,12 @@ impl<'a> Request<'a> {
     }
 }
 
+/// Decodes one score request (MessagePack, or JSON when it starts with `{`) against `schema`:
+/// the reader the wire path uses, for callers that need the transaction without scoring it.
+pub fn decode_request<'i>(input: &'i [u8], schema: &FeatureSchema) -> Result<Request<'i>, RequestError> {
+    request::decode(input, schema)
+}
+
 /// The part of a request an error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
@@ -598,7 +604,7 @@ impl<'a> Scorer<'a> {
     /// Decodes one request (MessagePack, or JSON when it starts with `{`) against the snapshot's
     /// schema.
     pub fn decode_request<'i>(&self, input: &'i [u8]) -> Result<Request<'i>, RequestError> {
-        request::decode(input, self.snapshot.schema())
+        decode_request(input, self.snapshot.schema())
     }
 
     /// The wire path: decodes one request, scores it and appends the response, in the request's

@@ -1,0 +1,148 @@
+//! The producer side, for tests and demos: a transaction history written to the two topics as
+//! the exporter reads them: each row a score request (key: the customer id), and for each fraud
+//! a label reported at a seeded random time within a maximum delay, each topic in event-time
+//! order (so every partition is too).
+
+use crate::message::Label;
+use exporter::Transactions;
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use scorer::Timestamp;
+use serde::Serialize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// What to replay where.
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// The transactions topic.
+    pub transactions: String,
+    /// The labels topic.
+    pub labels: String,
+    /// Each fraud's label is reported 1 second to this many seconds after the transaction.
+    pub label_delay_max: Duration,
+    /// Seed of the label delays.
+    pub seed: u64,
+}
+
+/// What was written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayCounts {
+    /// Transaction messages.
+    pub transactions: u64,
+    /// Label messages.
+    pub labels: u64,
+}
+
+/// The request message of a transaction, as the edge accepts it.
+#[derive(Serialize)]
+struct Request<'a> {
+    transaction_id: u64,
+    time: i64,
+    customer_id: &'a str,
+    terminal_id: &'a str,
+    amount: f64,
+}
+
+/// The score request bytes (JSON) of transaction `i`.
+pub fn request_json(tx: &Transactions, i: usize) -> Vec<u8> {
+    let request = Request {
+        transaction_id: tx.transaction_id[i],
+        time: tx.time[i].0,
+        customer_id: tx.customers.id(tx.customer[i]),
+        terminal_id: tx.terminals.id(tx.terminal[i]),
+        amount: tx.amount[i],
+    };
+    // A struct of numbers and strings: serialising to memory cannot fail.
+    serde_json::to_vec(&request).unwrap_or_default()
+}
+
+/// The labels of a history's frauds: (report time, transaction index), in report-time order.
+pub fn label_times(tx: &Transactions, delay_max: Duration, seed: u64) -> Vec<(Timestamp, usize)> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let max = i64::try_from(delay_max.as_secs()).unwrap_or(i64::MAX).max(1);
+    let mut labels: Vec<(Timestamp, usize)> = (0..tx.len())
+        .filter(|&i| tx.fraud[i] != 0)
+        .map(|i| (tx.time[i].plus_seconds(rng.random_range(1..=max)), i))
+        .collect();
+    labels.sort_by_key(|&(t, i)| (t, i));
+    labels
+}
+
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+    first: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut first) = self.first.lock() {
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// Writes the history's transactions and labels to the topics and waits until every message is
+/// acknowledged.
+pub fn replay(tx: &Transactions, config: &ReplayConfig) -> Result<ReplayCounts, KafkaError> {
+    let producer: BaseProducer<Deliveries> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        // In order per partition, even through retries.
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        // JSON requests compress about 5x: more history fits a broker's retention.
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "500000")
+        .create_with_context(Deliveries::default())?;
+    let send = |topic: &str, key: &str, payload: &[u8], time: Timestamp| -> Result<(), KafkaError> {
+        let mut record = BaseRecord::to(topic).key(key).payload(payload).timestamp(time.0.saturating_mul(1000));
+        loop {
+            match producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(20));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    };
+    let mut counts = ReplayCounts::default();
+    for i in 0..tx.len() {
+        send(&config.transactions, tx.customers.id(tx.customer[i]), &request_json(tx, i), tx.time[i])?;
+        counts.transactions += 1;
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    for (at, i) in label_times(tx, config.label_delay_max, config.seed) {
+        let label = Label::new(tx.transaction_id[i], true, at);
+        let payload = serde_json::to_vec(&label).unwrap_or_default();
+        send(&config.labels, tx.customers.id(tx.customer[i]), &payload, at)?;
+        counts.labels += 1;
+    }
+    producer.flush(Duration::from_secs(120))?;
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        let first = producer.context().first.lock().ok().and_then(|f| f.clone()).unwrap_or_default();
+        return Err(KafkaError::Global(RDKafkaErrorCode::Fail)).map_err(|e| {
+            eprintln!("{failed} messages were not delivered; the first: {first}");
+            e
+        });
+    }
+    Ok(counts)
+}

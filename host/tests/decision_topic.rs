@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, ensure};
 use host::decision_log::{
-    self, DecisionLog, DecisionLogConfig, DecisionLogCounters, DecisionRecord, DecisionTopic,
+    self, DecisionLog, DecisionLogConfig, DecisionLogCounters, DecisionRecord, KafkaTopic,
 };
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -48,7 +48,7 @@ fn every_decision_reaches_the_topic_once() -> Result<()> {
     cluster.create_topic(TOPIC, 3, 1)?;
     let dir = tempfile::tempdir()?;
     let config = DecisionLogConfig {
-        kafka: Some(DecisionTopic { brokers: cluster.bootstrap_servers(), topic: TOPIC.into() }),
+        kafka: Some(KafkaTopic { brokers: cluster.bootstrap_servers(), topic: TOPIC.into() }),
         ..DecisionLogConfig::new(dir.path())
     };
     let counters = DecisionLogCounters::default();

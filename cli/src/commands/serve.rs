@@ -101,9 +101,18 @@ pub struct Args {
     /// failures are counted in tollgate_decision_log_publish_failed_total.
     #[arg(long, value_name = "TOPIC", requires_all = ["decision_log", "kafka_brokers"])]
     decision_topic: Option<String>,
-    /// The Kafka brokers of --decision-topic (host:port[,host:port...]).
-    #[arg(long, value_name = "BROKERS", requires = "decision_topic")]
+    /// Publish analysts' verdicts (POST /v1/labels, the review queue of the demo page) to this
+    /// Kafka topic, as the label messages `tollgate exporter run --labels` folds into the next
+    /// snapshot. GET /v1/reviews lists the decision log's latest review decisions.
+    #[arg(long, value_name = "TOPIC", requires = "kafka_brokers")]
+    labels_topic: Option<String>,
+    /// The Kafka brokers of --decision-topic and --labels-topic (host:port[,host:port...]).
+    #[arg(long, value_name = "BROKERS")]
     kafka_brokers: Option<String>,
+    /// Let pages on this origin call the service from a browser (CORS), e.g. the demo page
+    /// served by `tollgate www` at http://127.0.0.1:8080. Repeat for several.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
 }
 
 /// Runs `tollgate serve` until Ctrl-C or SIGTERM.
@@ -168,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rotate_interval: Duration::from_secs(args.log_rotate_seconds),
         delta_lake: args.delta_lake,
         kafka: args.decision_topic.as_ref().zip(args.kafka_brokers.as_ref()).map(|(topic, brokers)| {
-            host::decision_log::DecisionTopic { brokers: brokers.clone(), topic: topic.clone() }
+            host::decision_log::KafkaTopic { brokers: brokers.clone(), topic: topic.clone() }
         }),
         ..DecisionLogConfig::new(dir)
     });
@@ -179,6 +188,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         idempotency_window: args.idempotency_window,
         alerts: host::service::AlertConfig { webhooks: args.webhooks.clone(), ..Default::default() },
         decision_log,
+        labels: args.labels_topic.as_ref().zip(args.kafka_brokers.as_ref()).map(|(topic, brokers)| {
+            host::decision_log::KafkaTopic { brokers: brokers.clone(), topic: topic.clone() }
+        }),
+        allow_origins: args.allow_origins.clone(),
         ..Default::default()
     };
     // The decision log is recovered before the service listens.

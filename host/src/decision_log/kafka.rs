@@ -8,7 +8,7 @@
 //! (`DecisionLogCounters::{published, publish_failed}`) and reported on stderr, never retried
 //! past librdkafka's own retries (the Parquet files keep every row either way).
 
-use super::{DecisionLogCounters, DecisionLogError, DecisionRecord, DecisionTopic, Reporter};
+use super::{DecisionLogCounters, DecisionLogError, DecisionRecord, KafkaTopic, Reporter};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use std::sync::Arc;
@@ -52,7 +52,7 @@ pub(crate) struct KafkaSink {
 impl KafkaSink {
     /// Connects (lazily: librdkafka connects in the background) to the topic's brokers.
     pub(crate) fn open(
-        topic: &DecisionTopic,
+        topic: &KafkaTopic,
         counters: &DecisionLogCounters,
         reporter: &Arc<Reporter>,
     ) -> Result<KafkaSink, DecisionLogError> {

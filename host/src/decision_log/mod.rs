@@ -46,7 +46,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use scorer::policy::Decision;
 use scorer::snapshot::IdHashKey;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -80,12 +82,12 @@ pub struct DecisionLogConfig {
     pub delta_lake: bool,
     /// Also publish every row to this Kafka topic, as JSON; needs the `kafka` feature (default
     /// none).
-    pub kafka: Option<DecisionTopic>,
+    pub kafka: Option<KafkaTopic>,
 }
 
-/// A Kafka topic the decision log publishes its rows to.
+/// A Kafka topic: where the decision log publishes its rows, or the service its analysts' labels.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecisionTopic {
+pub struct KafkaTopic {
     /// The brokers to bootstrap from (`host:port[,host:port...]`).
     pub brokers: String,
     /// The topic's name.
@@ -358,8 +360,12 @@ pub struct DecisionLog {
     writer: Option<JoinHandle<()>>,
     recovery: Recovery,
     reporter: Arc<Reporter>,
+    reviews: Mutex<VecDeque<DecisionRecord>>,
     _lock: File,
 }
+
+/// Review decisions the log keeps at hand for the analysts' queue ([`DecisionLog::reviews`]).
+pub const REVIEW_QUEUE_ROWS: usize = 1_000;
 
 impl DecisionLog {
     /// Opens (creating it when missing) and locks the directory, rolls the segments an earlier run
@@ -427,6 +433,7 @@ impl DecisionLog {
                 }
             }
         }
+        let reviews = reviews_on_disk(&dir, &counters, &reporter);
         let topic = Topic::open(&config, &counters, &reporter)?;
         let mut table = TableSync::open(&config)?;
         table.sync(&counters, &reporter);
@@ -467,6 +474,7 @@ impl DecisionLog {
             writer: Some(writer),
             recovery,
             reporter,
+            reviews: Mutex::new(reviews),
             _lock: lock,
         })
     }
@@ -475,6 +483,7 @@ impl DecisionLog {
     /// `durable`, the [`Pending`] resolves once they are fsync'd.
     pub fn append(&self, rows: Vec<DecisionRecord>) -> Pending {
         let n = rows.len();
+        self.remember_reviews(&rows);
         let done = if self.config.durable { Durability::Synced } else { Durability::Queued };
         if n == 0 {
             return Pending::ready(done);
@@ -500,6 +509,28 @@ impl DecisionLog {
             waiting,
             timeout: self.config.durable_timeout,
             not_durable: self.counters.not_durable.clone(),
+        }
+    }
+
+    /// The latest review decisions, newest first, at most `limit` (and at most
+    /// [`REVIEW_QUEUE_ROWS`]): the analysts' review queue. Seeded from the newest Parquet files
+    /// when the log opens, then kept as rows are appended.
+    pub fn reviews(&self, limit: usize) -> Vec<DecisionRecord> {
+        let reviews = self.reviews.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        reviews.iter().rev().take(limit).cloned().collect()
+    }
+
+    fn remember_reviews(&self, rows: &[DecisionRecord]) {
+        let mut fresh = rows.iter().filter(|r| r.decision == Decision::Review).peekable();
+        if fresh.peek().is_none() {
+            return;
+        }
+        let mut reviews = self.reviews.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for row in fresh {
+            if reviews.len() == REVIEW_QUEUE_ROWS {
+                reviews.pop_front();
+            }
+            reviews.push_back(row.clone());
         }
     }
 
@@ -561,6 +592,33 @@ fn sequence(name: &str) -> Option<u64> {
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// The newest [`REVIEW_QUEUE_ROWS`] review decisions of the Parquet files in `dir`, oldest first.
+/// A file that cannot be read is counted and skipped: the queue is a convenience, not the record.
+fn reviews_on_disk(
+    dir: &Path,
+    counters: &DecisionLogCounters,
+    reporter: &Reporter,
+) -> VecDeque<DecisionRecord> {
+    let mut newest_first = Vec::new();
+    let files = parquet_file::files(dir).unwrap_or_default();
+    for path in files.iter().rev() {
+        match parquet_file::read_file(path) {
+            Ok(rows) => {
+                newest_first.extend(rows.into_iter().rev().filter(|r| r.decision == Decision::Review));
+            }
+            Err(e) => {
+                counters.error("recover");
+                reporter.fault(|| format!("reading review decisions from {}: {e}", path.display()));
+            }
+        }
+        if newest_first.len() >= REVIEW_QUEUE_ROWS {
+            break;
+        }
+    }
+    newest_first.truncate(REVIEW_QUEUE_ROWS);
+    newest_first.into_iter().rev().collect()
 }
 
 /// Makes a rename or a new file in `dir` durable.

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub alerts: super::alerts::AlertCounters,
     /// The decision log's rows, drops, errors and files (zero without a log).
     pub decision_log: crate::decision_log::DecisionLogCounters,
+    /// Analysts' verdicts published on the labels topic (`POST /v1/labels`).
+    pub labels: Counter,
 }
 
 impl Default for Metrics {
@@ -54,6 +56,12 @@ impl Default for Metrics {
         let snapshot_age = Gauge::<f64, AtomicU64>::default();
         let swaps = Counter::default();
         let replays = Counter::default();
+        let labels = Counter::default();
+        registry.register(
+            "labels_published",
+            "Analysts' verdicts published on the labels topic",
+            labels.clone(),
+        );
         registry.register(
             "score_latency_seconds",
             "Time to answer a score or batch request",
@@ -124,6 +132,7 @@ impl Default for Metrics {
             replays,
             alerts,
             decision_log: log,
+            labels,
         }
     }
 }

@@ -7,6 +7,7 @@
 mod alerts;
 mod idempotency;
 mod metrics;
+mod review;
 pub mod tls;
 
 pub use alerts::{AlertConfig, AlertCounters, Alerts};
@@ -52,6 +53,11 @@ pub struct ServiceConfig {
     pub alerts: AlertConfig,
     /// Where and how every decision is logged (none by default: no log).
     pub decision_log: Option<DecisionLogConfig>,
+    /// The Kafka topic `POST /v1/labels` publishes analysts' verdicts to (none by default).
+    pub labels: Option<decision_log::KafkaTopic>,
+    /// Origins whose pages may call the service from a browser (CORS), e.g. the demo page's
+    /// `http://127.0.0.1:8080`; none by default.
+    pub allow_origins: Vec<String>,
 }
 
 impl Default for ServiceConfig {
@@ -65,6 +71,8 @@ impl Default for ServiceConfig {
             idempotency_capacity: 1_000_000,
             alerts: AlertConfig::default(),
             decision_log: None,
+            labels: None,
+            allow_origins: Vec::new(),
         }
     }
 }
@@ -77,6 +85,8 @@ pub struct AppState {
     window: Window,
     alerts: Alerts,
     log: Option<DecisionLog>,
+    labels: Option<review::LabelsTopic>,
+    verdicts: review::Verdicts,
     /// Made-up request ids are `<run>-<n>`: the start time in µs (hex), then a counter.
     run: u64,
     requests: AtomicU64,
@@ -100,6 +110,13 @@ impl AppState {
             }
             None => None,
         };
+        let labels = match &config.labels {
+            Some(topic) => Some(
+                review::LabelsTopic::open(topic)
+                    .map_err(|message| DecisionLogError::Kafka { topic: topic.topic.clone(), message })?,
+            ),
+            None => None,
+        };
         let alerts = Alerts::start(config.alerts.clone(), metrics.alerts.clone());
         let run = u64::try_from(decision_log::now_us()).unwrap_or(0);
         Ok(AppState {
@@ -109,6 +126,8 @@ impl AppState {
             window,
             alerts,
             log,
+            labels,
+            verdicts: review::Verdicts::default(),
             run,
             requests: AtomicU64::new(0),
             started: Instant::now(),
@@ -128,7 +147,9 @@ impl AppState {
 
 /// The service's routes over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let origins: Vec<HeaderValue> =
+        state.config.allow_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let routes = Router::new()
         .route("/v1/score", post(score))
         .route("/v1/score/batch", post(score_batch))
         .route("/v1/snapshot", put(push_snapshot))
@@ -136,10 +157,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/shadow", put(put_shadow).get(shadow_report).delete(drop_shadow))
         .route("/v1/shadow/promote", post(promote_shadow))
         .route("/v1/status", get(status))
+        .route("/v1/reviews", get(review::reviews))
+        .route("/v1/labels", post(review::label))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
-        .with_state(state)
+        .with_state(state);
+    if origins.is_empty() {
+        return routes;
+    }
+    // Pages on these origins (the demo page's review queue and monitoring view) may call us.
+    routes.layer(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+    )
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes.

@@ -28,7 +28,9 @@ pub const INDEX_FORMAT: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// There is no registry at the path.
-    #[error("{dir}: no model registry here ({INDEX_FILE} is missing); `tollgate retrain --models DIR` makes one")]
+    #[error(
+        "{dir}: no model registry here ({INDEX_FILE} is missing); `tollgate retrain --models DIR` makes one"
+    )]
     Missing {
         /// The directory asked for.
         dir: PathBuf,
@@ -139,7 +141,8 @@ impl Metrics {
 
     /// Name and value of each metric, in a fixed order.
     pub fn named(&self) -> [(&'static str, f64); 3] {
-        [Metric::AucRoc, Metric::AveragePrecision, Metric::CardPrecisionAt100].map(|m| (m.name(), self.get(m)))
+        [Metric::AucRoc, Metric::AveragePrecision, Metric::CardPrecisionAt100]
+            .map(|m| (m.name(), self.get(m)))
     }
 }
 
@@ -348,7 +351,8 @@ impl Registry {
     /// Reads and decodes a registered model.
     pub fn load_model(&self, lineage: &Lineage) -> Result<Model, RegistryError> {
         let path = self.model_path(lineage);
-        let bytes = std::fs::read(&path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
+        let bytes =
+            std::fs::read(&path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
         let model = Model::decode(&bytes)
             .map_err(|e| RegistryError::Damaged { path: path.clone(), reason: e.to_string() })?;
         if ModelCard::id_of(&model) != lineage.model_id {
@@ -363,12 +367,18 @@ impl Registry {
     /// Stores a model file and its card under `models/`, and its lineage in the index (unless a
     /// model of that id is registered already: training the same model twice stores it once).
     /// Call [`Registry::save`] to write the index.
-    pub fn add(&mut self, model: &Model, card: &ModelCard, mut lineage: Lineage) -> Result<(), RegistryError> {
+    pub fn add(
+        &mut self,
+        model: &Model,
+        card: &ModelCard,
+        mut lineage: Lineage,
+    ) -> Result<(), RegistryError> {
         if self.get(&lineage.model_id).is_some() {
             return Ok(());
         }
         let models = self.dir.join("models");
-        std::fs::create_dir_all(&models).map_err(|source| RegistryError::Io { path: models.clone(), source })?;
+        std::fs::create_dir_all(&models)
+            .map_err(|source| RegistryError::Io { path: models.clone(), source })?;
         lineage.model_file = format!("models/{}.tgm", lineage.model_id);
         let path = self.dir.join(&lineage.model_file);
         write_atomically(&path, &model.encode())?;

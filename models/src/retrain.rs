@@ -41,7 +41,9 @@ pub enum RetrainError {
         last: Timestamp,
     },
     /// A period holds transactions but no fraud, so AP and AUC are undefined.
-    #[error("the {part} days {from} .. {to} hold {rows} labelled transactions but no fraud: nothing to learn or rank")]
+    #[error(
+        "the {part} days {from} .. {to} hold {rows} labelled transactions but no fraud: nothing to learn or rank"
+    )]
     NoFraud {
         /// `training` or `held-back`.
         part: &'static str,
@@ -177,7 +179,10 @@ impl Comparison {
         let (cand_id, cand) = &self.candidate;
         let c = cand.get(m);
         let Some((cur_id, cur)) = &self.current else {
-            return (Verdict::Promoted, format!("no current model: the first candidate is promoted ({m} {c:.4})"));
+            return (
+                Verdict::Promoted,
+                format!("no current model: the first candidate is promoted ({m} {c:.4})"),
+            );
         };
         let k = cur.get(m);
         if cand_id == cur_id {
@@ -186,7 +191,11 @@ impl Comparison {
         if c > k + self.margin {
             (
                 Verdict::Promoted,
-                format!("{m} {c:.4} beats the current model's {k:.4} by {:.4} (margin {})", c - k, self.margin),
+                format!(
+                    "{m} {c:.4} beats the current model's {k:.4} by {:.4} (margin {})",
+                    c - k,
+                    self.margin
+                ),
             )
         } else {
             (
@@ -273,7 +282,11 @@ impl RetrainReport {
         };
         let _ = writeln!(s, "# Retraining as of {}: {verdict} {}\n", self.as_of, self.candidate.model_id);
         let _ = writeln!(s, "{}\n", self.reason);
-        let _ = writeln!(s, "- label delay: {} days; labels known before {}", self.label_delay_days, self.labelled_end);
+        let _ = writeln!(
+            s,
+            "- label delay: {} days; labels known before {}",
+            self.label_delay_days, self.labelled_end
+        );
         let _ = writeln!(
             s,
             "- not used for training: {} transactions whose label was not known yet ({} after as-of ignored)",
@@ -290,7 +303,11 @@ impl RetrainReport {
             "- held-back days (both models): {} ({} rows, {} frauds; {} rows of known compromised customers dropped)",
             self.eval_range, self.eval_rows, self.eval_frauds, self.dropped_known_compromised
         );
-        let _ = writeln!(s, "- decided on {} with margin {}; code {}\n", self.metric, self.margin, self.code_version);
+        let _ = writeln!(
+            s,
+            "- decided on {} with margin {}; code {}\n",
+            self.metric, self.margin, self.code_version
+        );
         let _ = writeln!(s, "| model | role | kind | trained on | AUC ROC | AP | CP@100 |");
         let _ = writeln!(s, "| --- | --- | --- | --- | ---: | ---: | ---: |");
         for (role, m) in [("candidate", Some(&self.candidate)), ("current", self.current.as_ref())] {
@@ -315,11 +332,10 @@ impl RetrainReport {
 
     /// Writes `report.json` and `report.md` into `dir` (created); returns the Markdown's path.
     pub fn write(&self, dir: &Path) -> Result<PathBuf, RegistryError> {
-        std::fs::create_dir_all(dir).map_err(|source| RegistryError::Io { path: dir.to_path_buf(), source })?;
-        let json = serde_json::to_string_pretty(self).map_err(|e| RegistryError::Damaged {
-            path: dir.join("report.json"),
-            reason: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| RegistryError::Io { path: dir.to_path_buf(), source })?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| RegistryError::Damaged { path: dir.join("report.json"), reason: e.to_string() })?;
         write_atomically(&dir.join("report.json"), format!("{json}\n").as_bytes())?;
         let md = dir.join("report.md");
         write_atomically(&md, self.to_markdown().as_bytes())?;
@@ -337,7 +353,8 @@ mod tests {
     fn lays_the_window_before_the_label_delay() {
         // One transaction at noon on each of 60 days from day 0.
         let times: Vec<Timestamp> = (0..60).map(|d| Timestamp(d * DAY + DAY / 2)).collect();
-        let w = RetrainWindow { as_of: Timestamp(50 * DAY), label_delay_days: 7, train_days: 10, test_days: 5 };
+        let w =
+            RetrainWindow { as_of: Timestamp(50 * DAY), label_delay_days: 7, train_days: 10, test_days: 5 };
         let plan = w.plan(&times).unwrap();
         assert_eq!(plan.labelled_end, Timestamp(43 * DAY));
         assert_eq!(plan.test_range(), (Timestamp(38 * DAY), Timestamp(43 * DAY)));

@@ -69,7 +69,9 @@ impl fmt::Display for BuildError {
                 write!(f, "the model reads {model} features but the schema has {schema}")
             }
             BuildError::ModelId => f.write_str("meta.model_id must be set exactly when a model is given"),
-            BuildError::LineageModelId => f.write_str("meta.lineage must describe the model of meta.model_id"),
+            BuildError::LineageModelId => {
+                f.write_str("meta.lineage must describe the model of meta.model_id")
+            }
             BuildError::Policy(e) => write!(f, "{e}"),
         }
     }

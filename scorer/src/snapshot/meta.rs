@@ -251,7 +251,8 @@ impl ModelLineage {
     fn decode_from(r: &mut MsgPackReader<'_>) -> Result<ModelLineage, MetaError> {
         let fields = r.map_len().ok_or(MetaError::Malformed("lineage"))?;
         let mut l = ModelLineage::default();
-        let (mut id, mut train_from, mut train_to, mut eval_from, mut eval_to) = (None, None, None, None, None);
+        let (mut id, mut train_from, mut train_to, mut eval_from, mut eval_to) =
+            (None, None, None, None, None);
         for _ in 0..fields {
             let key = get_str(r, "a lineage key")?;
             match key.as_str() {
@@ -271,7 +272,8 @@ impl ModelLineage {
                 "created_at" => l.created_at = Timestamp(get_i64(r, "lineage.created_at")?),
                 "parent" => l.parent = Some(get_str(r, "lineage.parent")?),
                 "metrics" => {
-                    let n = r.map_len().filter(|&n| n <= 256).ok_or(MetaError::Malformed("lineage.metrics"))?;
+                    let n =
+                        r.map_len().filter(|&n| n <= 256).ok_or(MetaError::Malformed("lineage.metrics"))?;
                     for _ in 0..n {
                         let name = get_str(r, "a lineage metric's name")?;
                         let value = r.float().ok_or(MetaError::Malformed("a lineage metric's value"))?;
@@ -395,7 +397,8 @@ mod tests {
             ..meta()
         };
         assert_eq!(SnapshotMeta::decode(&with.encode()), Ok(with.clone()));
-        let first = SnapshotMeta { lineage: Some(ModelLineage { parent: None, ..lineage() }), ..with.clone() };
+        let first =
+            SnapshotMeta { lineage: Some(ModelLineage { parent: None, ..lineage() }), ..with.clone() };
         assert_eq!(SnapshotMeta::decode(&first.encode()), Ok(first));
         let other = SnapshotMeta { model_id: Some("lr-1".into()), ..with.clone() };
         assert_eq!(

@@ -100,7 +100,7 @@ fn range(from: Timestamp, to: Timestamp) -> String {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let trainer = args.fit.trainer()?;
     let delay = args.label_delay.as_secs();
-    if delay % SECONDS_PER_DAY as u64 != 0 {
+    if !delay.is_multiple_of(SECONDS_PER_DAY as u64) {
         bail!("--label-delay {}: give whole days (e.g. 7d)", args.label_delay);
     }
     let delay_days = u32::try_from(delay / SECONDS_PER_DAY as u64).context("--label-delay is too long")?;

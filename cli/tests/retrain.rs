@@ -106,6 +106,7 @@ fn retrains_promotes_refuses_rolls_back_and_records_lineage_in_the_snapshot() {
     assert_eq!(r["verdict"], "promoted", "{out}");
     assert_eq!(r["current"]["model_id"], first.as_str());
     assert_eq!(r["eval_range"], "2018-05-26 .. 2018-06-02");
+    assert_eq!(r["cadence"], "as served every 3600 s");
     assert!(
         out.contains(&format!("| {second} | candidate |")) && out.contains(&format!("| {first} | current |"))
     );
@@ -120,7 +121,8 @@ fn retrains_promotes_refuses_rolls_back_and_records_lineage_in_the_snapshot() {
     // models' average precision is what the report says.
     let registry = Registry::open(&d.join("reg")).unwrap();
     let table =
-        compute_features(&tx, &FeatureSchema::handbook(), Cadence::Exact, &exporter::NoProgress).unwrap();
+        compute_features(&tx, &FeatureSchema::handbook(), Cadence::Every(3600), &exporter::NoProgress)
+            .unwrap();
     let holdout = Holdout { train_start: day("2018-05-05"), train_days: 14, delay_days: 7, test_days: 7 };
     let test = holdout.split(&tx, &table).unwrap().test;
     assert_eq!(r["eval_rows"], test.len());

@@ -25,7 +25,8 @@ pub const EXIT_REFUSED: u8 = 3;
 /// days are the last `--test-days` labelled days; the candidate trains on the `--train-days`
 /// before them, separated by the label delay (the handbook's protocol). The candidate and the
 /// current model are scored on the same held-back rows, with features built as `tollgate train`
-/// builds them (`--snapshot-every` for "as served"); the candidate is promoted when there is no
+/// builds them, as served from hourly snapshots by default (`--snapshot-every`,
+/// `--exact-features`); the candidate is promoted when there is no
 /// current model or when its `--metric` beats the current model's by more than `--margin`.
 /// Either way the candidate, its lineage and the decision are recorded in the registry, and a
 /// report (report.md, report.json) is written under DIR/reports/. Exit code 0: promoted;
@@ -36,6 +37,10 @@ pub struct Args {
     input: InputArgs,
     #[command(flatten)]
     features: FeatureArgs,
+    /// Exact features instead of the default "as served" ones (from snapshots every hour unless
+    /// --snapshot-every says otherwise).
+    #[arg(long, conflicts_with = "snapshot_every")]
+    exact_features: bool,
     /// The model registry directory (made on the first run).
     #[arg(long, value_name = "DIR")]
     models: PathBuf,
@@ -134,7 +139,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
          (label not known yet), {} after as-of ignored",
         plan.labelled_end, plan.unlabelled, plan.after_as_of
     );
-    let (table, cadence) = args.features.compute(&tx)?;
+    let features = FeatureArgs {
+        snapshot_every: match (args.exact_features, args.features.snapshot_every) {
+            (true, _) => None,
+            (false, Some(every)) => Some(every),
+            (false, None) => Some(std::time::Duration::from_secs(3600).into()),
+        },
+    };
+    let (table, cadence) = features.compute(&tx)?;
+    if let Some((l, _)) = &current
+        && l.cadence != cadence
+    {
+        println!(
+            "note: the current model {} was trained on {} features; both are evaluated on {cadence} features",
+            l.model_id, l.cadence
+        );
+    }
     let split = plan.holdout.split(&tx, &table)?;
     for (part, set, (from, to)) in
         [("training", &split.train, (train_from, train_to)), ("held-back", &split.test, (eval_from, eval_to))]
@@ -215,7 +235,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut card = ModelCard::new(&model, &split.train.feature_names, params.clone());
     card.cadence = cadence.clone();
-    card.cadence_seconds = match args.features.cadence()? {
+    card.cadence_seconds = match features.cadence()? {
         exporter::features::Cadence::Exact => None,
         exporter::features::Cadence::Every(s) => Some(s),
     };

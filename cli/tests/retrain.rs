@@ -249,6 +249,19 @@ fn names_a_missing_or_damaged_registry_and_a_window_without_labels() {
     let err = fails(d, &["snapshot", "build", "tx.csv", "--models", "reg", "-o", "s.tgs"]);
     assert!(err.contains("damaged model registry"), "{err}");
     std::fs::write(&index, &text).unwrap();
+    // A writer's lock left behind by a killed run: named, and nothing changes until it is removed.
+    std::fs::write(d.join("reg/registry.lock"), "pid 4242\n").unwrap();
+    let err = fails(d, &["rollback", "--models", "reg", "--to", &current(d)]);
+    assert!(
+        err.contains(
+            "registry.lock exists: another retrain or rollback is changing this registry (pid 4242)"
+        ),
+        "{err}"
+    );
+    let err = fails(d, &base);
+    assert!(err.contains("registry.lock exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(&index).unwrap(), text);
+    std::fs::remove_file(d.join("reg/registry.lock")).unwrap();
     let id = current(d);
     std::fs::remove_file(d.join(format!("reg/models/{id}.tgm"))).unwrap();
     let err = fails(d, &["rollback", "--models", "reg"]);

@@ -23,6 +23,8 @@ use std::str::FromStr;
 pub const INDEX_FILE: &str = "registry.json";
 /// The index format this version reads and writes.
 pub const INDEX_FORMAT: u32 = 1;
+/// The lock file a writer holds while it reads, changes and writes the index.
+pub const LOCK_FILE: &str = "registry.lock";
 
 /// Why the registry could not be opened, read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,17 @@ pub enum RegistryError {
         id: String,
         /// The ids there are, comma-separated.
         known: String,
+    },
+    /// Another writer holds the registry.
+    #[error(
+        "{path} exists: another retrain or rollback is changing this registry ({holder}); if none is running, \
+         one was killed: remove the file"
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// What the lock file says about its holder.
+        holder: String,
     },
     /// Nothing to roll back to.
     #[error("cannot roll back: {0}")]
@@ -470,6 +483,43 @@ impl Registry {
     }
 }
 
+/// The registry's writer lock: `registry.lock`, created exclusively and removed when dropped, so
+/// that two writers (a scheduled retrain and a rollback by hand) cannot both read the index, change
+/// it and write it back, losing one change.
+#[derive(Debug)]
+pub struct RegistryLock {
+    path: PathBuf,
+}
+
+impl RegistryLock {
+    /// Takes the lock of the registry in `dir` (creating the directory), or says who holds it.
+    pub fn acquire(dir: &Path) -> Result<RegistryLock, RegistryError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| RegistryError::Io { path: dir.to_path_buf(), source })?;
+        let path = dir.join(LOCK_FILE);
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut file) => {
+                let _ = writeln!(file, "pid {}", std::process::id());
+                Ok(RegistryLock { path })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+                Err(RegistryError::Locked {
+                    path,
+                    holder: if holder.is_empty() { "unknown".into() } else { holder },
+                })
+            }
+            Err(source) => Err(RegistryError::Io { path, source }),
+        }
+    }
+}
+
+impl Drop for RegistryLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it to `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     let mut name = path.as_os_str().to_owned();
@@ -573,6 +623,16 @@ mod tests {
         let snap = r.current().unwrap().to_snapshot().unwrap();
         assert_eq!(snap.train_range.1.0 - snap.train_range.0.0, 7 * 86_400);
         assert_eq!(snap.metrics[1], ("average_precision".to_string(), 0.5));
+    }
+
+    #[test]
+    fn one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = RegistryLock::acquire(dir.path()).unwrap();
+        let err = RegistryLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(err.ends_with(&format!("registry.lock exists: another retrain or rollback is changing this registry (pid {}); if none is running, one was killed: remove the file", std::process::id())), "{err}");
+        drop(lock);
+        RegistryLock::acquire(dir.path()).unwrap();
     }
 
     #[test]

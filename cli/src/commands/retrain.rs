@@ -5,7 +5,7 @@
 
 use crate::commands::train::{FeatureArgs, InputArgs, TrainerArgs};
 use anyhow::{Context, bail};
-use models::registry::{Action, Event, Lineage, Metric, Metrics, Registry};
+use models::registry::{Action, Event, Lineage, Metric, Metrics, Registry, RegistryLock};
 use models::report::ModelCard;
 use models::retrain::{Comparison, ReportedModel, RetrainError, RetrainReport, RetrainWindow, Verdict};
 use scorer::Timestamp;
@@ -112,7 +112,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.margin.is_finite() || args.margin < 0.0 {
         bail!("--margin {}: give a number of at least 0", args.margin);
     }
-    // The registry first: a damaged one stops the run before any training.
+    // The registry first: a damaged or busy one stops the run before any training.
+    let _lock = RegistryLock::acquire(&args.models)?;
     let mut registry = Registry::open_or_create(&args.models)?;
     let current = match registry.current() {
         Some(l) => Some((l.clone(), registry.load_model(l)?)),
@@ -331,6 +332,9 @@ fn day(time: &str) -> &str {
 
 /// Runs `tollgate rollback`.
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    // Opened first so that a missing registry is named, not made by the lock; read again under it.
+    Registry::open(&args.models)?;
+    let _lock = RegistryLock::acquire(&args.models)?;
     let mut registry = Registry::open(&args.models)?;
     let (from, to) = registry.rollback(args.to.as_deref(), now())?;
     registry.save()?;

@@ -117,6 +117,16 @@ fn retrains_promotes_refuses_rolls_back_and_records_lineage_in_the_snapshot() {
     )
     .unwrap();
     assert!(page.contains(&format!("| {first} | current | logistic | 2018-04-12 .. 2018-04-19 |")), "{page}");
+    // Each model's curves on the held-back rows, beside the report.
+    let run =
+        d.join("reg").join(json(&d.join("reg/registry.json"))["history"][1]["report"].as_str().unwrap());
+    for role in ["candidate", "current"] {
+        let plots = std::fs::read_to_string(run.join(role).join("index.md")).unwrap();
+        assert!(
+            plots.contains("![ROC curve](roc.svg)") && run.join(role).join("roc.svg").exists(),
+            "{plots}"
+        );
+    }
     // Recomputed here from the registry's model files on the report's held-back rows, both
     // models' average precision is what the report says.
     let registry = Registry::open(&d.join("reg")).unwrap();

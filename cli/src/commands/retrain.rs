@@ -6,8 +6,9 @@
 use crate::commands::train::{FeatureArgs, InputArgs, TrainerArgs};
 use anyhow::{Context, bail};
 use models::registry::{Action, Event, Lineage, Metric, Metrics, Registry, RegistryLock};
-use models::report::ModelCard;
+use models::report::{ModelCard, PageFormat};
 use models::retrain::{Comparison, ReportedModel, RetrainError, RetrainReport, RetrainWindow, Verdict};
+use models::threshold::Outcomes;
 use scorer::Timestamp;
 use scorer::time::SECONDS_PER_DAY;
 use std::path::PathBuf;
@@ -29,7 +30,9 @@ pub const EXIT_REFUSED: u8 = 3;
 /// `--exact-features`); the candidate is promoted when there is no
 /// current model or when its `--metric` beats the current model's by more than `--margin`.
 /// Either way the candidate, its lineage and the decision are recorded in the registry, and a
-/// report (report.md, report.json) is written under DIR/reports/. Exit code 0: promoted;
+/// report is written under DIR/reports/RUN/: report.md and report.json (both models' metrics on the
+/// same days, the decision and why), and candidate/ and current/ pages with each model's ROC and PR
+/// curves, score histograms and threshold table on the held-back rows. Exit code 0: promoted;
 /// 3: refused; 1: error.
 #[derive(clap::Args)]
 pub struct Args {
@@ -178,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = args.fit.fit(&trainer, split.train.samples()?)?;
     let seconds = began.elapsed().as_secs_f64();
     let model_id = ModelCard::id_of(&model);
-    let evaluate = |m: &scorer::model::Model, what: &str| -> anyhow::Result<Metrics> {
+    let evaluate = |m: &scorer::model::Model, what: &str| -> anyhow::Result<(Metrics, Vec<f64>)> {
         if m.n_features() != split.test.n_features() {
             bail!(
                 "the {what} reads {} features, the features here are {}",
@@ -188,12 +191,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let scores = split.test.scores(m);
         let e = split.test.evaluate(&scores, 100).with_context(|| format!("metrics of the {what}"))?;
-        Ok(Metrics::of(&e))
+        Ok((Metrics::of(&e), scores))
     };
-    let candidate_metrics = evaluate(&model, "candidate")?;
-    let current_metrics = match &current {
-        Some((l, m)) => Some((l, evaluate(m, &format!("current model {}", l.model_id))?)),
-        None => None,
+    let (candidate_metrics, candidate_scores) = evaluate(&model, "candidate")?;
+    let (current_metrics, current_scores) = match &current {
+        Some((l, m)) => {
+            let (metrics, scores) = evaluate(m, &format!("current model {}", l.model_id))?;
+            (Some((l, metrics)), Some(scores))
+        }
+        None => (None, None),
     };
     let comparison = Comparison {
         metric: args.metric,
@@ -298,7 +304,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         reason: reason.clone(),
         report: Some(report_rel.clone()),
     })?;
-    let page = report.write(&registry.dir().join(&report_rel))?;
+    let report_dir = registry.dir().join(&report_rel);
+    let page = report.write(&report_dir)?;
+    // Each model's curves, histograms and threshold table on the held-back rows, as `tollgate
+    // evaluate` draws them.
+    let amounts: Vec<f64> = split.test.rows.iter().map(|&r| tx.amount[r]).collect();
+    let pages = [
+        ("candidate", &model_id, Some(&candidate_scores)),
+        (
+            "current",
+            &report.current.as_ref().map(|c| c.model_id.clone()).unwrap_or_default(),
+            current_scores.as_ref(),
+        ),
+    ];
+    for (role, id, scores) in pages {
+        let Some(scores) = scores else { continue };
+        // `tollgate evaluate`'s default review cost.
+        let outcomes =
+            Outcomes::new(scores, &split.test.labels, &split.test.days, &amounts)?.with_review_cost(5.0)?;
+        let budget = outcomes.by_alert_budget(100);
+        let plots = models::report::Report {
+            title: format!("{role} {id} on the held-back days {}", report.eval_range),
+            scores,
+            labels: &split.test.labels,
+            days: &split.test.days,
+            cards: &split.test.cards,
+            amounts: &amounts,
+            threshold: budget.threshold,
+            review_cost: 5.0,
+            choices: vec![
+                ("alert budget (100 a day)".to_string(), budget),
+                ("cost".to_string(), outcomes.by_cost()),
+            ],
+            notes: vec![format!("Retraining as of {as_of}; report {}", page.display())],
+        };
+        plots.write(&report_dir.join(role), PageFormat::Markdown)?;
+    }
     registry.save()?;
 
     println!("trained in {seconds:.2} s");

@@ -42,6 +42,11 @@ enum Command {
     Train(commands::train::Args),
     /// Evaluate a model on a test period and write a report, or run the prequential protocol.
     Evaluate(commands::evaluate::Args),
+    /// Retrain on the latest labelled window into a model registry; promote the candidate only if
+    /// it beats the current model on the same held-back days (exit code 0: promoted, 3: refused).
+    Retrain(commands::retrain::Args),
+    /// Make an earlier model of a registry current again.
+    Rollback(commands::retrain::RollbackArgs),
     /// Import an XGBoost JSON or scikit-learn ONNX model into the scorer's model format.
     Import(commands::import::Args),
     /// Replay a stretch of a transaction history through a running `tollgate serve`, and print the
@@ -64,6 +69,11 @@ fn main() -> ExitCode {
         Command::Push(args) => commands::push::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Retrain(args) => match commands::retrain::run(args) {
+            Ok(code) => return code,
+            Err(err) => Err(err),
+        },
+        Command::Rollback(args) => commands::retrain::rollback(args),
         Command::Import(args) => commands::import::run(args),
         Command::Replay(args) => commands::replay::run(args),
         Command::Www(args) => commands::www::run(args),

@@ -10,7 +10,7 @@ use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
 use scorer::model::Model;
 use scorer::policy::Policy;
 use scorer::snapshot::{
-    BuildError, EntityKey, IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot_in_parts,
+    BuildError, EntityKey, IdHashKey, ModelLineage, SnapshotMeta, SnapshotSigner, build_snapshot_in_parts,
 };
 
 /// Why a snapshot could not be built.
@@ -101,6 +101,9 @@ pub struct Decisioning<'a> {
     /// Split each entity table into parts of at most this many bytes, by the keys' top bits, for
     /// edges that load parts on demand (`docs/snapshot-format.md`); none: one part per table.
     pub max_part_bytes: Option<usize>,
+    /// The model's lineage (from a model registry), recorded in the meta; its `model_id` must be
+    /// the model's id.
+    pub lineage: Option<&'a ModelLineage>,
 }
 
 /// Builds and signs the snapshot as of `as_of` from a history in time order, aggregates only.
@@ -158,6 +161,7 @@ pub fn build_from_aggregates(
         id_key_fingerprint: signer.id_hash().fingerprint(),
         schema: schema.clone(),
         model_id: decisioning.model.map(|(_, id)| id.to_string()),
+        lineage: decisioning.lineage.cloned(),
     };
     let rows = tables.iter().map(Vec::len).collect();
     let model = decisioning.model.map(|(m, _)| m);

@@ -17,6 +17,9 @@
 //!   NearMiss, chains), parsed from a flag such as `smote:0.1:5+under:0.5`.
 //! * [`metrics`]: confusion matrix, precision, recall, F1, AUC ROC, average precision and the
 //!   handbook's card precision@k, with scikit-learn's definitions.
+//! * [`registry`]: the model registry directory (models, lineage, current model, history of
+//!   promotions and rollbacks); [`retrain`]: the retraining window under a label delay, the
+//!   candidate-versus-current comparison and its report.
 //!
 //! ```
 //! use models::{metrics, GbdtConfig, LogisticConfig, Samples};
@@ -44,8 +47,10 @@ pub mod logistic;
 pub mod metrics;
 pub mod mlp;
 pub mod protocol;
+pub mod registry;
 pub mod report;
 pub mod resample;
+pub mod retrain;
 pub mod svm;
 pub mod tabular;
 pub mod threshold;

@@ -26,6 +26,7 @@ fn meta(signer: &SnapshotSigner) -> SnapshotMeta {
         id_key_fingerprint: signer.id_hash().fingerprint(),
         schema: FeatureSchema::handbook(),
         model_id: None,
+        lineage: None,
     }
 }
 
@@ -196,6 +197,9 @@ fn the_builder_refuses_models_and_policies_that_do_not_fit() {
     );
     assert_eq!(build(&meta(&s), Some(&model()), None), BuildError::ModelId);
     assert_eq!(build(&meta_with_model(&s), None, None), BuildError::ModelId);
+    let stray = scorer::snapshot::ModelLineage { model_id: "gbdt-other".into(), ..Default::default() };
+    let with_stray = SnapshotMeta { lineage: Some(stray), ..meta_with_model(&s) };
+    assert_eq!(build(&with_stray, Some(&model()), None), BuildError::LineageModelId);
     let code = ReasonCode::new("X").unwrap();
     let stray = Policy::DEFAULT.with_block_list(BlockList::new(2, code, vec![])).unwrap();
     assert_eq!(

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod kv;
 pub mod push;
 pub mod replay;
+pub mod retrain;
 pub mod serve;
 pub mod simulate;
 pub mod snapshot;

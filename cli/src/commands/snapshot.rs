@@ -8,7 +8,7 @@ use scorer::Timestamp;
 use scorer::features::{Aggregate, FeatureSchema};
 use scorer::model::Model;
 use scorer::policy::{BlockList, Policy, ReasonCode};
-use scorer::snapshot::{EdgeKey, Snapshot, SnapshotSigner};
+use scorer::snapshot::{EdgeKey, ModelLineage, Snapshot, SnapshotSigner};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,7 +17,7 @@ use std::time::Instant;
 pub enum Command {
     /// Build a signed snapshot of every entity's windowed aggregates as of a time, from a
     /// transaction history.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Verify a snapshot and print its meta, its sizes and, on request, one entity's row.
     Inspect(InspectArgs),
 }
@@ -53,6 +53,10 @@ pub struct DecisioningArgs {
     /// model card (MODEL_FILE.json) when there is one, else the file name.
     #[arg(long, requires = "model")]
     pub model_id: Option<String>,
+    /// Take the current model of this model registry (`tollgate retrain --models DIR`) and record
+    /// its lineage (training data range, code version, metrics) in the snapshot's meta.
+    #[arg(long, value_name = "DIR", conflicts_with = "model")]
+    pub models: Option<PathBuf>,
     /// Scores from this one up are reviewed.
     #[arg(long, default_value_t = Policy::DEFAULT.review_at())]
     pub review: f64,
@@ -77,6 +81,7 @@ pub struct DecisioningArgs {
 /// A loaded model and its id, and the policy, as [`DecisioningArgs`] ask.
 pub struct LoadedDecisioning {
     model: Option<(Model, String)>,
+    lineage: Option<ModelLineage>,
     policy: Policy,
     part_bytes: Option<usize>,
 }
@@ -88,6 +93,7 @@ impl LoadedDecisioning {
             model: self.model.as_ref().map(|(m, id)| (m, id.as_str())),
             policy: Some(&self.policy),
             max_part_bytes: self.part_bytes,
+            lineage: self.lineage.as_ref(),
         }
     }
 
@@ -101,35 +107,27 @@ impl DecisioningArgs {
     /// Reads the model file (if any) and makes the policy.
     pub fn load(&self, schema: &FeatureSchema, signer: &SnapshotSigner) -> anyhow::Result<LoadedDecisioning> {
         let args = self;
-        let model = match &args.model {
-            Some(path) => {
-                let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                let model = Model::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                if model.n_features() != schema.len() {
+        let (model, lineage) = match (&args.model, &args.models) {
+            (Some(path), _) => (Some(model_file(path, args.model_id.as_deref(), schema)?), None),
+            (None, Some(dir)) => {
+                let registry = models::registry::Registry::open(dir)?;
+                let Some(current) = registry.current() else {
                     bail!(
-                        "{}: the model reads {} features, the snapshot's schema has {}",
-                        path.display(),
-                        model.n_features(),
-                        schema.len()
-                    );
-                }
-                // The id: --model-id, else the model card's (MODEL.json, written by train/import),
-                // else the file name.
-                let card = PathBuf::from(format!("{}.json", path.display()));
-                let id = match &args.model_id {
-                    Some(id) => id.clone(),
-                    None if card.exists() => models::report::ModelCard::read(&card)?.model_id,
-                    None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                        "{}: the model registry has no current model (no retraining promoted one yet)",
+                        dir.display()
+                    )
                 };
-                Some((model, id))
+                let model = registry.load_model(current)?;
+                check_features(&model, schema, &registry.model_path(current))?;
+                (Some((model, current.model_id.clone())), Some(current.to_snapshot()?))
             }
-            None => None,
+            (None, None) => (None, None),
         };
         if let Some(n) = args.part_bytes.filter(|&n| n < 4096) {
             bail!("--part-bytes {n}: parts must be at least 4096 bytes (a KV value holds up to 25 MiB)");
         }
         let policy = policy(args, schema, signer)?;
-        Ok(LoadedDecisioning { model, policy, part_bytes: args.part_bytes })
+        Ok(LoadedDecisioning { model, lineage, policy, part_bytes: args.part_bytes })
     }
 }
 
@@ -149,7 +147,7 @@ pub struct InspectArgs {
 /// Runs `tollgate snapshot ...`.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Build(args) => build(args),
+        Command::Build(args) => build(*args),
         Command::Inspect(args) => inspect(args),
     }
 }
@@ -182,10 +180,64 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         println!("{:<16} {rows} rows of {} bytes", entity.name, scorer::snapshot::row_width(&entity.layout));
     }
     println!("{:<16} {}", "model", built.meta.model_id.as_deref().unwrap_or("(none: aggregates only)"));
+    if let Some(l) = &built.meta.lineage {
+        print_lineage(l, 16);
+    }
     println!("{:<16} review from {}, decline from {}", "policy", policy.review_at(), policy.decline_at());
     println!("{:<16} {} bytes, built in {:.3} s", "size", built.bytes.len(), elapsed.as_secs_f64());
     println!("wrote {}", args.output.display());
     Ok(())
+}
+
+/// A model file (from `tollgate train` or `tollgate import`) and its id: `id`, else the id in its
+/// model card (MODEL_FILE.json) when there is one, else the file name.
+fn model_file(path: &Path, id: Option<&str>, schema: &FeatureSchema) -> anyhow::Result<(Model, String)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let model = Model::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    check_features(&model, schema, path)?;
+    let card = models::report::ModelCard::sidecar_path(path);
+    let id = match id {
+        Some(id) => id.to_string(),
+        None if card.exists() => models::report::ModelCard::read(&card)?.model_id,
+        None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    Ok((model, id))
+}
+
+fn check_features(model: &Model, schema: &FeatureSchema, path: &Path) -> anyhow::Result<()> {
+    if model.n_features() != schema.len() {
+        bail!(
+            "{}: the model reads {} features, the snapshot's schema has {}",
+            path.display(),
+            model.n_features(),
+            schema.len()
+        );
+    }
+    Ok(())
+}
+
+/// Prints a model's lineage as `snapshot build` and `snapshot inspect` show it.
+fn print_lineage(l: &ModelLineage, width: usize) {
+    let day = |t: Timestamp| t.to_string()[..10].to_string();
+    println!("{:<width$} {} {}", "lineage", l.kind, l.params);
+    println!(
+        "{:<width$} trained on {} .. {} ({}-day label delay respected), evaluated on {} .. {}",
+        "",
+        day(l.train_range.0),
+        day(l.train_range.1),
+        l.label_delay_days,
+        day(l.eval_range.0),
+        day(l.eval_range.1)
+    );
+    let metrics: Vec<String> = l.metrics.iter().map(|(n, v)| format!("{n} {v:.4}")).collect();
+    println!("{:<width$} {}", "", metrics.join(", "));
+    println!(
+        "{:<width$} code {}, trained {}, parent {}",
+        "",
+        l.code_version,
+        l.created_at,
+        l.parent.as_deref().unwrap_or("(none)")
+    );
 }
 
 /// The decision policy from the flags: thresholds, the amount cap and block lists.
@@ -248,6 +300,9 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     println!("{:<18} {}", "exporter", meta.exporter_version);
     println!("{:<18} {:016x} ({} features)", "schema hash", meta.schema.hash(), meta.schema.len());
     println!("{:<18} {}", "model", meta.model_id.as_deref().unwrap_or("(none)"));
+    if let Some(l) = &meta.lineage {
+        print_lineage(l, 18);
+    }
     for (e, entity) in meta.schema.entities().iter().enumerate() {
         if let Some(table) = snapshot.table(e) {
             let parts = match table.part_count() {

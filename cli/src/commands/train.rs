@@ -85,44 +85,9 @@ pub fn parse_day(text: &str) -> anyhow::Result<Timestamp> {
     Ok(t)
 }
 
-/// Train a fraud model and write it in the scorer's model format (plus MODEL_FILE.json: its id,
-/// features, training range and metrics).
-///
-/// On transactions (`--input`): the handbook's 15 features, exact or as served
-/// (`--snapshot-every`), training on --train-start .. --train-end (default the handbook's week,
-/// 2018-07-25 .. 07-31); metrics are printed on the training rows and on the holdout week after a
-/// 7-day delay (known compromised customers dropped), when the file covers it.
-///
-/// On any CSV of numeric columns (`--csv FILE --label COLUMN`): every other column is a feature;
-/// `--split random:0.3 --seed N` or `--split time:COLUMN:0.3` holds rows out for validation.
+/// The model family and its settings: what `tollgate train` and `tollgate retrain` share.
 #[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    input: InputArgs,
-    #[command(flatten)]
-    features: FeatureArgs,
-    /// Generic tabular mode: a CSV file of numeric columns with a header.
-    #[arg(long, value_name = "FILE", conflicts_with = "input")]
-    csv: Option<PathBuf>,
-    /// With --csv: the label column (0/1 or false/true).
-    #[arg(long, requires = "csv", value_name = "COLUMN")]
-    label: Option<String>,
-    /// With --csv: columns that are not features (ids, ...), comma-separated.
-    #[arg(long, requires = "csv", value_delimiter = ',', value_name = "COLUMN")]
-    drop: Vec<String>,
-    /// With --csv: `random:FRACTION` (with --seed) or `time:COLUMN:FRACTION` (the latest rows by
-    /// COLUMN are held out; COLUMN is not a feature).
-    #[arg(long, requires = "csv", default_value = "random:0.3")]
-    split: String,
-    /// With --csv: the decision threshold F1, precision and recall are reported at.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
-    /// First training day (YYYY-MM-DD).
-    #[arg(long, value_name = "DAY", default_value = "2018-07-25")]
-    train_start: String,
-    /// Day after the last training day (YYYY-MM-DD, exclusive); default 7 days after the start.
-    #[arg(long, value_name = "DAY")]
-    train_end: Option<String>,
+pub struct TrainerArgs {
     /// Model family: lr (logistic regression), rf (random forest), gbdt (gradient-boosted
     /// trees), svm (linear SVM, Platt-scaled), mlp (small neural network; default settings).
     #[arg(long, default_value = "gbdt", value_parser = ["lr", "rf", "gbdt", "svm", "mlp"])]
@@ -130,7 +95,7 @@ pub struct Args {
     /// Rebalance the training rows first, e.g. `under:0.5`, `over:0.1`, `smote:0.1:5`,
     /// `nearmiss1:0.5:3`, or a chain `smote:0.1+under:0.5` (ratio = frauds per genuine row after).
     #[arg(long, value_name = "SPEC")]
-    resample: Option<String>,
+    pub resample: Option<String>,
     /// Class weights: `balanced`, or the weight of a fraud row (genuine rows weigh 1). For gbdt
     /// this is scale_pos_weight.
     #[arg(long, value_name = "balanced|N")]
@@ -171,14 +136,11 @@ pub struct Args {
     /// Seed of every random draw (subsampling, bootstrap, the random split).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where to write the model (the scorer's encoding); MODEL_FILE.json gets its description.
-    #[arg(long, short, value_name = "MODEL_FILE")]
-    output: PathBuf,
 }
 
-impl Args {
+impl TrainerArgs {
     /// Trains on `rows`, resampled first when asked.
-    fn fit(&self, trainer: &Trainer, rows: Samples<'_>) -> anyhow::Result<Model> {
+    pub fn fit(&self, trainer: &Trainer, rows: Samples<'_>) -> anyhow::Result<Model> {
         let Some(spec) = &self.resample else { return Ok(trainer.fit(rows, &Bars::default())?) };
         let resampling: Resampling = spec.parse()?;
         let resampled = resampling.apply(rows, self.seed)?;
@@ -187,7 +149,8 @@ impl Args {
         Ok(trainer.fit(rows, &Bars::default())?)
     }
 
-    fn trainer(&self) -> anyhow::Result<Trainer> {
+    /// The trainer the options describe.
+    pub fn trainer(&self) -> anyhow::Result<Trainer> {
         let weight = match self.class_weight.as_deref() {
             None => ClassWeight::None,
             Some("balanced") => ClassWeight::Balanced,
@@ -248,9 +211,54 @@ impl Args {
     }
 }
 
+/// Train a fraud model and write it in the scorer's model format (plus MODEL_FILE.json: its id,
+/// features, training range and metrics).
+///
+/// On transactions (`--input`): the handbook's 15 features, exact or as served
+/// (`--snapshot-every`), training on --train-start .. --train-end (default the handbook's week,
+/// 2018-07-25 .. 07-31); metrics are printed on the training rows and on the holdout week after a
+/// 7-day delay (known compromised customers dropped), when the file covers it.
+///
+/// On any CSV of numeric columns (`--csv FILE --label COLUMN`): every other column is a feature;
+/// `--split random:0.3 --seed N` or `--split time:COLUMN:0.3` holds rows out for validation.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    features: FeatureArgs,
+    /// Generic tabular mode: a CSV file of numeric columns with a header.
+    #[arg(long, value_name = "FILE", conflicts_with = "input")]
+    csv: Option<PathBuf>,
+    /// With --csv: the label column (0/1 or false/true).
+    #[arg(long, requires = "csv", value_name = "COLUMN")]
+    label: Option<String>,
+    /// With --csv: columns that are not features (ids, ...), comma-separated.
+    #[arg(long, requires = "csv", value_delimiter = ',', value_name = "COLUMN")]
+    drop: Vec<String>,
+    /// With --csv: `random:FRACTION` (with --seed) or `time:COLUMN:FRACTION` (the latest rows by
+    /// COLUMN are held out; COLUMN is not a feature).
+    #[arg(long, requires = "csv", default_value = "random:0.3")]
+    split: String,
+    /// With --csv: the decision threshold F1, precision and recall are reported at.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f64,
+    /// First training day (YYYY-MM-DD).
+    #[arg(long, value_name = "DAY", default_value = "2018-07-25")]
+    train_start: String,
+    /// Day after the last training day (YYYY-MM-DD, exclusive); default 7 days after the start.
+    #[arg(long, value_name = "DAY")]
+    train_end: Option<String>,
+    #[command(flatten)]
+    fit: TrainerArgs,
+    /// Where to write the model (the scorer's encoding); MODEL_FILE.json gets its description.
+    #[arg(long, short, value_name = "MODEL_FILE")]
+    output: PathBuf,
+}
+
 /// Runs `tollgate train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let trainer = args.trainer()?;
+    let trainer = args.fit.trainer()?;
     if args.csv.is_some() { train_tabular(&args, &trainer) } else { train_transactions(&args, &trainer) }
 }
 
@@ -293,7 +301,7 @@ fn train_transactions(args: &Args, trainer: &Trainer) -> anyhow::Result<()> {
         train_days
     );
     let began = Instant::now();
-    let model = args.fit(trainer, train.samples()?)?;
+    let model = args.fit.fit(trainer, train.samples()?)?;
     let seconds = began.elapsed().as_secs_f64();
     println!("trained in {seconds:.2} s");
     let mut card = ModelCard::new(&model, &train.feature_names, format!("{trainer:?}"));
@@ -341,7 +349,7 @@ fn train_tabular(args: &Args, trainer: &Trainer) -> anyhow::Result<()> {
         drop.push(column.clone());
     }
     let data = TabularData::read(path, label, &drop, split.time_column())?;
-    let (train, valid) = data.split(&split, args.seed)?;
+    let (train, valid) = data.split(&split, args.fit.seed)?;
     println!(
         "{}: {} rows x {} features; training {} on {} rows ({} frauds), validating on {} rows ({} frauds)",
         path.display(),
@@ -354,7 +362,7 @@ fn train_tabular(args: &Args, trainer: &Trainer) -> anyhow::Result<()> {
         valid.frauds()
     );
     let began = Instant::now();
-    let model = args.fit(trainer, train.samples()?)?;
+    let model = args.fit.fit(trainer, train.samples()?)?;
     let seconds = began.elapsed().as_secs_f64();
     let scores: Vec<f64> = (0..valid.len()).map(|i| model.score(valid.row(i))).collect();
     let auc = metrics::roc_auc(&scores, &valid.labels).context("AUC ROC on the validation rows")?;

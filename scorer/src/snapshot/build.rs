@@ -45,6 +45,8 @@ pub enum BuildError {
     },
     /// A model without `meta.model_id`, or a `model_id` without a model.
     ModelId,
+    /// `meta.lineage` names another model than `meta.model_id`.
+    LineageModelId,
     /// The policy does not fit the schema.
     Policy(PolicyError),
 }
@@ -67,6 +69,9 @@ impl fmt::Display for BuildError {
                 write!(f, "the model reads {model} features but the schema has {schema}")
             }
             BuildError::ModelId => f.write_str("meta.model_id must be set exactly when a model is given"),
+            BuildError::LineageModelId => {
+                f.write_str("meta.lineage must describe the model of meta.model_id")
+            }
             BuildError::Policy(e) => write!(f, "{e}"),
         }
     }
@@ -110,6 +115,11 @@ pub fn build_snapshot_in_parts(
     let entities = meta.schema.entities();
     if model.is_some() != meta.model_id.is_some() {
         return Err(BuildError::ModelId);
+    }
+    if let Some(lineage) = &meta.lineage
+        && meta.model_id.as_deref() != Some(lineage.model_id.as_str())
+    {
+        return Err(BuildError::LineageModelId);
     }
     if let Some(m) = model
         && m.n_features() != meta.schema.len()

@@ -1,5 +1,6 @@
 //! The snapshot's META section: who built it, when, from what data, for which schema, as a
-//! MessagePack map with text keys. Unknown keys are skipped (minor versions may add some).
+//! MessagePack map with text keys. Unknown keys are skipped (minor versions may add some), so
+//! optional keys such as `lineage` (where the model came from) are read by new readers only.
 
 use crate::Timestamp;
 use crate::features::{FeatureDef, FeatureKind, FeatureSchema, Window};
@@ -27,6 +28,36 @@ pub struct SnapshotMeta {
     pub schema: FeatureSchema,
     /// The model's id, once a model section is present.
     pub model_id: Option<String>,
+    /// Where the model came from (training data, code, metrics), when the builder knew it; its
+    /// `model_id` equals [`SnapshotMeta::model_id`] (checked on decode).
+    pub lineage: Option<ModelLineage>,
+}
+
+/// A model's lineage as a snapshot records it (META key `lineage`): what it was trained on, by
+/// which code, and how it scored on held-back days. Written by `tollgate snapshot build --models`
+/// from the model registry; old readers skip the key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelLineage {
+    /// The model's id (the registry's and the snapshot's `model_id`).
+    pub model_id: String,
+    /// The model family, e.g. `gbdt`.
+    pub kind: String,
+    /// The trainer's hyper-parameters, as text.
+    pub params: String,
+    /// The training data: transactions from the first time up to (excluding) the second.
+    pub train_range: (Timestamp, Timestamp),
+    /// Days between a transaction and its label being known, respected by the training window.
+    pub label_delay_days: u32,
+    /// The held-back evaluation days: from the first time up to (excluding) the second.
+    pub eval_range: (Timestamp, Timestamp),
+    /// The code that trained it: crate version, plus `+` the git commit when known at build time.
+    pub code_version: String,
+    /// When it was trained.
+    pub created_at: Timestamp,
+    /// The model that was current when it was trained, if any.
+    pub parent: Option<String>,
+    /// Metrics on the held-back days, by name (e.g. `average_precision`), in the builder's order.
+    pub metrics: Vec<(String, f64)>,
 }
 
 /// Why a META section could not be read.
@@ -75,7 +106,10 @@ impl SnapshotMeta {
     /// Encodes the META section.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = ByteBuf::new();
-        let fields = 8 + u32::from(self.data_range.is_some()) * 2 + u32::from(self.model_id.is_some());
+        let fields = 8
+            + u32::from(self.data_range.is_some()) * 2
+            + u32::from(self.model_id.is_some())
+            + u32::from(self.lineage.is_some());
         // Writing to a Vec cannot fail but for allocation, which aborts; errors are ignored.
         let _ = enc::write_map_len(&mut b, fields);
         put_str(&mut b, "snapshot_id", &self.snapshot_id);
@@ -117,6 +151,10 @@ impl SnapshotMeta {
         if let Some(model) = &self.model_id {
             put_str(&mut b, "model_id", model);
         }
+        if let Some(lineage) = &self.lineage {
+            let _ = enc::write_str(&mut b, "lineage");
+            lineage.encode_into(&mut b);
+        }
         b.into_vec()
     }
 
@@ -126,7 +164,7 @@ impl SnapshotMeta {
         let fields = r.map_len().ok_or(MetaError::Malformed("the top-level map"))?;
         let (mut snapshot_id, mut as_of, mut created_at, mut from, mut to) = (None, None, None, None, None);
         let (mut exporter_version, mut fingerprint, mut schema_hash, mut model_id) = (None, None, None, None);
-        let (mut entities, mut features) = (None, None);
+        let (mut entities, mut features, mut lineage) = (None, None, None);
         for _ in 0..fields {
             let key = get_str(&mut r, "a key")?;
             match key.as_str() {
@@ -145,6 +183,7 @@ impl SnapshotMeta {
                     entities = Some(names);
                 }
                 "features" => features = Some(get_features(&mut r)?),
+                "lineage" => lineage = Some(ModelLineage::decode_from(&mut r)?),
                 _ => r.skip().ok_or(MetaError::Malformed("an unknown field"))?,
             }
         }
@@ -162,6 +201,11 @@ impl SnapshotMeta {
             (None, None) => None,
             _ => return Err(MetaError::Missing("data_from or data_to")),
         };
+        if let Some(l) = &lineage
+            && model_id.as_deref() != Some(l.model_id.as_str())
+        {
+            return Err(MetaError::Malformed("lineage: its model_id is not the snapshot's model_id"));
+        }
         Ok(SnapshotMeta {
             snapshot_id: snapshot_id.ok_or(MetaError::Missing("snapshot_id"))?,
             as_of: Timestamp(as_of.ok_or(MetaError::Missing("as_of"))?),
@@ -171,7 +215,82 @@ impl SnapshotMeta {
             id_key_fingerprint: fingerprint.ok_or(MetaError::Missing("id_key_fingerprint"))?,
             schema,
             model_id,
+            lineage,
         })
+    }
+}
+
+impl ModelLineage {
+    /// Writes the lineage as one MessagePack map with text keys (unknown keys skipped on read).
+    fn encode_into(&self, b: &mut ByteBuf) {
+        let _ = enc::write_map_len(b, 12 + u32::from(self.parent.is_some()));
+        put_str(b, "model_id", &self.model_id);
+        put_str(b, "kind", &self.kind);
+        put_str(b, "params", &self.params);
+        put_i64(b, "train_from", self.train_range.0.0);
+        put_i64(b, "train_to", self.train_range.1.0);
+        put_i64(b, "label_delay_days", i64::from(self.label_delay_days));
+        put_i64(b, "eval_from", self.eval_range.0.0);
+        put_i64(b, "eval_to", self.eval_range.1.0);
+        put_str(b, "code_version", &self.code_version);
+        put_i64(b, "created_at", self.created_at.0);
+        if let Some(parent) = &self.parent {
+            put_str(b, "parent", parent);
+        }
+        let _ = enc::write_str(b, "metrics");
+        let _ = enc::write_map_len(b, self.metrics.len() as u32);
+        for (name, value) in &self.metrics {
+            let _ = enc::write_str(b, name);
+            let _ = enc::write_f64(b, *value);
+        }
+        let _ = enc::write_str(b, "format");
+        let _ = enc::write_uint(b, 1);
+    }
+
+    /// Reads the map [`ModelLineage::encode_into`] writes.
+    fn decode_from(r: &mut MsgPackReader<'_>) -> Result<ModelLineage, MetaError> {
+        let fields = r.map_len().ok_or(MetaError::Malformed("lineage"))?;
+        let mut l = ModelLineage::default();
+        let (mut id, mut train_from, mut train_to, mut eval_from, mut eval_to) =
+            (None, None, None, None, None);
+        for _ in 0..fields {
+            let key = get_str(r, "a lineage key")?;
+            match key.as_str() {
+                "model_id" => id = Some(get_str(r, "lineage.model_id")?),
+                "kind" => l.kind = get_str(r, "lineage.kind")?,
+                "params" => l.params = get_str(r, "lineage.params")?,
+                "train_from" => train_from = Some(get_i64(r, "lineage.train_from")?),
+                "train_to" => train_to = Some(get_i64(r, "lineage.train_to")?),
+                "label_delay_days" => {
+                    let days = get_u64(r, "lineage.label_delay_days")?;
+                    l.label_delay_days =
+                        u32::try_from(days).map_err(|_| MetaError::Malformed("lineage.label_delay_days"))?;
+                }
+                "eval_from" => eval_from = Some(get_i64(r, "lineage.eval_from")?),
+                "eval_to" => eval_to = Some(get_i64(r, "lineage.eval_to")?),
+                "code_version" => l.code_version = get_str(r, "lineage.code_version")?,
+                "created_at" => l.created_at = Timestamp(get_i64(r, "lineage.created_at")?),
+                "parent" => l.parent = Some(get_str(r, "lineage.parent")?),
+                "metrics" => {
+                    let n =
+                        r.map_len().filter(|&n| n <= 256).ok_or(MetaError::Malformed("lineage.metrics"))?;
+                    for _ in 0..n {
+                        let name = get_str(r, "a lineage metric's name")?;
+                        let value = r.float().ok_or(MetaError::Malformed("a lineage metric's value"))?;
+                        l.metrics.push((name, value));
+                    }
+                }
+                _ => r.skip().ok_or(MetaError::Malformed("an unknown lineage field"))?,
+            }
+        }
+        l.model_id = id.ok_or(MetaError::Missing("lineage.model_id"))?;
+        let range = |from: Option<i64>, to: Option<i64>, what| match (from, to) {
+            (Some(from), Some(to)) => Ok((Timestamp(from), Timestamp(to))),
+            _ => Err(MetaError::Missing(what)),
+        };
+        l.train_range = range(train_from, train_to, "lineage.train_from or lineage.train_to")?;
+        l.eval_range = range(eval_from, eval_to, "lineage.eval_from or lineage.eval_to")?;
+        Ok(l)
     }
 }
 
@@ -251,7 +370,66 @@ mod tests {
             id_key_fingerprint: 0xdead_beef,
             schema: FeatureSchema::handbook(),
             model_id: None,
+            lineage: None,
         }
+    }
+
+    fn lineage() -> ModelLineage {
+        ModelLineage {
+            model_id: "gbdt-0123456789abcdef".into(),
+            kind: "gbdt".into(),
+            params: "Gbdt { trees: 100, max_depth: 6 }".into(),
+            train_range: (Timestamp(1_532_476_800), Timestamp(1_533_081_600)),
+            label_delay_days: 7,
+            eval_range: (Timestamp(1_533_686_400), Timestamp(1_534_291_200)),
+            code_version: "0.1.0+abc1234".into(),
+            created_at: Timestamp(1_700_000_000),
+            parent: Some("lr-fedcba9876543210".into()),
+            metrics: alloc::vec![("auc_roc".into(), 0.87), ("average_precision".into(), 0.61)],
+        }
+    }
+
+    #[test]
+    fn lineage_round_trips_and_must_name_the_snapshot_model() {
+        let with = SnapshotMeta {
+            model_id: Some("gbdt-0123456789abcdef".into()),
+            lineage: Some(lineage()),
+            ..meta()
+        };
+        assert_eq!(SnapshotMeta::decode(&with.encode()), Ok(with.clone()));
+        let first =
+            SnapshotMeta { lineage: Some(ModelLineage { parent: None, ..lineage() }), ..with.clone() };
+        assert_eq!(SnapshotMeta::decode(&first.encode()), Ok(first));
+        let other = SnapshotMeta { model_id: Some("lr-1".into()), ..with.clone() };
+        assert_eq!(
+            SnapshotMeta::decode(&other.encode()),
+            Err(MetaError::Malformed("lineage: its model_id is not the snapshot's model_id"))
+        );
+        let full = with.encode();
+        for cut in 0..full.len() {
+            assert!(SnapshotMeta::decode(&full[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_reader_that_knows_no_lineage_skips_it() {
+        // What a reader without the key does: the generic skip over an unknown value.
+        let with = SnapshotMeta {
+            model_id: Some("gbdt-0123456789abcdef".into()),
+            lineage: Some(lineage()),
+            ..meta()
+        };
+        let bytes = with.encode();
+        let mut b = ByteBuf::new();
+        with.lineage.as_ref().unwrap().encode_into(&mut b);
+        let mut r = MsgPackReader::new(b.as_slice());
+        assert_eq!(r.skip(), Some(()));
+        assert!(r.at_end());
+        // Renamed, the key is unknown to this reader too: the meta decodes without it.
+        let at = bytes.windows(7).position(|w| w == b"lineage").unwrap();
+        let mut renamed = bytes.clone();
+        renamed[at..at + 7].copy_from_slice(b"lineagx");
+        assert_eq!(SnapshotMeta::decode(&renamed), Ok(SnapshotMeta { lineage: None, ..with }));
     }
 
     #[test]

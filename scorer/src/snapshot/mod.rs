@@ -12,7 +12,7 @@ pub use build::{BuildError, build_snapshot, build_snapshot_in_parts, build_snaps
 pub use keys::{
     EdgeKey, EntityKey, IdHashKey, KeyError, KeyListError, MAX_EDGE_KEYS, SnapshotSigner, edge_keys_from_text,
 };
-pub use meta::{MetaError, SnapshotMeta};
+pub use meta::{MetaError, ModelLineage, SnapshotMeta};
 pub use read::{EntityTable, PartMissing, Snapshot, SnapshotError, SnapshotPieces};
 
 /// The first 8 bytes of every snapshot.

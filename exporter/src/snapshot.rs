@@ -10,7 +10,7 @@ use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
 use scorer::model::Model;
 use scorer::policy::Policy;
 use scorer::snapshot::{
-    BuildError, EntityKey, IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot_in_parts,
+    BuildError, EntityKey, IdHashKey, Reference, SnapshotMeta, SnapshotSigner, build_snapshot_in_parts,
 };
 
 /// Why a snapshot could not be built.
@@ -101,6 +101,10 @@ pub struct Decisioning<'a> {
     /// Split each entity table into parts of at most this many bytes, by the keys' top bits, for
     /// edges that load parts on demand (`docs/snapshot-format.md`); none: one part per table.
     pub max_part_bytes: Option<usize>,
+    /// Days before the as-of time whose feature (and score) distributions the snapshot carries
+    /// as its drift reference ([`crate::reference`]); 0, the default here, carries none
+    /// (`tollgate snapshot build` defaults to 28).
+    pub reference_days: u32,
 }
 
 /// Builds and signs the snapshot as of `as_of` from a history in time order, aggregates only.
@@ -127,10 +131,12 @@ pub fn build_with(
     progress: &dyn Progress,
 ) -> Result<BuiltSnapshot, ExportError> {
     let tables = aggregate_history(tx, schema, as_of, signer.id_hash(), progress)?;
+    let model = decisioning.model.map(|(m, _)| m);
+    let reference = crate::reference::reference(tx, schema, as_of, decisioning.reference_days, model, progress)?;
     let end = tx.time.partition_point(|t| *t < as_of);
     let data_range = (end > 0).then(|| (tx.time[0], tx.time[end - 1]));
     let meta = SnapshotMeta {
-        snapshot_id: snapshot_id(as_of, schema, &tables, decisioning),
+        snapshot_id: snapshot_id(as_of, schema, &tables, decisioning, reference.as_ref()),
         as_of,
         created_at,
         data_range,
@@ -138,9 +144,9 @@ pub fn build_with(
         id_key_fingerprint: signer.id_hash().fingerprint(),
         schema: schema.clone(),
         model_id: decisioning.model.map(|(_, id)| id.to_string()),
+        reference,
     };
     let rows = tables.iter().map(Vec::len).collect();
-    let model = decisioning.model.map(|(m, _)| m);
     let max_part_bytes = decisioning.max_part_bytes.unwrap_or(usize::MAX);
     let bytes = build_snapshot_in_parts(&meta, tables, model, decisioning.policy, signer, max_part_bytes)
         .map_err(ExportError::Build)?;
@@ -154,8 +160,19 @@ fn snapshot_id(
     schema: &FeatureSchema,
     tables: &[Vec<(EntityKey, Aggregates)>],
     decisioning: &Decisioning<'_>,
+    reference: Option<&Reference>,
 ) -> String {
     let mut h = blake3::Hasher::new();
+    if let Some(r) = reference {
+        h.update(b"reference");
+        h.update(&r.from.0.to_le_bytes());
+        h.update(&r.rows.to_le_bytes());
+        for bins in r.features.iter().chain(&r.score) {
+            for v in bins.edges.iter().chain(&bins.proportions) {
+                h.update(&v.to_bits().to_le_bytes());
+            }
+        }
+    }
     if let Some((model, id)) = decisioning.model {
         h.update(id.as_bytes());
         h.update(&model.encode());

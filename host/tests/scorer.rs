@@ -179,6 +179,7 @@ fn fixture_signed_by(signer: &SnapshotSigner) -> Result<Vec<u8>> {
         id_key_fingerprint: signer.id_hash().fingerprint(),
         schema: schema.clone(),
         model_id: Some("lr-stranger".into()),
+        reference: None,
     };
     // One cold row per entity kind: a valid snapshot in every way but its signer.
     let tables = schema.entities().iter().map(|_| vec![(EntityKey(1), Aggregates::ZERO)]).collect();

@@ -26,6 +26,7 @@ fn meta(signer: &SnapshotSigner) -> SnapshotMeta {
         id_key_fingerprint: signer.id_hash().fingerprint(),
         schema: FeatureSchema::handbook(),
         model_id: None,
+        reference: None,
     }
 }
 

@@ -326,6 +326,7 @@ pub fn demo_data() -> Result<Demo> {
         id_key_fingerprint: signer.id_hash().fingerprint(),
         schema,
         model_id: Some(DEMO_MODEL_ID.into()),
+        reference: None,
     };
     let snapshot = build_snapshot_with(&meta, tables, Some(&model), Some(&policy), &signer)
         .map_err(|e| anyhow::anyhow!("building the demo snapshot: {e}"))?;

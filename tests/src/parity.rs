@@ -93,6 +93,7 @@ pub fn fixture(model: &Model, model_id: &str) -> Result<Fixture> {
         id_key_fingerprint: s.id_hash().fingerprint(),
         schema,
         model_id: Some(model_id.into()),
+        reference: None,
     };
     let code = |c| ReasonCode::new(c).expect("a valid code");
     let blocked_customers: Vec<&[u8]> = vec![b"3", b"77", b"150"];

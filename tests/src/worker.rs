@@ -341,6 +341,7 @@ pub fn large_snapshot(customers: usize, terminals: usize, max_part_bytes: usize)
         id_key_fingerprint: s.id_hash().fingerprint(),
         schema,
         model_id: Some("lr-parity-v1".into()),
+        reference: None,
     };
     Ok(build_snapshot_in_parts(&meta, tables, Some(&crate::parity::logistic()), None, &s, max_part_bytes)?)
 }

@@ -64,6 +64,11 @@ pub struct BuildArgs {
     /// apart). Default: one part per table.
     #[arg(long, value_name = "BYTES")]
     part_bytes: Option<usize>,
+    /// Carry the drift reference: each feature's (and, with a model, the score's) distribution
+    /// over this many days before the as-of time, as decile bins, for the host's drift monitor
+    /// (`/v1/monitoring`, `tollgate_feature_psi`). 0: no reference.
+    #[arg(long, value_name = "N", default_value_t = 28)]
+    reference_days: u32,
 }
 
 /// Arguments of `tollgate snapshot inspect`.
@@ -133,6 +138,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         model: model.as_ref().map(|(m, id)| (m, id.as_str())),
         policy: Some(&policy),
         max_part_bytes: args.part_bytes,
+        reference_days: args.reference_days,
     };
     let began = Instant::now();
     let built = build_with(&tx, &schema, as_of, now(), &signer, &decisioning, &Bars::default())?;
@@ -146,6 +152,10 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     }
     println!("{:<16} {}", "model", built.meta.model_id.as_deref().unwrap_or("(none: aggregates only)"));
     println!("{:<16} review from {}, decline from {}", "policy", policy.review_at(), policy.decline_at());
+    match &built.meta.reference {
+        Some(r) => println!("{:<16} {} transactions from {} to {}", "drift reference", r.rows, r.from, r.to),
+        None => println!("{:<16} none", "drift reference"),
+    }
     println!("{:<16} {} bytes, built in {:.3} s", "size", built.bytes.len(), elapsed.as_secs_f64());
     println!("wrote {}", args.output.display());
     Ok(())

@@ -67,6 +67,7 @@ impl History {
             id_key_fingerprint: signer.id_hash().fingerprint(),
             schema,
             model_id: Some("lr-cli-test".into()),
+            reference: None,
         };
         let policy = Policy::new(0.25, 0.6)?;
         Ok(build_snapshot_with(&meta, tables, Some(&logistic()), Some(&policy), signer)?)

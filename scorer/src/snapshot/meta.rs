@@ -2,6 +2,7 @@
 //! MessagePack map with text keys. Unknown keys are skipped (minor versions may add some).
 
 use crate::Timestamp;
+use super::reference::Reference;
 use crate::features::{FeatureDef, FeatureKind, FeatureSchema, Window};
 use crate::score::wire::MsgPackReader;
 use alloc::string::String;
@@ -27,6 +28,9 @@ pub struct SnapshotMeta {
     pub schema: FeatureSchema,
     /// The model's id, once a model section is present.
     pub model_id: Option<String>,
+    /// The training window's feature and score distributions, for drift monitoring (key
+    /// `reference`, added in 1.2: older readers skip it).
+    pub reference: Option<Reference>,
 }
 
 /// Why a META section could not be read.
@@ -36,6 +40,8 @@ pub enum MetaError {
     Malformed(&'static str),
     /// A required field is missing.
     Missing(&'static str),
+    /// The drift reference is malformed (the text names the part) or does not fit the schema.
+    Reference(&'static str),
     /// The embedded schema is not valid.
     Schema(crate::features::SchemaError),
     /// The schema hash recorded does not match the schema's definitions.
@@ -52,6 +58,7 @@ impl core::fmt::Display for MetaError {
         match self {
             MetaError::Malformed(what) => write!(f, "meta: {what} is malformed"),
             MetaError::Missing(what) => write!(f, "meta: {what} is missing"),
+            MetaError::Reference(what) => write!(f, "meta: {what} is malformed"),
             MetaError::Schema(e) => write!(f, "meta: schema: {e}"),
             MetaError::SchemaHash { recorded, computed } => {
                 write!(
@@ -75,7 +82,10 @@ impl SnapshotMeta {
     /// Encodes the META section.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = ByteBuf::new();
-        let fields = 8 + u32::from(self.data_range.is_some()) * 2 + u32::from(self.model_id.is_some());
+        let fields = 8
+            + u32::from(self.data_range.is_some()) * 2
+            + u32::from(self.model_id.is_some())
+            + u32::from(self.reference.is_some());
         // Writing to a Vec cannot fail but for allocation, which aborts; errors are ignored.
         let _ = enc::write_map_len(&mut b, fields);
         put_str(&mut b, "snapshot_id", &self.snapshot_id);
@@ -117,6 +127,10 @@ impl SnapshotMeta {
         if let Some(model) = &self.model_id {
             put_str(&mut b, "model_id", model);
         }
+        if let Some(reference) = &self.reference {
+            let _ = enc::write_str(&mut b, "reference");
+            reference.encode(&mut b);
+        }
         b.into_vec()
     }
 
@@ -126,7 +140,7 @@ impl SnapshotMeta {
         let fields = r.map_len().ok_or(MetaError::Malformed("the top-level map"))?;
         let (mut snapshot_id, mut as_of, mut created_at, mut from, mut to) = (None, None, None, None, None);
         let (mut exporter_version, mut fingerprint, mut schema_hash, mut model_id) = (None, None, None, None);
-        let (mut entities, mut features) = (None, None);
+        let (mut entities, mut features, mut reference) = (None, None, None);
         for _ in 0..fields {
             let key = get_str(&mut r, "a key")?;
             match key.as_str() {
@@ -145,6 +159,7 @@ impl SnapshotMeta {
                     entities = Some(names);
                 }
                 "features" => features = Some(get_features(&mut r)?),
+                "reference" => reference = Some(Reference::decode(&mut r).map_err(MetaError::Reference)?),
                 _ => r.skip().ok_or(MetaError::Malformed("an unknown field"))?,
             }
         }
@@ -156,6 +171,9 @@ impl SnapshotMeta {
         let recorded = schema_hash.ok_or(MetaError::Missing("schema_hash"))?;
         if recorded != schema.hash() {
             return Err(MetaError::SchemaHash { recorded, computed: schema.hash() });
+        }
+        if reference.as_ref().is_some_and(|r: &Reference| r.features.len() != schema.len()) {
+            return Err(MetaError::Reference("reference.features (one distribution per schema feature)"));
         }
         let data_range = match (from, to) {
             (Some(from), Some(to)) => Some((Timestamp(from), Timestamp(to))),
@@ -171,6 +189,7 @@ impl SnapshotMeta {
             id_key_fingerprint: fingerprint.ok_or(MetaError::Missing("id_key_fingerprint"))?,
             schema,
             model_id,
+            reference,
         })
     }
 }
@@ -251,6 +270,7 @@ mod tests {
             id_key_fingerprint: 0xdead_beef,
             schema: FeatureSchema::handbook(),
             model_id: None,
+            reference: None,
         }
     }
 
@@ -258,6 +278,49 @@ mod tests {
     fn meta_round_trips() {
         let m = meta();
         assert_eq!(SnapshotMeta::decode(&m.encode()), Ok(m));
+    }
+
+    fn with_reference() -> SnapshotMeta {
+        use super::super::reference::Bins;
+        let n = FeatureSchema::handbook().len();
+        let bins = |k: usize| Bins {
+            edges: (0..k).map(|i| i as f64 * 1.5).collect(),
+            proportions: alloc::vec![1.0 / (k + 1) as f64; k + 1],
+        };
+        SnapshotMeta {
+            reference: Some(Reference {
+                from: Timestamp(1_531_267_200),
+                to: Timestamp(1_533_686_400),
+                rows: 271_828,
+                features: (0..n).map(|i| bins(i % 10)).collect(),
+                score: Some(bins(9)),
+            }),
+            ..meta()
+        }
+    }
+
+    #[test]
+    fn meta_with_a_reference_round_trips_and_refuses_truncation() {
+        let m = with_reference();
+        let bytes = m.encode();
+        assert_eq!(SnapshotMeta::decode(&bytes), Ok(m));
+        for cut in 0..bytes.len() {
+            assert!(SnapshotMeta::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_reference_that_does_not_fit_the_schema() {
+        let mut m = with_reference();
+        if let Some(r) = &mut m.reference {
+            r.features.pop();
+        }
+        assert!(matches!(SnapshotMeta::decode(&m.encode()), Err(MetaError::Reference(_))));
+        let mut m = with_reference();
+        if let Some(r) = &mut m.reference {
+            r.features[3].edges.reverse();
+        }
+        assert!(matches!(SnapshotMeta::decode(&m.encode()), Err(MetaError::Reference(_))));
     }
 
     #[test]

@@ -7,12 +7,14 @@ mod build;
 mod keys;
 mod meta;
 mod read;
+mod reference;
 
 pub use build::{BuildError, build_snapshot, build_snapshot_in_parts, build_snapshot_with};
 pub use keys::{
     EdgeKey, EntityKey, IdHashKey, KeyError, KeyListError, MAX_EDGE_KEYS, SnapshotSigner, edge_keys_from_text,
 };
 pub use meta::{MetaError, SnapshotMeta};
+pub use reference::{Bins, MAX_EDGES, Reference};
 pub use read::{EntityTable, PartMissing, Snapshot, SnapshotError, SnapshotPieces};
 
 /// The first 8 bytes of every snapshot.

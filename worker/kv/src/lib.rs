@@ -366,6 +366,7 @@ mod tests {
             id_key_fingerprint: signer.id_hash().fingerprint(),
             schema: FeatureSchema::handbook(),
             model_id: None,
+            reference: None,
         };
         let rows = |prefix: &str| {
             (0..n)

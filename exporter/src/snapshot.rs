@@ -132,7 +132,8 @@ pub fn build_with(
 ) -> Result<BuiltSnapshot, ExportError> {
     let tables = aggregate_history(tx, schema, as_of, signer.id_hash(), progress)?;
     let model = decisioning.model.map(|(m, _)| m);
-    let reference = crate::reference::reference(tx, schema, as_of, decisioning.reference_days, model, progress)?;
+    let reference =
+        crate::reference::reference(tx, schema, as_of, decisioning.reference_days, model, progress)?;
     let end = tx.time.partition_point(|t| *t < as_of);
     let data_range = (end > 0).then(|| (tx.time[0], tx.time[end - 1]));
     let meta = SnapshotMeta {

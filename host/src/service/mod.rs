@@ -89,7 +89,10 @@ impl AppState {
     /// key's id-hash key; fails only when its directory cannot be created or locked.
     pub fn new(scorer: Scorer, config: ServiceConfig) -> Result<AppState, DecisionLogError> {
         let window = Window::new(config.idempotency_window, config.idempotency_capacity);
-        let metrics = Metrics::default();
+        let mut metrics = Metrics::default();
+        if let Some(monitor) = scorer.monitor() {
+            metrics.register_monitor(monitor);
+        }
         let log = match &config.decision_log {
             Some(c) => {
                 let Some(key) = scorer.edge_keys().first() else {
@@ -139,6 +142,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
+        .route("/v1/monitoring", get(monitoring))
         .with_state(state)
 }
 
@@ -707,7 +711,30 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// `GET /v1/monitoring`: the drift monitor's report as JSON (`docs/host.md`), readable from a
+/// page on any origin (it holds no secret: bins, shares and counts).
+async fn monitoring(State(state): State<Arc<AppState>>) -> Response {
+    let Some(monitor) = state.scorer.monitor() else {
+        let mut r =
+            problem(&state, StatusCode::NOT_FOUND, "no_monitor", "drift monitoring is off on this host");
+        r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        return r;
+    };
+    let report = monitor.report();
+    state.metrics.set_drift(&report);
+    let body = serde_json::to_vec(&report).unwrap_or_default();
+    let headers = [
+        (header::CONTENT_TYPE, JSON),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (StatusCode::OK, headers, body).into_response()
+}
+
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(monitor) = state.scorer.monitor() {
+        state.metrics.set_drift(&monitor.report());
+    }
     if let Some(s) = state.scorer.snapshot() {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         state.metrics.snapshot_age.set(now - s.created_at as f64);

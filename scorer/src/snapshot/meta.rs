@@ -1,8 +1,8 @@
 //! The snapshot's META section: who built it, when, from what data, for which schema, as a
 //! MessagePack map with text keys. Unknown keys are skipped (minor versions may add some).
 
-use crate::Timestamp;
 use super::reference::Reference;
+use crate::Timestamp;
 use crate::features::{FeatureDef, FeatureKind, FeatureSchema, Window};
 use crate::score::wire::MsgPackReader;
 use alloc::string::String;

@@ -14,8 +14,8 @@ pub use keys::{
     EdgeKey, EntityKey, IdHashKey, KeyError, KeyListError, MAX_EDGE_KEYS, SnapshotSigner, edge_keys_from_text,
 };
 pub use meta::{MetaError, SnapshotMeta};
-pub use reference::{Bins, MAX_EDGES, Reference};
 pub use read::{EntityTable, PartMissing, Snapshot, SnapshotError, SnapshotPieces};
+pub use reference::{Bins, MAX_EDGES, Reference};
 
 /// The first 8 bytes of every snapshot.
 pub const MAGIC: [u8; 8] = *b"TGSNAP\r\n";

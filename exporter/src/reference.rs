@@ -15,8 +15,11 @@ use scorer::time::SECONDS_PER_DAY;
 pub const MAX_DISTINCT_BINS: usize = 10;
 
 /// The reference over the `days` days before `as_of` (transactions at `as_of - days` or later and
-/// before `as_of`), with the score distribution when `model` is given. `None` when `days` is 0
-/// or the window holds no transaction.
+/// before `as_of`), with the score distribution when `model` is given. The window starts no
+/// earlier than the history's first transaction plus the schema's longest reach (window plus
+/// delay, 37 days for the handbook): before that, windows are still filling and counts read low,
+/// which live traffic would show as drift. `None` when `days` is 0 or the window holds no
+/// transaction.
 pub fn reference(
     tx: &Transactions,
     schema: &FeatureSchema,
@@ -25,7 +28,19 @@ pub fn reference(
     model: Option<&Model>,
     progress: &dyn Progress,
 ) -> Result<Option<Reference>, FeatureError> {
-    let from = Timestamp(as_of.0.saturating_sub(i64::from(days) * SECONDS_PER_DAY));
+    let reach = schema
+        .features()
+        .iter()
+        .filter_map(|f| match f.kind {
+            FeatureKind::Count { window, .. }
+            | FeatureKind::MeanAmount { window, .. }
+            | FeatureKind::Risk { window, .. } => Some(i64::from(window.days) + i64::from(window.delay_days)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let filled = tx.time.first().map_or(as_of.0, |t| t.0.saturating_add(reach * SECONDS_PER_DAY));
+    let from = Timestamp(as_of.0.saturating_sub(i64::from(days) * SECONDS_PER_DAY).max(filled));
     let (start, end) = (tx.time.partition_point(|t| *t < from), tx.time.partition_point(|t| *t < as_of));
     if days == 0 || start >= end {
         return Ok(None);

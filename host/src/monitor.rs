@@ -51,11 +51,23 @@ pub struct MonitorConfig {
     pub check_every: usize,
     /// Write each alarm's start and end to stderr (default true).
     pub log: bool,
+    /// Features whose PSI is reported but never alarms. Default: the clock features
+    /// `TX_DURING_WEEKEND` and `TX_DURING_NIGHT`, whose share follows the calendar: a window
+    /// shorter than a week holds all-weekend or all-weekday traffic, and the first requests after
+    /// a reset at midnight are all night ones. That is seasonality, not drift.
+    pub no_alarm: Vec<String>,
 }
 
 impl Default for MonitorConfig {
     fn default() -> MonitorConfig {
-        MonitorConfig { window: 10_000, threshold: 0.2, min_samples: 1_000, check_every: 500, log: true }
+        MonitorConfig {
+            window: 10_000,
+            threshold: 0.2,
+            min_samples: 1_000,
+            check_every: 500,
+            log: true,
+            no_alarm: vec!["TX_DURING_WEEKEND".to_string(), "TX_DURING_NIGHT".to_string()],
+        }
     }
 }
 
@@ -157,6 +169,8 @@ pub struct MonitorReport {
 /// One tracked distribution.
 struct Series {
     name: String,
+    /// Listed in [`MonitorConfig::no_alarm`].
+    quiet: bool,
     bins: Bins,
     counts: Vec<u64>,
     alarm: bool,
@@ -239,6 +253,7 @@ impl Monitor {
                 // At most MAX_EDGES + 1 = 65 bins (the decoder checks), so bin numbers fit a u8.
                 .map(|(name, bins)| Series {
                     counts: vec![0; bins.len()],
+                    quiet: self.config.no_alarm.contains(&name),
                     name,
                     bins,
                     alarm: false,
@@ -354,7 +369,7 @@ impl Monitor {
         let mut changes = Vec::new();
         for s in &mut st.series {
             s.psi = psi(&s.bins.proportions, &s.live(samples));
-            let alarm = enough && s.psi > self.config.threshold;
+            let alarm = enough && !s.quiet && s.psi > self.config.threshold;
             if alarm != s.alarm {
                 s.alarm = alarm;
                 changes.push((s.name.clone(), alarm, s.psi));

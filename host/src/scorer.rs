@@ -551,25 +551,24 @@ impl Scorer {
         };
         let mut body = Vec::with_capacity(512);
         let result = guest.and_then(|mut g| {
-            if batch { g.score_batch(input, &mut body) } else { g.score(input, &mut body) }?;
-            if let (Some(monitor), Some(s)) = (monitor, &snapshot) {
-                let mut unscored = 0;
-                let exported =
-                    g.with_last_features(|rows| unscored = monitor.record(&s.snapshot_id, rows))?;
-                // Only a response that the model did not score can be an error.
-                if unscored > 0 || !exported {
-                    monitor.count_errors(&body);
-                }
-            }
-            Ok(g)
+            if batch { g.score_batch(input, &mut body) } else { g.score(input, &mut body) }.map(|()| g)
         });
         match result {
-            Ok(g) => {
+            Ok(mut g) => {
+                // Monitoring never changes the answer: an instance whose `tg_last_features`
+                // fails is only discarded.
+                let healthy = match (monitor, &snapshot) {
+                    (Some(monitor), Some(s)) => Self::monitor_call(monitor, &s.snapshot_id, &mut g, &body),
+                    _ => true,
+                };
                 let mut pool = lock(&live.pool);
-                if pool.len() < self.inner.config.pool_size {
+                if healthy && pool.len() < self.inner.config.pool_size {
                     pool.push(g);
                 }
                 drop(pool);
+                if !healthy {
+                    self.inner.counters.discarded.fetch_add(1, Ordering::Relaxed);
+                }
                 Scored { body, snapshot, fallback: None, shadow: None }
             }
             Err(e) => {
@@ -581,6 +580,22 @@ impl Scorer {
                     fallback::response(input, batch, self.inner.config.fallback, &e, snapshot.as_deref());
                 Scored { body, snapshot, fallback: Some(e), shadow: None }
             }
+        }
+    }
+
+    /// Hands a call's features and field errors to the monitor; false when the guest failed.
+    fn monitor_call(monitor: &Monitor, snapshot_id: &str, g: &mut Guest, body: &[u8]) -> bool {
+        let mut unscored = 0;
+        match g.with_last_features(|rows| unscored = monitor.record(snapshot_id, rows)) {
+            Ok(exported) => {
+                // Only a response the model did not score can be an error (without the export,
+                // every body is searched).
+                if unscored > 0 || !exported {
+                    monitor.count_errors(body);
+                }
+                true
+            }
+            Err(_) => false,
         }
     }
 

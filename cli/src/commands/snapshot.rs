@@ -17,7 +17,7 @@ use std::time::Instant;
 pub enum Command {
     /// Build a signed snapshot of every entity's windowed aggregates as of a time, from a
     /// transaction history.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Verify a snapshot and print its meta, its sizes and, on request, one entity's row.
     Inspect(InspectArgs),
 }
@@ -87,7 +87,7 @@ pub struct InspectArgs {
 /// Runs `tollgate snapshot ...`.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Build(args) => build(args),
+        Command::Build(args) => build(*args),
         Command::Inspect(args) => inspect(args),
     }
 }

@@ -32,6 +32,7 @@ impl Bins {
     }
 
     /// The bin of `value` (`None` for NaN).
+    #[inline]
     pub fn bin(&self, value: f64) -> Option<usize> {
         (!value.is_nan()).then(|| self.edges.partition_point(|&e| e <= value))
     }

@@ -221,6 +221,18 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     println!("{:<18} {}", "exporter", meta.exporter_version);
     println!("{:<18} {:016x} ({} features)", "schema hash", meta.schema.hash(), meta.schema.len());
     println!("{:<18} {}", "model", meta.model_id.as_deref().unwrap_or("(none)"));
+    match &meta.reference {
+        Some(r) => println!(
+            "{:<18} {} transactions, {} .. {}, {} feature distributions{}",
+            "drift reference",
+            r.rows,
+            r.from,
+            r.to,
+            r.features.len(),
+            if r.score.is_some() { " and the score's" } else { "" }
+        ),
+        None => println!("{:<18} (none)", "drift reference"),
+    }
     for (e, entity) in meta.schema.entities().iter().enumerate() {
         if let Some(table) = snapshot.table(e) {
             let parts = match table.part_count() {

@@ -194,6 +194,20 @@ fn drift_overhead(wasm: &[u8], keys: &str, rows: &mut Vec<(String, String)>) -> 
     let (t_off, t_on, b_off, b_on) =
         (t_off / rounds as f64, t_on / rounds as f64, b_off / rounds as f64, b_on / rounds as f64);
     let samples = on.monitor().map_or(0, |m| m.report().samples);
+    // The monitor's own share: one row (15 features and a score) recorded, no guest involved.
+    let row: Vec<u8> = (0..16).flat_map(|i| (f64::from(i) * 3.7).to_le_bytes()).collect();
+    let record_ns = match on.monitor() {
+        Some(m) => {
+            let n = 200_000;
+            let t = Instant::now();
+            for _ in 0..n {
+                black_box(m.record(black_box(&built.meta.snapshot_id), black_box(&row)));
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(n)
+        }
+        None => 0.0,
+    };
+    rows.push(("drift monitor, Monitor::record of one row alone".into(), format!("{record_ns:.0} ns")));
     rows.push((
         format!("drift monitor, one request per call ({} requests, window {samples})", requests.len()),
         format!("{t_off:.0} ns off, {t_on:.0} ns on: +{:.0} ns ({:.3}x)", t_on - t_off, t_on / t_off),

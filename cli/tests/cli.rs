@@ -73,6 +73,8 @@ fn simulates_ingests_builds_features_and_a_verifiable_snapshot() {
     assert!(inspect.status.success(), "{}", stderr(&inspect));
     let text = stdout(&inspect);
     assert!(text.contains("as of              2018-05-01 00:00:00"), "{text}");
+    // No drift reference: before 2018-05-08 the 37 days that the windows reach are still filling.
+    assert!(text.contains("drift reference    (none)"), "{text}");
     assert!(text.contains("not in the snapshot"), "{text}");
 
     // In parts: the same entity found, the parts named; a part size too small is refused.
@@ -96,12 +98,48 @@ fn simulates_ingests_builds_features_and_a_verifiable_snapshot() {
     let tiny = build_in_parts("100", "tiny.tgs");
     assert!(!tiny.status.success() && stderr(&tiny).contains("--part-bytes 100"), "{}", stderr(&tiny));
 
+    // As of the end of the history, the reference covers the days after the windows filled.
+    let latest = tollgate(d, &["snapshot", "build", "tx.parquet", "-o", "latest.tgs"]);
+    assert!(latest.status.success(), "{}", stderr(&latest));
+    assert!(stdout(&latest).contains("drift reference  "), "{}", stdout(&latest));
+    let inspect = tollgate(d, &["snapshot", "inspect", "latest.tgs"]);
+    let text = stdout(&inspect);
+    assert!(text.contains("2018-05-08") && text.contains("15 feature distributions"), "{text}");
+
     // Another key pair does not verify it.
     let other = tollgate(d, &["keys", "new", "--out", "other"]);
     assert!(other.status.success());
     let refused = tollgate(d, &["snapshot", "inspect", "snap.tgs", "--key", "other/edge.key"]);
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("which this edge does not trust"), "{}", stderr(&refused));
+}
+
+#[test]
+fn simulate_shifts_parameters_and_names_a_bad_shift() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = |shift: Option<&str>, out: &str| {
+        let mut args = vec!["simulate", "--days", "5", "--customers", "50", "--terminals", "100", "-o", out];
+        if let Some(s) = shift {
+            args.extend(["--shift", s]);
+        }
+        tollgate(d, &args)
+    };
+    for (i, shift) in [None, Some("amount=3x@day2..3")].into_iter().enumerate() {
+        let out = sim(shift, &format!("tx{i}.csv"));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (plain, shifted) = (
+        std::fs::read_to_string(d.join("tx0.csv")).unwrap(),
+        std::fs::read_to_string(d.join("tx1.csv")).unwrap(),
+    );
+    assert_eq!(plain.lines().count(), shifted.lines().count());
+    assert_ne!(plain, shifted, "amounts of day 2 are tripled");
+    let bad = sim(Some("amount=2x@40"), "bad.csv");
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("days \"40\": expected dayN"), "{}", stderr(&bad));
+    let help = tollgate(d, &["simulate", "--help"]);
+    assert!(stdout(&help).contains("amount=2x@day40..41"), "{}", stdout(&help));
 }
 
 #[test]

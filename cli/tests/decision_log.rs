@@ -46,6 +46,7 @@ fn snapshot(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         schema,
         model_id: Some("lr-declog".into()),
         lineage: None,
+        reference: None,
     };
     let weights = vec![0.012, 0.15, 0.6, 0.08, 0.004, 0.03, 0.002, 0.01, 0.001, 0.0, 4.0, 0.0, 3.0, 0.0, 1.5];
     let model = Model::Logistic(Logistic { weights, intercept: -3.5 });

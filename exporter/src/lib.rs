@@ -7,6 +7,7 @@
 //!   project's embedded default data.
 //! * [`ingest`]: reads CSV (plain or gzip) and Parquet into [`Transactions`], validating every
 //!   row; [`write`](crate::write) writes them back in the handbook's layout.
+//! * [`reference`]: the feature and score distributions a snapshot carries for drift monitoring.
 //! * [`Progress`]: how long work reports how far it got (the CLI draws the bars).
 //!
 //! Later issues add feature computation (calling `scorer::features`), training sets and snapshots.
@@ -22,6 +23,7 @@ pub mod features;
 pub mod format;
 pub mod ingest;
 pub mod progress;
+pub mod reference;
 pub mod simulate;
 pub mod snapshot;
 pub mod summary;

@@ -48,6 +48,82 @@ pub struct SimulationConfig {
     pub start: Timestamp,
     /// A customer uses the terminals within this distance on the grid.
     pub radius: f64,
+    /// A change of the generative process for some days (drift to monitor); none by default.
+    pub shift: Option<Shift>,
+}
+
+/// A simulator parameter that a [`Shift`] changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShiftedParameter {
+    /// Every genuine transaction's amount (before fraud scenarios apply to it).
+    Amount,
+}
+
+/// A parameter multiplied by a factor on a range of days, e.g. amounts doubled on day 40:
+/// `amount=2x@day40..41` (see [`Shift::from_str`](std::str::FromStr)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shift {
+    /// What changes.
+    pub parameter: ShiftedParameter,
+    /// By what factor (finite and positive).
+    pub factor: f64,
+    /// On which days, counted from 0 (the first simulated day), end exclusive.
+    pub days: Range<u32>,
+}
+
+/// Why a shift's text could not be read.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ShiftError {
+    /// The text is not `PARAMETER=FACTORx@dayFIRST..END`.
+    #[error("{0:?}: expected PARAMETER=FACTORx@dayFIRST..END, e.g. amount=2x@day40..41")]
+    Shape(String),
+    /// An unknown parameter.
+    #[error("{0:?}: no such parameter (known: amount)")]
+    Parameter(String),
+    /// The factor is not a finite positive number.
+    #[error("factor {0:?}: must be a finite number > 0, e.g. 2x or 0.5x")]
+    Factor(String),
+    /// The days are not `dayN` or `dayN..M` with `N < M`.
+    #[error("days {0:?}: expected dayN (one day) or dayN..M (days N to M-1, N < M), counted from day0")]
+    Days(String),
+}
+
+impl std::str::FromStr for Shift {
+    type Err = ShiftError;
+
+    /// Reads `PARAMETER=FACTOR[x]@dayN[..M]`: `amount=2x@day40..41` doubles amounts on day 40
+    /// (days count from 0, `M` exclusive; `day40` alone is the same one day).
+    fn from_str(text: &str) -> Result<Shift, ShiftError> {
+        let shape = || ShiftError::Shape(text.to_string());
+        let (parameter, rest) = text.split_once('=').ok_or_else(shape)?;
+        let (factor, days) = rest.split_once('@').ok_or_else(shape)?;
+        let parameter = match parameter.trim() {
+            "amount" => ShiftedParameter::Amount,
+            other => return Err(ShiftError::Parameter(other.to_string())),
+        };
+        let f = factor.trim();
+        let factor = f
+            .strip_suffix('x')
+            .unwrap_or(f)
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| ShiftError::Factor(f.to_string()))?;
+        let bad_days = || ShiftError::Days(days.to_string());
+        let range = days.trim().strip_prefix("day").ok_or_else(bad_days)?;
+        let number = |t: &str| t.trim().parse::<u32>().map_err(|_| bad_days());
+        let days = match range.split_once("..") {
+            Some((a, b)) => number(a)?..number(b.strip_prefix("day").unwrap_or(b))?,
+            None => {
+                let a = number(range)?;
+                a..a.checked_add(1).ok_or_else(bad_days)?
+            }
+        };
+        if days.is_empty() {
+            return Err(bad_days());
+        }
+        Ok(Shift { parameter, factor, days })
+    }
 }
 
 impl Default for SimulationConfig {
@@ -59,6 +135,7 @@ impl Default for SimulationConfig {
             days: 183,
             start: Timestamp(1_522_540_800), // 2018-04-01 00:00:00, as in the handbook
             radius: 5.0,
+            shift: None,
         }
     }
 }
@@ -84,6 +161,14 @@ pub enum SimulationError {
     /// `radius` is zero, negative, infinite or NaN.
     #[error("radius: {0} is not a positive finite distance")]
     BadRadius(f64),
+    /// The shift's factor is not finite and positive, or its days are empty.
+    #[error("shift: factor {factor} on days {days:?} (need a finite factor > 0 and at least one day)")]
+    BadShift {
+        /// The factor.
+        factor: f64,
+        /// The days.
+        days: Range<u32>,
+    },
     /// `start` plus `days` days does not fit a [`Timestamp`].
     #[error("start: {start} plus {days} days is beyond the range of a timestamp")]
     StartOutOfRange {
@@ -114,6 +199,11 @@ impl SimulationConfig {
         }
         if !(self.radius.is_finite() && self.radius > 0.0) {
             return Err(SimulationError::BadRadius(self.radius));
+        }
+        if let Some(shift) = &self.shift
+            && !(shift.factor.is_finite() && shift.factor > 0.0 && !shift.days.is_empty())
+        {
+            return Err(SimulationError::BadShift { factor: shift.factor, days: shift.days.clone() });
         }
         if self.start.0.checked_add(i64::from(self.days) * SECONDS_PER_DAY).is_none() {
             return Err(SimulationError::StartOutOfRange { start: self.start.0, days: self.days });
@@ -407,6 +497,12 @@ fn customer_transactions(
             if amount < 0.0 {
                 amount = rng.random_range(0.0..2.0 * profile.mean_amount);
             }
+            if let Some(shift) = &config.shift
+                && shift.parameter == ShiftedParameter::Amount
+                && shift.days.contains(&(day as u32))
+            {
+                amount *= shift.factor;
+            }
             let amount = (amount * 100.0).round_ties_even() / 100.0;
             let terminal = reach.pick(&mut rng);
             out.push(Row { seconds: day * DAY + time as u64, amount, customer, terminal });
@@ -598,6 +694,53 @@ mod tests {
 
     fn profile_number(ids: &EntityIds, i: u32) -> usize {
         ids.id(i).parse().unwrap_or_else(|e| panic!("id {:?} is not a profile number: {e}", ids.id(i)))
+    }
+
+    #[test]
+    fn an_unshifted_simulation_is_unchanged_and_a_shift_changes_only_its_days() {
+        let base = small(21);
+        let plain = run(&base);
+        // A shift on days past the end changes nothing: the shifted code path draws the same numbers.
+        let beyond = SimulationConfig { shift: "amount=3x@day500..501".parse().ok(), ..base.clone() };
+        assert_same(&plain, &run(&beyond));
+        let shifted = run(&SimulationConfig { shift: "amount=2x@day40..42".parse().ok(), ..base });
+        assert_eq!(plain.time, shifted.time);
+        assert_eq!(plain.customer, shifted.customer);
+        let (mut inside, mut doubled) = (0, 0);
+        for i in 0..plain.len() {
+            let day = plain.time_days(i);
+            let (a, b) = (plain.amount[i], shifted.amount[i]);
+            if !(40..42).contains(&day) {
+                assert_eq!(a, b, "row {i} on day {day}");
+            } else if plain.scenario[i] != scenario::COMPROMISED_CUSTOMER {
+                inside += 1;
+                // Twice the unrounded amount, rounded to cents: within a cent of twice the rounded one.
+                doubled += usize::from((b - 2.0 * a).abs() <= 0.010_000_1);
+            }
+        }
+        assert!(inside > 500 && doubled == inside, "{doubled} of {inside} amounts doubled");
+    }
+
+    #[test]
+    fn shifts_parse_and_name_what_is_wrong() {
+        let ok = |t: &str| t.parse::<Shift>().unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert_eq!(
+            ok("amount=2x@day40..41"),
+            Shift { parameter: ShiftedParameter::Amount, factor: 2.0, days: 40..41 }
+        );
+        assert_eq!(ok("amount=0.5@day3").days, 3..4);
+        assert_eq!(ok("amount=1.5x@day3..day9").days, 3..9);
+        let err = |t: &str| t.parse::<Shift>().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err("amount2x").contains("expected PARAMETER="), "{}", err("amount2x"));
+        assert!(err("rate=2x@day1").contains("no such parameter"));
+        assert!(err("amount=-2x@day1").contains("factor \"-2x\""));
+        assert!(err("amount=2x@day9..3").contains("days \"day9..3\""));
+        assert!(err("amount=2x@40").contains("days"));
+        let bad = SimulationConfig {
+            shift: Some(Shift { parameter: ShiftedParameter::Amount, factor: f64::NAN, days: 1..2 }),
+            ..small(0)
+        };
+        assert!(matches!(bad.validate(), Err(SimulationError::BadShift { .. })));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
 use scorer::model::Model;
 use scorer::policy::Policy;
 use scorer::snapshot::{
-    BuildError, EntityKey, IdHashKey, ModelLineage, SnapshotMeta, SnapshotSigner, build_snapshot_in_parts,
+    BuildError, EntityKey, IdHashKey, ModelLineage, Reference, SnapshotMeta, SnapshotSigner,
+    build_snapshot_in_parts,
 };
 
 /// Why a snapshot could not be built.
@@ -104,6 +105,10 @@ pub struct Decisioning<'a> {
     /// The model's lineage (from a model registry), recorded in the meta; its `model_id` must be
     /// the model's id.
     pub lineage: Option<&'a ModelLineage>,
+    /// Days before the as-of time whose feature (and score) distributions the snapshot carries
+    /// as its drift reference ([`crate::reference`]); 0, the default here, carries none
+    /// (`tollgate snapshot build` defaults to 28).
+    pub reference_days: u32,
 }
 
 /// Builds and signs the snapshot as of `as_of` from a history in time order, aggregates only.
@@ -130,9 +135,13 @@ pub fn build_with(
     progress: &dyn Progress,
 ) -> Result<BuiltSnapshot, ExportError> {
     let tables = aggregate_history(tx, schema, as_of, signer.id_hash(), progress)?;
+    let model = decisioning.model.map(|(m, _)| m);
+    let reference =
+        crate::reference::reference(tx, schema, as_of, decisioning.reference_days, model, progress)?;
     let end = tx.time.partition_point(|t| *t < as_of);
     let data_range = (end > 0).then(|| (tx.time[0], tx.time[end - 1]));
-    build_from_aggregates(tables, schema, as_of, created_at, data_range, signer, decisioning)
+    let range = (as_of, created_at, data_range);
+    build_signed(tables, schema, range, signer, decisioning, reference)
 }
 
 /// The step every snapshot goes through, from a history or from a stream's running state:
@@ -141,7 +150,7 @@ pub fn build_with(
 /// first and the last transaction they cover, signed. The tables are sorted by key first, so the
 /// snapshot id and the bytes depend on the content only.
 pub fn build_from_aggregates(
-    mut tables: Vec<Vec<(EntityKey, Aggregates)>>,
+    tables: Vec<Vec<(EntityKey, Aggregates)>>,
     schema: &FeatureSchema,
     as_of: Timestamp,
     created_at: Timestamp,
@@ -149,11 +158,26 @@ pub fn build_from_aggregates(
     signer: &SnapshotSigner,
     decisioning: &Decisioning<'_>,
 ) -> Result<BuiltSnapshot, ExportError> {
+    // A stream's state has no history to take a drift reference from.
+    build_signed(tables, schema, (as_of, created_at, data_range), signer, decisioning, None)
+}
+
+/// [`build_from_aggregates`] with the drift reference, when there is one; `times` are the as-of
+/// time, the creation time and the data range.
+fn build_signed(
+    mut tables: Vec<Vec<(EntityKey, Aggregates)>>,
+    schema: &FeatureSchema,
+    (as_of, created_at, data_range): (Timestamp, Timestamp, Option<(Timestamp, Timestamp)>),
+    signer: &SnapshotSigner,
+    decisioning: &Decisioning<'_>,
+    reference: Option<Reference>,
+) -> Result<BuiltSnapshot, ExportError> {
+    let model = decisioning.model.map(|(m, _)| m);
     for table in &mut tables {
         table.sort_unstable_by_key(|(key, _)| *key);
     }
     let meta = SnapshotMeta {
-        snapshot_id: snapshot_id(as_of, schema, &tables, decisioning),
+        snapshot_id: snapshot_id(as_of, schema, &tables, decisioning, reference.as_ref()),
         as_of,
         created_at,
         data_range,
@@ -162,9 +186,9 @@ pub fn build_from_aggregates(
         schema: schema.clone(),
         model_id: decisioning.model.map(|(_, id)| id.to_string()),
         lineage: decisioning.lineage.cloned(),
+        reference,
     };
     let rows = tables.iter().map(Vec::len).collect();
-    let model = decisioning.model.map(|(m, _)| m);
     let max_part_bytes = decisioning.max_part_bytes.unwrap_or(usize::MAX);
     let bytes = build_snapshot_in_parts(&meta, tables, model, decisioning.policy, signer, max_part_bytes)
         .map_err(ExportError::Build)?;
@@ -178,8 +202,19 @@ fn snapshot_id(
     schema: &FeatureSchema,
     tables: &[Vec<(EntityKey, Aggregates)>],
     decisioning: &Decisioning<'_>,
+    reference: Option<&Reference>,
 ) -> String {
     let mut h = blake3::Hasher::new();
+    if let Some(r) = reference {
+        h.update(b"reference");
+        h.update(&r.from.0.to_le_bytes());
+        h.update(&r.rows.to_le_bytes());
+        for bins in r.features.iter().chain(&r.score) {
+            for v in bins.edges.iter().chain(&bins.proportions) {
+                h.update(&v.to_bits().to_le_bytes());
+            }
+        }
+    }
     if let Some((model, id)) = decisioning.model {
         h.update(id.as_bytes());
         h.update(&model.encode());

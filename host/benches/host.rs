@@ -121,6 +121,7 @@ fn main() -> anyhow::Result<()> {
             format!("{:.0} scores/s", per_thread(true)),
         ));
     }
+    drift_overhead(&wasm, &keys, &mut rows)?;
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     println!(
         "host library path ({} cores, {} requests)",
@@ -130,5 +131,90 @@ fn main() -> anyhow::Result<()> {
     for (k, v) in rows {
         println!("{k:width$}  {v}");
     }
+    Ok(())
+}
+
+/// Drift monitoring's cost on the per-request path: the same requests through a host with the
+/// monitor off and on, over a snapshot that carries a reference (15 features and the score
+/// binned per request), in alternating rounds so that drifting clock speeds hit both alike.
+fn drift_overhead(wasm: &[u8], keys: &str, rows: &mut Vec<(String, String)>) -> anyhow::Result<()> {
+    use exporter::simulate::{SimulationConfig, simulate};
+    use exporter::snapshot::{Decisioning, build_with};
+    let config =
+        SimulationConfig { seed: 9, customers: 2_000, terminals: 4_000, days: 71, ..Default::default() };
+    let tx = simulate(&config, &exporter::NoProgress)?;
+    let as_of = scorer::Timestamp(config.start.0 + 70 * 86_400);
+    let model = logistic();
+    let decisioning =
+        Decisioning { model: Some((&model, "lr-drift")), reference_days: 28, ..Default::default() };
+    let schema = scorer::features::FeatureSchema::handbook();
+    let built = build_with(&tx, &schema, as_of, as_of, &signer(), &decisioning, &exporter::NoProgress)?;
+    let start = tx.time.partition_point(|t| *t < as_of);
+    let requests: Vec<Vec<u8>> = (start..tx.len())
+        .map(|i| {
+            rmp_serde::to_vec_named(&serde_json::json!({
+                "transaction_id": tx.transaction_id[i],
+                "customer_id": tx.customers.id(tx.customer[i]),
+                "terminal_id": tx.terminals.id(tx.terminal[i]),
+                "amount": tx.amount[i],
+                "time": tx.time[i].0,
+            }))
+        })
+        .collect::<Result<_, _>>()?;
+    let make = |monitor: Option<host::monitor::MonitorConfig>| -> anyhow::Result<Scorer> {
+        let host = Scorer::new(ScorerConfig { monitor, ..Default::default() }, wasm, keys)?;
+        host.load_snapshot(built.bytes.clone())?;
+        Ok(host)
+    };
+    let off = make(None)?;
+    let on = make(Some(host::monitor::MonitorConfig { log: false, ..Default::default() }))?;
+    let batch: Vec<u8> = {
+        let mut b = vec![0xdc, 1, 0]; // a MessagePack array of 256
+        requests.iter().take(256).for_each(|r| b.extend_from_slice(r));
+        b
+    };
+    let (mut t_off, mut t_on, mut b_off, mut b_on) = (0.0, 0.0, 0.0, 0.0);
+    let rounds = 20;
+    for _ in 0..rounds {
+        for (host, total) in [(&off, &mut t_off), (&on, &mut t_on)] {
+            let t = Instant::now();
+            for r in &requests {
+                black_box(host.score(black_box(r)));
+            }
+            *total += t.elapsed().as_nanos() as f64 / requests.len() as f64;
+        }
+        for (host, total) in [(&off, &mut b_off), (&on, &mut b_on)] {
+            let t = Instant::now();
+            for _ in 0..8 {
+                black_box(host.score_batch(black_box(&batch)));
+            }
+            *total += t.elapsed().as_nanos() as f64 / (8.0 * 256.0);
+        }
+    }
+    let (t_off, t_on, b_off, b_on) =
+        (t_off / rounds as f64, t_on / rounds as f64, b_off / rounds as f64, b_on / rounds as f64);
+    let samples = on.monitor().map_or(0, |m| m.report().samples);
+    // The monitor's own share: one row (15 features and a score) recorded, no guest involved.
+    let row: Vec<u8> = (0..16).flat_map(|i| (f64::from(i) * 3.7).to_le_bytes()).collect();
+    let record_ns = match on.monitor() {
+        Some(m) => {
+            let n = 200_000;
+            let t = Instant::now();
+            for _ in 0..n {
+                black_box(m.record(black_box(&built.meta.snapshot_id), black_box(&row)));
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(n)
+        }
+        None => 0.0,
+    };
+    rows.push(("drift monitor, Monitor::record of one row alone".into(), format!("{record_ns:.0} ns")));
+    rows.push((
+        format!("drift monitor, one request per call ({} requests, window {samples})", requests.len()),
+        format!("{t_off:.0} ns off, {t_on:.0} ns on: +{:.0} ns ({:.3}x)", t_on - t_off, t_on / t_off),
+    ));
+    rows.push((
+        "drift monitor, batches of 256, per score".into(),
+        format!("{b_off:.0} ns off, {b_on:.0} ns on: +{:.0} ns ({:.3}x)", b_on - b_off, b_on / b_off),
+    ));
     Ok(())
 }

@@ -82,6 +82,8 @@ pub(crate) struct Guest {
     set_reasons: TypedFunc<u32, ()>,
     score: TypedFunc<(u32, u32), u64>,
     score_batch: TypedFunc<(u32, u32), u64>,
+    /// ABI 1.2's `tg_last_features` (absent from older modules: then no drift monitoring).
+    last_features: Option<TypedFunc<(), u64>>,
     limits: Limits,
     /// The request buffer, reused for every request that fits: (ptr, capacity).
     buf: (u32, u32),
@@ -123,6 +125,7 @@ impl Guest {
             set_reasons: export(&instance, &mut store, "tg_set_reasons")?,
             score: export(&instance, &mut store, "tg_score")?,
             score_batch: export(&instance, &mut store, "tg_score_batch")?,
+            last_features: export(&instance, &mut store, "tg_last_features").ok(),
             store,
             limits,
             buf: (0, 0),
@@ -240,6 +243,21 @@ impl Guest {
         let (ptr, len) = self.put_request(request)?;
         let packed = self.call(&self.score.clone(), (ptr, len), Phase::Score)?;
         self.read_packed(packed, out)
+    }
+
+    /// Hands the `tg_last_features` bytes of the last scoring call to `f` (nothing when the module
+    /// predates ABI 1.2); false when the module does not have the export.
+    pub fn with_last_features(&mut self, f: impl FnOnce(&[u8])) -> Result<bool, GuestError> {
+        let Some(export) = self.last_features.clone() else { return Ok(false) };
+        let packed = self.call(&export, (), Phase::Score)?;
+        let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        let data = self.memory.data(&self.store);
+        let bytes = ptr
+            .checked_add(len)
+            .and_then(|end| data.get(ptr..end))
+            .ok_or_else(|| GuestError::Abi(format!("tg_last_features at {ptr}+{len} lies outside memory")))?;
+        f(bytes);
+        Ok(true)
     }
 
     /// Scores a batch (`tg_score_batch`), appending the response to `out`.

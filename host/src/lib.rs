@@ -11,6 +11,10 @@
 //! swap the serving version atomically (arc-swap): requests in flight finish on the version they
 //! started with, and the replaced one is kept for [`Scorer::rollback`].
 //!
+//! [`monitor`] watches the serving snapshot's features and score for drift against the reference
+//! the snapshot carries (PSI over the last N scored requests, alarms), and counts missing or
+//! invalid request fields.
+//!
 //! [`service`] puts a [`Scorer`] behind axum: scoring in JSON or MessagePack, batches, snapshot
 //! push with signature checks, rollback, status, health and Prometheus metrics, and (with a
 //! [`decision_log`]) every decision appended to rotated Parquet files.
@@ -32,6 +36,7 @@ mod cache;
 pub mod decision_log;
 mod fallback;
 mod guest;
+pub mod monitor;
 mod scorer;
 pub mod service;
 mod shadow;

@@ -5,9 +5,10 @@
 use crate::cache::{ModuleSource, load_module, module_hash};
 use crate::fallback::{self, Fallback};
 use crate::guest::{Guest, GuestError, Limits, StoreState};
+use crate::monitor::{Monitor, MonitorConfig};
 use crate::shadow::{ShadowReport, ShadowTally};
 use arc_swap::{ArcSwap, ArcSwapOption};
-use scorer::snapshot::{EdgeKey, Snapshot, edge_keys_from_text};
+use scorer::snapshot::{EdgeKey, Reference, Snapshot, edge_keys_from_text};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +39,9 @@ pub struct ScorerConfig {
     pub cache_dir: Option<PathBuf>,
     /// How many reasons responses carry, 0 to 8 (none: the module's default, 3).
     pub reasons: Option<u32>,
+    /// Drift monitoring of the serving snapshot's features and score against its reference
+    /// (default on; none: off). See [`crate::monitor`].
+    pub monitor: Option<MonitorConfig>,
 }
 
 impl Default for ScorerConfig {
@@ -53,6 +57,7 @@ impl Default for ScorerConfig {
             fallback: Fallback::Open,
             cache_dir: None,
             reasons: None,
+            monitor: Some(MonitorConfig::default()),
         }
     }
 }
@@ -129,6 +134,9 @@ struct LoadedModule {
 struct LoadedSnapshot {
     bytes: Arc<[u8]>,
     info: Arc<SnapshotInfo>,
+    /// The schema's feature names and the drift reference, for the monitor.
+    features: Vec<String>,
+    reference: Option<Reference>,
 }
 
 /// A module and a snapshot: what serves, or served before.
@@ -255,6 +263,7 @@ struct Inner {
     /// Serialises swaps and rollbacks (scoring never takes it).
     admin: Mutex<()>,
     counters: Counters,
+    monitor: Option<Monitor>,
     _ticker: Ticker,
 }
 
@@ -313,6 +322,7 @@ impl Scorer {
         let mut probe = Guest::new(&engine, &version.module.pre, limits)?;
         probe.set_edge_keys(edge_keys)?.map_err(HostError::EdgeKeys)?;
         let live = Live { version, pool: Mutex::new(Vec::new()), number: 1 };
+        let monitor = config.monitor.clone().map(Monitor::new);
         let inner = Inner {
             engine,
             linker,
@@ -325,6 +335,7 @@ impl Scorer {
             shadow: ArcSwapOption::empty(),
             admin: Mutex::new(()),
             counters: Counters::default(),
+            monitor,
             _ticker: ticker,
         };
         Ok(Scorer { inner: Arc::new(inner) })
@@ -369,6 +380,9 @@ impl Scorer {
     fn install(&self, version: Version) -> Result<(), HostError> {
         let pool = self.warm_pool(&version)?;
         let number = self.inner.live.load().number + 1;
+        if let (Some(monitor), Some(s)) = (&self.inner.monitor, &version.snapshot) {
+            monitor.watch(&s.info.snapshot_id, s.features.clone(), s.reference.as_ref());
+        }
         let old = self.inner.live.swap(Arc::new(Live { version, pool: Mutex::new(pool), number }));
         *lock(&self.inner.previous) = Some(old.version.clone());
         self.inner.counters.swaps.fetch_add(1, Ordering::Relaxed);
@@ -403,10 +417,11 @@ impl Scorer {
 
     /// Checks `bytes` against the trusted edge keys.
     fn verify(&self, bytes: Vec<u8>) -> Result<Arc<LoadedSnapshot>, HostError> {
-        let info = match Snapshot::load(&bytes, &self.inner.edge_keys) {
+        let (info, features, reference) = match Snapshot::load(&bytes, &self.inner.edge_keys) {
             Ok(s) => {
                 let meta = s.meta();
-                Arc::new(SnapshotInfo {
+                let features = meta.schema.features().iter().map(|f| f.name.clone()).collect();
+                let info = Arc::new(SnapshotInfo {
                     snapshot_id: meta.snapshot_id.clone(),
                     model_id: meta.model_id.clone(),
                     as_of: meta.as_of.0,
@@ -414,14 +429,15 @@ impl Scorer {
                     size: bytes.len(),
                     digest: blake3::hash(&bytes).to_hex().to_string(),
                     loaded_at: SystemTime::now(),
-                })
+                });
+                (info, features, meta.reference.clone())
             }
             Err(e) => {
                 self.count_refused();
                 return Err(HostError::SnapshotRefused(e.to_string()));
             }
         };
-        Ok(Arc::new(LoadedSnapshot { bytes: bytes.into(), info }))
+        Ok(Arc::new(LoadedSnapshot { bytes: bytes.into(), info, features, reference }))
     }
 
     /// Verifies `bytes` and loads it as the shadow: from now on every call is also scored
@@ -509,7 +525,7 @@ impl Scorer {
 
     fn run(&self, input: &[u8], batch: bool) -> Scored {
         let live = self.inner.live.load_full();
-        let mut scored = self.run_on(&live, input, batch);
+        let mut scored = self.run_on(&live, input, batch, self.inner.monitor.as_ref());
         let counter = if scored.fallback.is_none() {
             &self.inner.counters.scored
         } else {
@@ -517,7 +533,7 @@ impl Scorer {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if let Some(shadow) = self.inner.shadow.load_full() {
-            let candidate = self.run_on(&shadow.live, input, batch);
+            let candidate = self.run_on(&shadow.live, input, batch, None);
             shadow.tally.record(&scored.body, &candidate.body, candidate.fallback.is_some());
             scored.shadow = Some(Box::new(candidate));
         }
@@ -525,7 +541,8 @@ impl Scorer {
     }
 
     /// One call on `live`'s instances; a failed instance is discarded and the body is the fallback.
-    fn run_on(&self, live: &Live, input: &[u8], batch: bool) -> Scored {
+    /// With a monitor, the call's features and field errors are recorded.
+    fn run_on(&self, live: &Live, input: &[u8], batch: bool, monitor: Option<&Monitor>) -> Scored {
         let snapshot = live.version.snapshot.as_ref().map(|s| s.info.clone());
         let idle = lock(&live.pool).pop();
         let guest = match idle {
@@ -537,12 +554,21 @@ impl Scorer {
             if batch { g.score_batch(input, &mut body) } else { g.score(input, &mut body) }.map(|()| g)
         });
         match result {
-            Ok(g) => {
+            Ok(mut g) => {
+                // Monitoring never changes the answer: an instance whose `tg_last_features`
+                // fails is only discarded.
+                let healthy = match (monitor, &snapshot) {
+                    (Some(monitor), Some(s)) => Self::monitor_call(monitor, &s.snapshot_id, &mut g, &body),
+                    _ => true,
+                };
                 let mut pool = lock(&live.pool);
-                if pool.len() < self.inner.config.pool_size {
+                if healthy && pool.len() < self.inner.config.pool_size {
                     pool.push(g);
                 }
                 drop(pool);
+                if !healthy {
+                    self.inner.counters.discarded.fetch_add(1, Ordering::Relaxed);
+                }
                 Scored { body, snapshot, fallback: None, shadow: None }
             }
             Err(e) => {
@@ -554,6 +580,22 @@ impl Scorer {
                     fallback::response(input, batch, self.inner.config.fallback, &e, snapshot.as_deref());
                 Scored { body, snapshot, fallback: Some(e), shadow: None }
             }
+        }
+    }
+
+    /// Hands a call's features and field errors to the monitor; false when the guest failed.
+    fn monitor_call(monitor: &Monitor, snapshot_id: &str, g: &mut Guest, body: &[u8]) -> bool {
+        let mut unscored = 0;
+        match g.with_last_features(|rows| unscored = monitor.record(snapshot_id, rows)) {
+            Ok(exported) => {
+                // Only a response the model did not score can be an error (without the export,
+                // every body is searched).
+                if unscored > 0 || !exported {
+                    monitor.count_errors(body);
+                }
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -588,6 +630,11 @@ impl Scorer {
     /// The serving snapshot, if any.
     pub fn snapshot(&self) -> Option<Arc<SnapshotInfo>> {
         self.inner.live.load().version.snapshot.as_ref().map(|s| s.info.clone())
+    }
+
+    /// The drift monitor (none when [`ScorerConfig::monitor`] is off).
+    pub fn monitor(&self) -> Option<&Monitor> {
+        self.inner.monitor.as_ref()
     }
 
     /// The configuration it runs with.

@@ -180,6 +180,7 @@ fn fixture_signed_by(signer: &SnapshotSigner) -> Result<Vec<u8>> {
         schema: schema.clone(),
         model_id: Some("lr-stranger".into()),
         lineage: None,
+        reference: None,
     };
     // One cold row per entity kind: a valid snapshot in every way but its signer.
     let tables = schema.entities().iter().map(|_| vec![(EntityKey(1), Aggregates::ZERO)]).collect();

@@ -27,6 +27,7 @@ fn meta(signer: &SnapshotSigner) -> SnapshotMeta {
         schema: FeatureSchema::handbook(),
         model_id: None,
         lineage: None,
+        reference: None,
     }
 }
 

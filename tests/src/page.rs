@@ -327,6 +327,7 @@ pub fn demo_data() -> Result<Demo> {
         schema,
         model_id: Some(DEMO_MODEL_ID.into()),
         lineage: None,
+        reference: None,
     };
     let snapshot = build_snapshot_with(&meta, tables, Some(&model), Some(&policy), &signer)
         .map_err(|e| anyhow::anyhow!("building the demo snapshot: {e}"))?;

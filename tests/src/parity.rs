@@ -94,6 +94,7 @@ pub fn fixture(model: &Model, model_id: &str) -> Result<Fixture> {
         schema,
         model_id: Some(model_id.into()),
         lineage: None,
+        reference: None,
     };
     let code = |c| ReasonCode::new(c).expect("a valid code");
     let blocked_customers: Vec<&[u8]> = vec![b"3", b"77", b"150"];

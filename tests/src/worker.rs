@@ -342,6 +342,7 @@ pub fn large_snapshot(customers: usize, terminals: usize, max_part_bytes: usize)
         schema,
         model_id: Some("lr-parity-v1".into()),
         lineage: None,
+        reference: None,
     };
     Ok(build_snapshot_in_parts(&meta, tables, Some(&crate::parity::logistic()), None, &s, max_part_bytes)?)
 }

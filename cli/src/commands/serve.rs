@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 use host::decision_log::DecisionLogConfig;
+use host::monitor::MonitorConfig;
 use host::service::{AppState, ServiceConfig, TlsConfig};
 use host::{Fallback, Scorer, ScorerConfig};
 use std::net::SocketAddr;
@@ -113,6 +114,51 @@ pub struct Args {
     /// served by `tollgate www` at http://127.0.0.1:8080. Repeat for several.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
+    /// Drift monitoring: compare each feature's and the score's distribution over the last N
+    /// scored requests with the snapshot's reference (`snapshot build --reference-days`), as PSI
+    /// in /metrics (tollgate_feature_psi, tollgate_score_psi, tollgate_drift_alarm) and
+    /// GET /v1/monitoring. A window of requests, not of time: PSI's noise floor depends on the
+    /// sample count, so a fixed count keeps it fixed under the threshold whatever the traffic.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    drift_window: usize,
+    /// A feature's drift alarm goes on above this PSI (and is logged once when it starts and
+    /// once when it clears).
+    #[arg(long, default_value_t = 0.2, value_name = "PSI")]
+    drift_threshold: f64,
+    /// No alarm before the window holds this many scored requests.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    drift_min_samples: usize,
+    /// Features whose PSI is shown but never alarms (repeatable; default the clock features
+    /// TX_DURING_WEEKEND and TX_DURING_NIGHT, whose share follows the calendar within a window).
+    #[arg(long = "drift-no-alarm", value_name = "FEATURE")]
+    drift_no_alarm: Option<Vec<String>>,
+    /// Turn drift monitoring off.
+    #[arg(long)]
+    no_drift_monitor: bool,
+}
+
+/// The drift monitor's configuration from the flags (none with --no-drift-monitor).
+fn monitor_config(args: &Args) -> anyhow::Result<Option<MonitorConfig>> {
+    if args.no_drift_monitor {
+        return Ok(None);
+    }
+    if args.drift_window == 0 {
+        bail!("--drift-window 0: the window must hold at least one request (or pass --no-drift-monitor)");
+    }
+    if !(args.drift_threshold.is_finite() && args.drift_threshold > 0.0) {
+        bail!(
+            "--drift-threshold {}: must be a finite PSI > 0 (0.1 is a small shift, 0.2 a large one)",
+            args.drift_threshold
+        );
+    }
+    let defaults = MonitorConfig::default();
+    Ok(Some(MonitorConfig {
+        window: args.drift_window,
+        threshold: args.drift_threshold,
+        min_samples: args.drift_min_samples,
+        no_alarm: args.drift_no_alarm.clone().unwrap_or(defaults.no_alarm.clone()),
+        ..defaults
+    }))
 }
 
 /// Runs `tollgate serve` until Ctrl-C or SIGTERM.
@@ -153,6 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pool_size: args.pool,
         fallback: args.fallback,
         cache_dir: Some(args.cache_dir.clone()),
+        monitor: monitor_config(&args)?,
         ..Default::default()
     };
     let scorer = Scorer::new(config, &wasm, &keys).context("starting the scorer")?;

@@ -2,7 +2,7 @@
 
 use crate::progress::Bars;
 use anyhow::Context;
-use exporter::simulate::{SimulationConfig, simulate};
+use exporter::simulate::{Shift, SimulationConfig, simulate};
 use exporter::summary::Summary;
 use scorer::Timestamp;
 use std::path::PathBuf;
@@ -32,6 +32,12 @@ pub struct Args {
     /// First simulated day (UTC), YYYY-MM-DD.
     #[arg(long, default_value = "2018-04-01")]
     start: String,
+    /// Drift to monitor: multiply a parameter by a factor on some days, `PARAMETER=FACTORx@dayN..M`
+    /// (days counted from day0, the first simulated day; M exclusive; `dayN` alone is one day).
+    /// E.g. `amount=2x@day40..41` doubles every genuine amount on day 40. Parameters: amount.
+    /// Without it the output is exactly the unshifted simulation's.
+    #[arg(long, value_name = "SHIFT")]
+    shift: Option<Shift>,
     /// Where to write the transactions: .csv, .csv.gz or .parquet (the handbook's column layout).
     #[arg(long, short)]
     output: PathBuf,
@@ -47,6 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         days: args.days,
         start: start.start_of_day(),
         radius: args.radius,
+        shift: args.shift,
     };
     exporter::FileFormat::from_path(&args.output)?;
     let began = Instant::now();

@@ -39,6 +39,11 @@ pub struct BuildArgs {
     output: PathBuf,
     #[command(flatten)]
     decisioning: DecisioningArgs,
+    /// Carry the drift reference: each feature's (and, with a model, the score's) distribution
+    /// over this many days before the as-of time, as decile bins, for the host's drift monitor
+    /// (`/v1/monitoring`, `tollgate_feature_psi`). 0: no reference.
+    #[arg(long, value_name = "N", default_value_t = 28)]
+    reference_days: u32,
 }
 
 /// The model, the policy and the table split of a snapshot: shared by `tollgate snapshot build`
@@ -94,6 +99,8 @@ impl LoadedDecisioning {
             policy: Some(&self.policy),
             max_part_bytes: self.part_bytes,
             lineage: self.lineage.as_ref(),
+            // A reference needs the history's features: `snapshot build` sets it.
+            reference_days: 0,
         }
     }
 
@@ -167,7 +174,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     };
     let schema = FeatureSchema::handbook();
     let loaded = args.decisioning.load(&schema, &signer)?;
-    let decisioning = loaded.decisioning();
+    let decisioning = Decisioning { reference_days: args.reference_days, ..loaded.decisioning() };
     let policy = loaded.policy();
     let began = Instant::now();
     let built = build_with(&tx, &schema, as_of, now(), &signer, &decisioning, &Bars::default())?;
@@ -184,6 +191,10 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         print_lineage(l, 16);
     }
     println!("{:<16} review from {}, decline from {}", "policy", policy.review_at(), policy.decline_at());
+    match &built.meta.reference {
+        Some(r) => println!("{:<16} {} transactions from {} to {}", "drift reference", r.rows, r.from, r.to),
+        None => println!("{:<16} none", "drift reference"),
+    }
     println!("{:<16} {} bytes, built in {:.3} s", "size", built.bytes.len(), elapsed.as_secs_f64());
     println!("wrote {}", args.output.display());
     Ok(())
@@ -302,6 +313,18 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     println!("{:<18} {}", "model", meta.model_id.as_deref().unwrap_or("(none)"));
     if let Some(l) = &meta.lineage {
         print_lineage(l, 18);
+    }
+    match &meta.reference {
+        Some(r) => println!(
+            "{:<18} {} transactions, {} .. {}, {} feature distributions{}",
+            "drift reference",
+            r.rows,
+            r.from,
+            r.to,
+            r.features.len(),
+            if r.score.is_some() { " and the score's" } else { "" }
+        ),
+        None => println!("{:<18} (none)", "drift reference"),
     }
     for (e, entity) in meta.schema.entities().iter().enumerate() {
         if let Some(table) = snapshot.table(e) {

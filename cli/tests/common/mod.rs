@@ -68,6 +68,7 @@ impl History {
             schema,
             model_id: Some("lr-cli-test".into()),
             lineage: None,
+            reference: None,
         };
         let policy = Policy::new(0.25, 0.6)?;
         Ok(build_snapshot_with(&meta, tables, Some(&logistic()), Some(&policy), signer)?)

@@ -24,6 +24,13 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// A feature label: the feature's name (`score` for the model's score in `drift_alarm`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabel {
+    /// The feature.
+    pub feature: String,
+}
+
 /// Every metric the service exports.
 pub struct Metrics {
     registry: Registry,
@@ -45,6 +52,14 @@ pub struct Metrics {
     pub decision_log: crate::decision_log::DecisionLogCounters,
     /// Analysts' verdicts published on the labels topic (`POST /v1/labels`).
     pub labels: Counter,
+    /// Per feature, PSI of the live window against the snapshot's reference; set at each scrape.
+    pub feature_psi: Family<FeatureLabel, Gauge<f64, AtomicU64>>,
+    /// PSI of the score; set at each scrape.
+    pub score_psi: Gauge<f64, AtomicU64>,
+    /// Per feature (and `score`), 1 while its drift alarm is on; set at each scrape.
+    pub drift_alarm: Family<FeatureLabel, Gauge>,
+    /// Scored requests in the drift window; set at each scrape.
+    pub drift_samples: Gauge,
 }
 
 impl Default for Metrics {
@@ -122,7 +137,31 @@ impl Default for Metrics {
             "Decisions not queued for, or not delivered to, the Kafka decision topic",
             log.publish_failed.clone(),
         );
+        let feature_psi = Family::<FeatureLabel, Gauge<f64, AtomicU64>>::default();
+        let score_psi = Gauge::<f64, AtomicU64>::default();
+        let drift_alarm = Family::<FeatureLabel, Gauge>::default();
+        let drift_samples = Gauge::default();
+        registry.register(
+            "feature_psi",
+            "PSI of each feature over the live window against the snapshot's reference",
+            feature_psi.clone(),
+        );
+        registry.register("score_psi", "PSI of the score over the live window", score_psi.clone());
+        registry.register(
+            "drift_alarm",
+            "1 while a feature's (or the score's) drift alarm is on",
+            drift_alarm.clone(),
+        );
+        registry.register(
+            "drift_window_samples",
+            "Scored requests in the drift window",
+            drift_samples.clone(),
+        );
         Metrics {
+            feature_psi,
+            score_psi,
+            drift_alarm,
+            drift_samples,
             registry,
             latency,
             decisions,
@@ -138,6 +177,31 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Exports the monitor's `invalid_fields_total{field, problem}` counters.
+    pub fn register_monitor(&mut self, monitor: &crate::monitor::Monitor) {
+        self.registry.register(
+            "invalid_fields",
+            "Requests refused for a missing or invalid field, by field",
+            monitor.invalid_fields().clone(),
+        );
+    }
+
+    /// Sets the drift gauges from a monitor report.
+    pub fn set_drift(&self, report: &crate::monitor::MonitorReport) {
+        self.feature_psi.clear();
+        self.drift_alarm.clear();
+        for s in &report.features {
+            let label = FeatureLabel { feature: s.name.clone() };
+            self.feature_psi.get_or_create(&label).set(s.psi);
+            self.drift_alarm.get_or_create(&label).set(i64::from(s.alarm));
+        }
+        if let Some(s) = &report.score {
+            self.drift_alarm.get_or_create(&FeatureLabel { feature: s.name.clone() }).set(i64::from(s.alarm));
+        }
+        self.score_psi.set(report.score.as_ref().map_or(0.0, |s| s.psi));
+        self.drift_samples.set(report.samples as i64);
+    }
+
     /// Counts one error of `kind`.
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&KindLabel { kind }).inc();

@@ -99,7 +99,10 @@ impl AppState {
     /// key's id-hash key; fails only when its directory cannot be created or locked.
     pub fn new(scorer: Scorer, config: ServiceConfig) -> Result<AppState, DecisionLogError> {
         let window = Window::new(config.idempotency_window, config.idempotency_capacity);
-        let metrics = Metrics::default();
+        let mut metrics = Metrics::default();
+        if let Some(monitor) = scorer.monitor() {
+            metrics.register_monitor(monitor);
+        }
         let log = match &config.decision_log {
             Some(c) => {
                 let Some(key) = scorer.edge_keys().first() else {
@@ -149,7 +152,21 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let origins: Vec<HeaderValue> =
         state.config.allow_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
-    let routes = Router::new()
+    let mut analysts = Router::new()
+        .route("/v1/reviews", get(review::reviews))
+        .route("/v1/labels", post(review::label))
+        .with_state(state.clone());
+    if !origins.is_empty() {
+        // Pages on these origins (the demo page's review queue) may call the analysts' routes.
+        // `/v1/monitoring` answers every origin itself: it is read-only and needs no token.
+        analysts = analysts.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        );
+    }
+    Router::new()
         .route("/v1/score", post(score))
         .route("/v1/score/batch", post(score_batch))
         .route("/v1/snapshot", put(push_snapshot))
@@ -157,22 +174,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/shadow", put(put_shadow).get(shadow_report).delete(drop_shadow))
         .route("/v1/shadow/promote", post(promote_shadow))
         .route("/v1/status", get(status))
-        .route("/v1/reviews", get(review::reviews))
-        .route("/v1/labels", post(review::label))
+        .route("/v1/monitoring", get(monitoring))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
-        .with_state(state);
-    if origins.is_empty() {
-        return routes;
-    }
-    // Pages on these origins (the demo page's review queue and monitoring view) may call us.
-    routes.layer(
-        tower_http::cors::CorsLayer::new()
-            .allow_origin(origins)
-            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
-    )
+        .with_state(state)
+        .merge(analysts)
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes.
@@ -740,7 +747,30 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// `GET /v1/monitoring`: the drift monitor's report as JSON (`docs/host.md`), readable from a
+/// page on any origin (it holds no secret: bins, shares and counts).
+async fn monitoring(State(state): State<Arc<AppState>>) -> Response {
+    let Some(monitor) = state.scorer.monitor() else {
+        let mut r =
+            problem(&state, StatusCode::NOT_FOUND, "no_monitor", "drift monitoring is off on this host");
+        r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        return r;
+    };
+    let report = monitor.report();
+    state.metrics.set_drift(&report);
+    let body = serde_json::to_vec(&report).unwrap_or_default();
+    let headers = [
+        (header::CONTENT_TYPE, JSON),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (StatusCode::OK, headers, body).into_response()
+}
+
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(monitor) = state.scorer.monitor() {
+        state.metrics.set_drift(&monitor.report());
+    }
     if let Some(s) = state.scorer.snapshot() {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         state.metrics.snapshot_age.set(now - s.created_at as f64);

@@ -430,6 +430,9 @@ pub struct Scorer<'a> {
     top_reasons: usize,
     trees: Option<Trees>,
     tree_attribution: TreeAttribution,
+    /// With [`Scorer::set_record_features`]: per request of the last wire call, its features and
+    /// score (NaN when the model did not run), for drift monitoring by the embedder.
+    recorded: Option<Vec<f64>>,
 }
 
 /// A tree model compiled for speed, its explainer when the leaves carry covers, and scratch.
@@ -455,7 +458,7 @@ impl<'a> Scorer<'a> {
             _ => None,
         };
         let tree_attribution = TreeAttribution::default();
-        Scorer { snapshot, features, top_reasons: DEFAULT_REASONS, trees, tree_attribution }
+        Scorer { snapshot, features, top_reasons: DEFAULT_REASONS, trees, tree_attribution, recorded: None }
     }
 
     /// The snapshot.
@@ -516,6 +519,19 @@ impl<'a> Scorer<'a> {
         self.snapshot.evict_part(entity, part)
     }
 
+    /// Whether the wire calls ([`Scorer::score_bytes`], [`Scorer::score_batch_bytes`]) record
+    /// each request's features and score for [`Scorer::recorded_features`] (off by default).
+    pub fn set_record_features(&mut self, on: bool) {
+        self.recorded = on.then(Vec::new);
+    }
+
+    /// Per request of the last wire call, in order, `schema.len() + 1` values: the features,
+    /// then the score; all NaN for a request the model did not score (an error, or a hard rule
+    /// decided). Empty unless recording is on.
+    pub fn recorded_features(&self) -> &[f64] {
+        self.recorded.as_deref().unwrap_or_default()
+    }
+
     /// The feature vector of the last request scored by the model.
     pub fn features(&self) -> &[f64] {
         &self.features
@@ -523,7 +539,7 @@ impl<'a> Scorer<'a> {
 
     /// Scores one request.
     pub fn score(&mut self, req: &Request<'_>) -> Result<Outcome, ScoreError> {
-        let Scorer { snapshot, features, top_reasons, trees, tree_attribution } = self;
+        let Scorer { snapshot, features, top_reasons, trees, tree_attribution, .. } = self;
         let invalid =
             |field, problem| ScoreError::Request(RequestError { field, problem, format: Format::MsgPack });
         let model = snapshot.model().ok_or(ScoreError::NoModel)?;
@@ -610,6 +626,9 @@ impl<'a> Scorer<'a> {
     /// The wire path: decodes one request, scores it and appends the response, in the request's
     /// format, to `out`. Errors are responses too; nothing panics.
     pub fn score_bytes(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if let Some(r) = &mut self.recorded {
+            r.clear();
+        }
         let format = Format::sniff(input);
         response::with_sink(format, out, |sink| self.respond(input, format, sink));
     }
@@ -617,6 +636,9 @@ impl<'a> Scorer<'a> {
     /// The batch wire path: an array of requests in, an array of responses (same order) out; a
     /// batch that is not a well-formed array gets one error response instead.
     pub fn score_batch_bytes(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if let Some(r) = &mut self.recorded {
+            r.clear();
+        }
         let format = Format::sniff(input);
         response::with_sink(format, out, |sink| match request::split_batch(input, format) {
             Ok(items) => {
@@ -637,6 +659,15 @@ impl<'a> Scorer<'a> {
         let result = request::decode_as(input, format, self.snapshot.schema())
             .map_err(ScoreError::Request)
             .and_then(|req| self.score(&req).map(|outcome| (req, outcome)));
+        if let Some(r) = &mut self.recorded {
+            match &result {
+                Ok((_, Outcome { score: Some(score), .. })) => {
+                    r.extend_from_slice(&self.features);
+                    r.push(*score);
+                }
+                _ => r.extend(core::iter::repeat_n(f64::NAN, self.features.len() + 1)),
+            }
+        }
         match result {
             Ok((req, outcome)) => response::write_outcome(sink, &req, &outcome, self),
             Err(e) => response::write_error(sink, &e, Some(self.snapshot.meta())),

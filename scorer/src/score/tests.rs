@@ -45,6 +45,7 @@ fn snapshot_bytes(model: Option<&Model>, with_policy: bool) -> Vec<u8> {
         schema: FeatureSchema::handbook(),
         model_id: model.map(|_| String::from("lr-test")),
         lineage: None,
+        reference: None,
     };
     let mut customer = Aggregates::ZERO;
     customer.0[..6].copy_from_slice(&[3.0, 30.0, 5.0, 50.0, 7.0, 70.0]);

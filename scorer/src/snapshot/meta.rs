@@ -2,6 +2,7 @@
 //! MessagePack map with text keys. Unknown keys are skipped (minor versions may add some), so
 //! optional keys such as `lineage` (where the model came from) are read by new readers only.
 
+use super::reference::Reference;
 use crate::Timestamp;
 use crate::features::{FeatureDef, FeatureKind, FeatureSchema, Window};
 use crate::score::wire::MsgPackReader;
@@ -31,6 +32,9 @@ pub struct SnapshotMeta {
     /// Where the model came from (training data, code, metrics), when the builder knew it; its
     /// `model_id` equals [`SnapshotMeta::model_id`] (checked on decode).
     pub lineage: Option<ModelLineage>,
+    /// The training window's feature and score distributions, for drift monitoring (key
+    /// `reference`, added in 1.2: older readers skip it).
+    pub reference: Option<Reference>,
 }
 
 /// A model's lineage as a snapshot records it (META key `lineage`): what it was trained on, by
@@ -67,6 +71,8 @@ pub enum MetaError {
     Malformed(&'static str),
     /// A required field is missing.
     Missing(&'static str),
+    /// The drift reference is malformed (the text names the part) or does not fit the schema.
+    Reference(&'static str),
     /// The embedded schema is not valid.
     Schema(crate::features::SchemaError),
     /// The schema hash recorded does not match the schema's definitions.
@@ -83,6 +89,7 @@ impl core::fmt::Display for MetaError {
         match self {
             MetaError::Malformed(what) => write!(f, "meta: {what} is malformed"),
             MetaError::Missing(what) => write!(f, "meta: {what} is missing"),
+            MetaError::Reference(what) => write!(f, "meta: {what} is malformed"),
             MetaError::Schema(e) => write!(f, "meta: schema: {e}"),
             MetaError::SchemaHash { recorded, computed } => {
                 write!(
@@ -109,7 +116,8 @@ impl SnapshotMeta {
         let fields = 8
             + u32::from(self.data_range.is_some()) * 2
             + u32::from(self.model_id.is_some())
-            + u32::from(self.lineage.is_some());
+            + u32::from(self.lineage.is_some())
+            + u32::from(self.reference.is_some());
         // Writing to a Vec cannot fail but for allocation, which aborts; errors are ignored.
         let _ = enc::write_map_len(&mut b, fields);
         put_str(&mut b, "snapshot_id", &self.snapshot_id);
@@ -155,6 +163,10 @@ impl SnapshotMeta {
             let _ = enc::write_str(&mut b, "lineage");
             lineage.encode_into(&mut b);
         }
+        if let Some(reference) = &self.reference {
+            let _ = enc::write_str(&mut b, "reference");
+            reference.encode(&mut b);
+        }
         b.into_vec()
     }
 
@@ -164,7 +176,7 @@ impl SnapshotMeta {
         let fields = r.map_len().ok_or(MetaError::Malformed("the top-level map"))?;
         let (mut snapshot_id, mut as_of, mut created_at, mut from, mut to) = (None, None, None, None, None);
         let (mut exporter_version, mut fingerprint, mut schema_hash, mut model_id) = (None, None, None, None);
-        let (mut entities, mut features, mut lineage) = (None, None, None);
+        let (mut entities, mut features, mut lineage, mut reference) = (None, None, None, None);
         for _ in 0..fields {
             let key = get_str(&mut r, "a key")?;
             match key.as_str() {
@@ -184,6 +196,7 @@ impl SnapshotMeta {
                 }
                 "features" => features = Some(get_features(&mut r)?),
                 "lineage" => lineage = Some(ModelLineage::decode_from(&mut r)?),
+                "reference" => reference = Some(Reference::decode(&mut r).map_err(MetaError::Reference)?),
                 _ => r.skip().ok_or(MetaError::Malformed("an unknown field"))?,
             }
         }
@@ -195,6 +208,9 @@ impl SnapshotMeta {
         let recorded = schema_hash.ok_or(MetaError::Missing("schema_hash"))?;
         if recorded != schema.hash() {
             return Err(MetaError::SchemaHash { recorded, computed: schema.hash() });
+        }
+        if reference.as_ref().is_some_and(|r: &Reference| r.features.len() != schema.len()) {
+            return Err(MetaError::Reference("reference.features (one distribution per schema feature)"));
         }
         let data_range = match (from, to) {
             (Some(from), Some(to)) => Some((Timestamp(from), Timestamp(to))),
@@ -216,6 +232,7 @@ impl SnapshotMeta {
             schema,
             model_id,
             lineage,
+            reference,
         })
     }
 }
@@ -371,6 +388,7 @@ mod tests {
             schema: FeatureSchema::handbook(),
             model_id: None,
             lineage: None,
+            reference: None,
         }
     }
 
@@ -436,6 +454,49 @@ mod tests {
     fn meta_round_trips() {
         let m = meta();
         assert_eq!(SnapshotMeta::decode(&m.encode()), Ok(m));
+    }
+
+    fn with_reference() -> SnapshotMeta {
+        use super::super::reference::Bins;
+        let n = FeatureSchema::handbook().len();
+        let bins = |k: usize| Bins {
+            edges: (0..k).map(|i| i as f64 * 1.5).collect(),
+            proportions: alloc::vec![1.0 / (k + 1) as f64; k + 1],
+        };
+        SnapshotMeta {
+            reference: Some(Reference {
+                from: Timestamp(1_531_267_200),
+                to: Timestamp(1_533_686_400),
+                rows: 271_828,
+                features: (0..n).map(|i| bins(i % 10)).collect(),
+                score: Some(bins(9)),
+            }),
+            ..meta()
+        }
+    }
+
+    #[test]
+    fn meta_with_a_reference_round_trips_and_refuses_truncation() {
+        let m = with_reference();
+        let bytes = m.encode();
+        assert_eq!(SnapshotMeta::decode(&bytes), Ok(m));
+        for cut in 0..bytes.len() {
+            assert!(SnapshotMeta::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_reference_that_does_not_fit_the_schema() {
+        let mut m = with_reference();
+        if let Some(r) = &mut m.reference {
+            r.features.pop();
+        }
+        assert!(matches!(SnapshotMeta::decode(&m.encode()), Err(MetaError::Reference(_))));
+        let mut m = with_reference();
+        if let Some(r) = &mut m.reference {
+            r.features[3].edges.reverse();
+        }
+        assert!(matches!(SnapshotMeta::decode(&m.encode()), Err(MetaError::Reference(_))));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod build;
 mod keys;
 mod meta;
 mod read;
+mod reference;
 
 pub use build::{BuildError, build_snapshot, build_snapshot_in_parts, build_snapshot_with};
 pub use keys::{
@@ -14,6 +15,7 @@ pub use keys::{
 };
 pub use meta::{MetaError, ModelLineage, SnapshotMeta};
 pub use read::{EntityTable, PartMissing, Snapshot, SnapshotError, SnapshotPieces};
+pub use reference::{Bins, MAX_EDGES, Reference};
 
 /// The first 8 bytes of every snapshot.
 pub const MAGIC: [u8; 8] = *b"TGSNAP\r\n";

@@ -15,7 +15,7 @@ use scorer::score::{
 use scorer::snapshot::{EdgeKey, KeyListError, Snapshot, SnapshotError, edge_keys_from_text};
 
 /// The ABI version, major in the high 16 bits and minor in the low 16 bits.
-pub const ABI_VERSION: u32 = 0x0001_0001;
+pub const ABI_VERSION: u32 = 0x0001_0002;
 
 /// `tg_load_snapshot` / `tg_set_edge_keys` status: success.
 pub const STATUS_OK: u32 = 0;
@@ -53,6 +53,8 @@ struct State {
     tree_attribution: TreeAttribution,
     out: Vec<u8>,
     error: Vec<u8>,
+    /// Whether the last `tg_score` / `tg_score_batch` reached the scorer (else it recorded nothing).
+    recorded: bool,
 }
 
 struct Global(UnsafeCell<State>);
@@ -69,6 +71,7 @@ static STATE: Global = Global(UnsafeCell::new(State {
     tree_attribution: TreeAttribution::Path,
     out: Vec::new(),
     error: Vec::new(),
+    recorded: false,
 }));
 
 fn state() -> &'static mut State {
@@ -219,6 +222,7 @@ pub extern "C" fn tg_load_snapshot(ptr: usize, len: usize) -> u32 {
                     scorer.set_top_reasons(n);
                 }
                 scorer.set_tree_attribution(st.tree_attribution);
+                scorer.set_record_features(true);
                 // The old scorer borrows the old bytes: drop it before freeing them.
                 st.scorer = Some(scorer);
                 if let Some(old) = st.held.replace(Held { ptr, len }) {
@@ -325,6 +329,7 @@ fn respond(ptr: usize, len: usize, batch: bool) -> u64 {
         }
     };
     let sink = &mut out;
+    st.recorded = request.is_some() && st.scorer.is_some();
     match (request, &mut st.scorer) {
         (None, _) => {
             let field = if batch { Field::Batch } else { Field::Request };
@@ -339,6 +344,23 @@ fn respond(ptr: usize, len: usize, batch: bool) -> u64 {
     st.out = out;
     drop(keep);
     pack(&st.out)
+}
+
+/// The features and score of every request of the last `tg_score` or `tg_score_batch`, packed
+/// as `ptr << 32 | len`: per request in order, `n + 1` little-endian f64 (the schema's `n`
+/// features, then the score), all NaN for a request the model did not score (an error, or a hard
+/// rule decided). Empty when that call reached no snapshot. Valid until the next scoring call.
+/// ABI 1.2: for drift monitoring by the host.
+#[unsafe(no_mangle)]
+pub extern "C" fn tg_last_features() -> u64 {
+    let st = state();
+    let values: &[f64] = match (&st.scorer, st.recorded) {
+        (Some(scorer), true) => scorer.recorded_features(),
+        _ => &[],
+    };
+    // wasm32 is little-endian, so the f64s are already the bytes the ABI names.
+    let ptr = values.as_ptr() as usize as u64;
+    (ptr << 32) | (values.len() * 8) as u64
 }
 
 /// `fmt::Write` into a byte vector.

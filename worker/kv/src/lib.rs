@@ -367,6 +367,7 @@ mod tests {
             schema: FeatureSchema::handbook(),
             model_id: None,
             lineage: None,
+            reference: None,
         };
         let rows = |prefix: &str| {
             (0..n)

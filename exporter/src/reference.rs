@@ -142,4 +142,48 @@ mod tests {
         assert!(b.edges.is_empty());
         assert_eq!(b.proportions, vec![1.0]);
     }
+
+    #[test]
+    fn a_history_gives_one_distribution_per_feature_over_the_filled_window() {
+        use crate::NoProgress;
+        use crate::simulate::{SimulationConfig, simulate};
+        use scorer::model::Logistic;
+        let config =
+            SimulationConfig { seed: 4, customers: 200, terminals: 400, days: 60, ..Default::default() };
+        let tx = simulate(&config, &NoProgress).unwrap();
+        let schema = FeatureSchema::handbook();
+        let day = |d: i64| Timestamp(config.start.0 + d * SECONDS_PER_DAY);
+        let model = Model::Logistic(Logistic { weights: vec![0.01; 15], intercept: -3.0 });
+        let r = reference(&tx, &schema, day(50), 28, Some(&model), &NoProgress).unwrap().unwrap();
+        // The 28 days before day 50 would start on day 22, but windows fill until day 37 and a bit.
+        assert_eq!(r.to, day(50));
+        assert!(r.from > day(37) && r.from < day(38), "{} .. {}", r.from, r.to);
+        let in_window = tx.time.iter().filter(|t| **t >= r.from && **t < r.to).count();
+        assert_eq!(r.rows, in_window as u64);
+        assert_eq!(r.features.len(), schema.len());
+        for (bins, def) in r
+            .features
+            .iter()
+            .chain(&r.score)
+            .zip(schema.features().iter().map(|f| f.name.as_str()).chain(["score"]))
+        {
+            let total: f64 = bins.proportions.iter().sum();
+            assert!((total - 1.0).abs() < 1e-9, "{def}: shares sum to {total}");
+            assert!(bins.edges.len() <= 9, "{def}: {:?}", bins.edges);
+        }
+        // Flags are cut at 1; the amount at its deciles.
+        assert_eq!((r.features[1].edges.clone(), r.features[2].edges.clone()), (vec![1.0], vec![1.0]));
+        assert_eq!(r.features[0].edges.len(), 9);
+        // No model, no score; no days, no reference.
+        assert!(
+            reference(&tx, &schema, day(50), 28, None, &NoProgress)
+                .unwrap()
+                .is_some_and(|r| r.score.is_none())
+        );
+        assert!(reference(&tx, &schema, day(50), 0, None, &NoProgress).unwrap().is_none());
+        assert!(
+            reference(&tx, &schema, day(30), 28, None, &NoProgress).unwrap().is_none(),
+            "windows still filling"
+        );
+    }
 }

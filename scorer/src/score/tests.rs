@@ -391,3 +391,33 @@ proptest! {
         prop_assert!(!out.is_empty());
     }
 }
+
+#[test]
+fn recorded_features_hold_each_requests_features_and_score_and_nan_when_the_model_did_not_run() {
+    let model = logistic();
+    let bytes = snapshot_bytes(Some(&model), true);
+    let mut s = scorer(&bytes);
+    let known = r#"{"customer_id":42,"terminal_id":"7","amount":20,"time":"2018-08-11 03:00:00"}"#;
+    json(&mut s, known);
+    assert!(s.recorded_features().is_empty(), "off by default");
+    s.set_record_features(true);
+    let one = json(&mut s, known);
+    let rows = s.recorded_features().to_vec();
+    assert_eq!(rows.len(), 16);
+    assert_eq!(&rows[..15], s.features());
+    let score: f64 =
+        one.split(r#""score":"#).nth(1).and_then(|t| t.split(',').next()).unwrap().parse().unwrap();
+    assert_eq!(rows[15].to_bits(), score.to_bits());
+    // A batch: a scored request, one a hard rule declines, one with a bad amount.
+    let blocked = r#"{"customer_id":1,"terminal_id":666,"amount":5,"time":0}"#;
+    let bad = r#"{"customer_id":1,"terminal_id":2,"amount":-1,"time":0}"#;
+    let mut out = Vec::new();
+    s.score_batch_bytes(alloc::format!("[{known},{blocked},{bad}]").as_bytes(), &mut out);
+    let batch = s.recorded_features();
+    assert_eq!(batch.len(), 3 * 16);
+    assert_eq!(&batch[..16], rows.as_slice(), "the same request, the same row");
+    assert!(batch[16..].iter().all(|v| v.is_nan()), "{:?}", &batch[16..]);
+    // Each call starts afresh.
+    json(&mut s, bad);
+    assert!(s.recorded_features().len() == 16 && s.recorded_features().iter().all(|v| v.is_nan()));
+}

@@ -50,7 +50,8 @@ impl Www {
         let mut www = Www { child, origin: String::new() };
         // "tollgate www: serving DIR at http://127.0.0.1:PORT/ (Ctrl-C stops)"
         let at = line.split(" at ").last().and_then(|s| s.split_whitespace().next());
-        www.origin = at.ok_or_else(|| format!("tollgate www said {line:?}"))?.trim_end_matches('/').to_string();
+        www.origin =
+            at.ok_or_else(|| format!("tollgate www said {line:?}"))?.trim_end_matches('/').to_string();
         Ok(www)
     }
 }
@@ -162,18 +163,28 @@ fn the_page_lists_the_hosts_reviews_and_publishes_verdicts_on_the_labels_topic()
         .map_err(|e| format!("running node (is Node.js installed, and `npm ci` run?): {e}"))?;
     assert!(status.success(), "tests/js/review.mjs failed");
     let r: Value = serde_json::from_slice(&std::fs::read(&out)?)?;
-    assert!(r.get("failure").is_none(), "the browser script failed after steps {}: {}", r["steps"], r["failure"]);
+    assert!(
+        r.get("failure").is_none(),
+        "the browser script failed after steps {}: {}",
+        r["steps"],
+        r["failure"]
+    );
     let browser = browser_started.elapsed();
 
     // The only console error: Chromium's note of the wrong token's 401.
     let console = r["consoleErrors"].as_array().ok_or("consoleErrors")?;
     assert!(
         console.iter().all(|e| e["after"] == "loaded"
-            && e["text"] == "Failed to load resource: the server responded with a status of 401 (Unauthorized)"),
+            && e["text"]
+                == "Failed to load resource: the server responded with a status of 401 (Unauthorized)"),
         "console errors: {console:?}"
     );
     assert_eq!(r["startErrors"], serde_json::json!([]), "the page did not start");
-    assert_eq!(r["external"], serde_json::json!([]), "requests to hosts other than the page's and the analyst's");
+    assert_eq!(
+        r["external"],
+        serde_json::json!([]),
+        "requests to hosts other than the page's and the analyst's"
+    );
 
     // A wrong token: a plain refusal, no rows.
     let wrong = r["wrongToken"]["error"].as_str().unwrap_or_default();
@@ -187,7 +198,8 @@ fn the_page_lists_the_hosts_reviews_and_publishes_verdicts_on_the_labels_topic()
     assert_eq!(rows.len(), expected.len());
     let mut previous = i64::MAX;
     for (row, want) in rows.iter().zip(&expected) {
-        let cells: Vec<&str> = row["cells"].as_array().ok_or("cells")?.iter().filter_map(Value::as_str).collect();
+        let cells: Vec<&str> =
+            row["cells"].as_array().ok_or("cells")?.iter().filter_map(Value::as_str).collect();
         assert_eq!(row["id"].as_str(), Some(id(want).as_str()));
         assert_eq!(cells[1], id(want));
         assert_eq!(cells[2], format!("{:.2}", want["amount"].as_f64().ok_or("amount")?), "{row}");
@@ -208,6 +220,9 @@ fn the_page_lists_the_hosts_reviews_and_publishes_verdicts_on_the_labels_topic()
 
     // The verdicts: published, with where they went, and marked on reload.
     assert_eq!(r["errorAfterVerdicts"], "");
+    let count = r["countAfterVerdicts"].as_str().unwrap_or_default();
+    let says = format!("{} review decisions, {} without a verdict", rows.len(), rows.len() - 2);
+    assert!(count.starts_with(&says), "{count}");
     for ((id, fraud), shown) in verdicts.iter().zip(r["verdicts"].as_array().ok_or("verdicts")?) {
         assert_eq!(shown["state"], if *fraud { "fraud" } else { "genuine" });
         let note = shown["note"].as_str().unwrap_or_default();

@@ -96,18 +96,19 @@ try {
   }
   out.verdicts = verdicts;
   out.errorAfterVerdicts = await page.textContent('#review-error');
+  out.countAfterVerdicts = await page.textContent('#review-count');
   step('verdicts');
 
-  // 4. Reloaded: the host marks the judged rows.
+  // 4. The screenshot, of the review queue with the verdicts just published.
+  await page.locator('#reviews').scrollIntoViewIfNeeded();
+  await page.locator('#reviews').screenshot({ path: config.screenshot });
+  step('screenshot');
+
+  // 5. Reloaded: the host marks the judged rows.
   await page.click('#review-load');
   await page.waitForFunction(() => !document.getElementById('review-load').disabled, null, { timeout: 15_000 });
   out.reloaded = await rows();
   step('reload');
-
-  // 5. The screenshot, of the review queue.
-  await page.locator('#reviews').scrollIntoViewIfNeeded();
-  await page.locator('#reviews').screenshot({ path: config.screenshot });
-  step('screenshot');
 } catch (e) {
   out.failure = String(e.stack ?? e);
 } finally {

@@ -8,7 +8,7 @@ const TOKEN_KEY = 'tollgate.analystToken';
 const HOST_KEY = 'tollgate.reviewHost';
 const REFRESH_MS = 10_000;
 
-const queue = { rows: [], loading: false, timer: null };
+const queue = { rows: [], loadedAt: '', loading: false, timer: null };
 // What the Chromium test and curious users can reach from the console.
 window.tollgateReviews = queue;
 
@@ -68,21 +68,27 @@ function row(item) {
   const tr = document.createElement('tr');
   const id = item.transaction_id ?? '';
   tr.dataset.transactionId = id;
-  const reasons = item.reasons.length
-    ? item.reasons.map((r) => `${r.feature} = ${fmt(r.value, 4)} (${fmt(r.contribution, 3)})`).join('; ')
-    : 'none';
   const cells = [
     decidedAt(item.decided_at_us),
     id || '(none)',
     fmt(item.amount, 2),
     fmt(item.score, 4),
     item.rules.length ? item.rules.join(', ') : 'none',
-    reasons,
   ];
   for (const [i, text] of cells.entries()) {
     const td = tr.insertCell();
     td.textContent = text;
     td.className = `rv-c${i}`;
+  }
+  // The reasons, one a line: the feature, its value for this transaction, its contribution.
+  const reasons = tr.insertCell();
+  reasons.className = 'rv-c5';
+  if (!item.reasons.length) reasons.textContent = 'none';
+  for (const r of item.reasons) {
+    const line = document.createElement('div');
+    const value = Number.isInteger(r.value) ? String(r.value) : fmt(r.value, 4);
+    line.textContent = `${r.feature} = ${value} (${fmt(r.contribution, 3)})`;
+    reasons.appendChild(line);
   }
   const verdict = tr.insertCell();
   verdict.className = 'rv-verdict';
@@ -107,6 +113,11 @@ function row(item) {
   return tr;
 }
 
+function count() {
+  const open = queue.rows.filter((r) => r.verdict === null).length;
+  $('review-count').textContent = `${queue.rows.length} review decisions, ${open} without a verdict; loaded ${queue.loadedAt} UTC.`;
+}
+
 async function load() {
   if (queue.loading) return;
   queue.loading = true;
@@ -116,11 +127,11 @@ async function load() {
     const limit = Math.min(1000, Math.max(1, Math.floor(Number($('review-limit').value) || 50)));
     const answer = await call('GET', `/v1/reviews?limit=${limit}`);
     queue.rows = answer.reviews;
+    queue.loadedAt = new Date().toISOString().slice(11, 19);
     $('review-table').tBodies[0].replaceChildren(...answer.reviews.map(row));
     $('review-table').hidden = false;
     $('review-error').textContent = '';
-    const open = answer.reviews.filter((r) => r.verdict === null).length;
-    $('review-count').textContent = `${answer.reviews.length} review decisions, ${open} without a verdict; loaded ${new Date().toISOString().slice(11, 19)} UTC.`;
+    count();
   } catch (e) {
     $('review-error').textContent = e.message;
     $('review-count').textContent = '';
@@ -143,6 +154,8 @@ async function judge(tr, id, fraud) {
       reported_at: Math.floor(Date.now() / 1000),
     });
     tr.querySelector('.rv-state').textContent = fraud ? 'fraud' : 'genuine';
+    for (const r of queue.rows) if (r.transaction_id === id) r.verdict = fraud ? 'fraud' : 'genuine';
+    count();
     note.className = 'rv-note ok';
     note.textContent = ` published (partition ${answer.partition}, offset ${answer.offset})`;
     $('review-error').textContent = '';

@@ -40,7 +40,8 @@ try {
     id: tr.dataset.transactionId,
     cells: [...tr.cells].map((c) => c.textContent),
   })));
-  const errorShown = () => page.waitForFunction(() => document.getElementById('review-error').textContent !== '', null, { timeout: 15_000 });
+  const errorShown = () => page.waitForFunction(() => !window.tollgateReviews.loading &&
+    document.getElementById('review-error').textContent !== '', null, { timeout: 15_000 });
 
   await page.goto(config.url);
   await page.waitForFunction(() => window.tollgate?.ready || window.tollgate?.errors.length > 0, null, { timeout: 60_000 });
@@ -61,8 +62,9 @@ try {
   await page.keyboard.press('Control+A');
   await page.keyboard.type(config.token);
   await page.keyboard.press('Enter');
-  await page.waitForFunction(() => document.querySelectorAll('#review-table tbody tr').length > 0 ||
-    document.getElementById('review-error').textContent !== '', null, { timeout: 15_000 });
+  await page.waitForFunction(() => !window.tollgateReviews.loading &&
+    (document.querySelectorAll('#review-table tbody tr').length > 0 ||
+      document.getElementById('review-error').textContent !== ''), null, { timeout: 15_000 });
   out.error = await page.textContent('#review-error');
   out.count = await page.textContent('#review-count');
   out.rows = await rows();
@@ -106,7 +108,7 @@ try {
 
   // 5. Reloaded: the host marks the judged rows.
   await page.click('#review-load');
-  await page.waitForFunction(() => !document.getElementById('review-load').disabled, null, { timeout: 15_000 });
+  await page.waitForFunction(() => !window.tollgateReviews.loading, null, { timeout: 15_000 });
   out.reloaded = await rows();
   step('reload');
 } catch (e) {

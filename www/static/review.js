@@ -123,6 +123,7 @@ async function load() {
   queue.loading = true;
   $('review-load').disabled = true;
   $('review-count').textContent = 'Loading…';
+  $('review-error').textContent = '';
   try {
     const limit = Math.min(1000, Math.max(1, Math.floor(Number($('review-limit').value) || 50)));
     const answer = await call('GET', `/v1/reviews?limit=${limit}`);

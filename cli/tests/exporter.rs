@@ -39,7 +39,8 @@ fn ok(o: Output, what: &str) -> Result<String> {
 
 /// The handbook rows before 2018-04-01 + `days` days, as a CSV file (the original lines).
 fn handbook_slice(path: &Path, days: u32) -> Result<()> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
     let end = format!("2018-{:02}-{:02}", 4 + (days / 30), 1 + days % 30);
     // 2018-04-01 + days, for days < 61 (April has 30 days, May 31): good enough for a slice.
     assert!(days < 61);
@@ -141,14 +142,40 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     let brokers = cluster.bootstrap_servers();
     // Label delays strictly under the 7-day delay of the risk windows: batch and stream agree.
     let replayed = ok(
-        tollgate(d, &["exporter", "replay-to-kafka", "--input", "tx.csv", "--brokers", &brokers, "--label-delay-max", "6d 23h"])?,
+        tollgate(
+            d,
+            &[
+                "exporter",
+                "replay-to-kafka",
+                "--input",
+                "tx.csv",
+                "--brokers",
+                &brokers,
+                "--label-delay-max",
+                "6d 23h",
+            ],
+        )?,
         "replay-to-kafka",
     )?;
     eprintln!("{replayed}");
 
     let run = [
-        "exporter", "run", "--brokers", &brokers, "--key", "keys/signing.key", "--every", "1d",
-        "--checkpoint", "ck", "--checkpoint-every", "200ms", "--out-dir", "out", "--idle", "3s",
+        "exporter",
+        "run",
+        "--brokers",
+        &brokers,
+        "--key",
+        "keys/signing.key",
+        "--every",
+        "1d",
+        "--checkpoint",
+        "ck",
+        "--checkpoint-every",
+        "200ms",
+        "--out-dir",
+        "out",
+        "--idle",
+        "3s",
         "--until-idle",
     ];
     let first = Running::start(d, &run, "first.log")?;
@@ -186,8 +213,8 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     let mut expected_day = first_day;
     let mut full = 0;
     for (name, bytes) in &published {
-        let snapshot = Snapshot::load(bytes, std::slice::from_ref(&edge))
-            .map_err(|e| format!("{name}: {e}\n{log}"))?;
+        let snapshot =
+            Snapshot::load(bytes, std::slice::from_ref(&edge)).map_err(|e| format!("{name}: {e}\n{log}"))?;
         let as_of = snapshot.meta().as_of;
         assert_eq!(as_of.0, expected_day * 86_400, "{name}: one snapshot a day, none missing");
         expected_day += 1;
@@ -219,16 +246,27 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
     let day = 1_522_540_800; // 2018-04-01
     let good = |id: u64, t: i64| {
-        format!(r#"{{"transaction_id": {id}, "time": {t}, "customer_id": 1, "terminal_id": 2, "amount": 10.5}}"#)
+        format!(
+            r#"{{"transaction_id": {id}, "time": {t}, "customer_id": 1, "terminal_id": 2, "amount": 10.5}}"#
+        )
     };
     let messages: Vec<(&str, String)> = vec![
         ("transactions", good(1, day + 60)),
         ("transactions", r#"{"transaction_id": 2, "time": "#.to_string()), // malformed JSON
-        ("transactions", r#"{"transaction_id": 3, "customer_id": 1, "terminal_id": 2, "amount": 3}"#.to_string()), // no time
+        (
+            "transactions",
+            r#"{"transaction_id": 3, "customer_id": 1, "terminal_id": 2, "amount": 3}"#.to_string(),
+        ), // no time
         ("transactions", good(4, day + 120)),
         ("labels", r#"{"transaction_id": 1, "reported_at": "2018-04-01T00:05:00Z"}"#.to_string()), // no fraud
-        ("labels", r#"{"transaction_id": 99, "fraud": true, "reported_at": "2018-04-01T00:06:00Z"}"#.to_string()), // unknown
-        ("labels", r#"{"transaction_id": 4, "fraud": true, "reported_at": "2018-04-01T00:07:00Z"}"#.to_string()),
+        (
+            "labels",
+            r#"{"transaction_id": 99, "fraud": true, "reported_at": "2018-04-01T00:06:00Z"}"#.to_string(),
+        ), // unknown
+        (
+            "labels",
+            r#"{"transaction_id": 4, "fraud": true, "reported_at": "2018-04-01T00:07:00Z"}"#.to_string(),
+        ),
         ("transactions", good(5, day + 86_400 + 60)),
     ];
     for (topic, payload) in &messages {
@@ -239,8 +277,23 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
     }
     producer.flush(Duration::from_secs(10))?;
     let run = [
-        "exporter", "run", "--brokers", &brokers, "--key", "keys/signing.key", "--every", "1d",
-        "--checkpoint", "ck", "--out-dir", "out", "--idle", "2s", "--until-idle", "--dead-letter", "dead.jsonl",
+        "exporter",
+        "run",
+        "--brokers",
+        &brokers,
+        "--key",
+        "keys/signing.key",
+        "--every",
+        "1d",
+        "--checkpoint",
+        "ck",
+        "--out-dir",
+        "out",
+        "--idle",
+        "2s",
+        "--until-idle",
+        "--dead-letter",
+        "dead.jsonl",
     ];
     let log = Running::start(d, &run, "run.log")?.wait(Duration::from_secs(60))?;
     // Counted by reason, in the summary.
@@ -254,7 +307,11 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
         assert!(log.contains(reason), "{reason:?} not counted:\n{log}");
     }
     // Logged with topic, partition and offset, the field named.
-    assert!(log.lines().any(|l| l.starts_with("rejected transactions[") && l.contains("@2: bad transaction (time)")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("rejected transactions[") && l.contains("@2: bad transaction (time)")),
+        "{log}"
+    );
     let dead = std::fs::read_to_string(d.join("dead.jsonl"))?;
     assert_eq!(dead.lines().count(), 4, "{dead}");
     // And the good ones made the snapshot as of 2018-04-02.

@@ -198,7 +198,11 @@ impl State {
     /// The aggregates of every entity as of `as_of` (every event before it folded, none after),
     /// keyed by `id_hash`, all-zero rows left out: the tables
     /// `exporter::snapshot::build_from_aggregates` takes. Advances every entity to `as_of`.
-    pub fn aggregates_as_of(&mut self, as_of: Timestamp, id_hash: &IdHashKey) -> Vec<Vec<(EntityKey, Aggregates)>> {
+    pub fn aggregates_as_of(
+        &mut self,
+        as_of: Timestamp,
+        id_hash: &IdHashKey,
+    ) -> Vec<Vec<(EntityKey, Aggregates)>> {
         self.forget_older_than(as_of);
         let mut tables = Vec::with_capacity(self.kinds.len());
         for (kind, def) in self.kinds.iter_mut().zip(self.schema.entities()) {

@@ -26,7 +26,7 @@ pub enum Command {
     /// publish a signed snapshot as of every multiple of --every that the event time passes.
     /// State and offsets are checkpointed together: after a crash it resumes where the last
     /// checkpoint stood and publishes the same snapshots, byte for byte.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write a transaction file to the topics as the exporter reads them: each row a score
     /// request (key: customer id), each fraud a label reported within --label-delay-max.
     ReplayToKafka(ReplayArgs),
@@ -116,7 +116,7 @@ pub struct ReplayArgs {
 /// Runs `tollgate exporter ...`.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run(args) => run_exporter(args),
+        Command::Run(args) => run_exporter(*args),
         Command::ReplayToKafka(args) => replay_to_kafka(args),
     }
 }
@@ -186,7 +186,8 @@ impl Sink for Publisher {
     fn report(&mut self, report: Report<'_>) {
         match report {
             Report::Started { resumed, partitions } => {
-                let from = if resumed { "resumed from the checkpoint" } else { "no checkpoint: from the start" };
+                let from =
+                    if resumed { "resumed from the checkpoint" } else { "no checkpoint: from the start" };
                 let list: Vec<String> = partitions
                     .iter()
                     .map(|(t, p, o)| match o {
@@ -273,7 +274,8 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
     if args.out_dir.is_none() && args.push_to.is_empty() {
         bail!("nowhere to publish: give --out-dir DIR and/or --push-to TARGET");
     }
-    let key = std::fs::read_to_string(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
+    let key =
+        std::fs::read_to_string(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
     let signer = SnapshotSigner::from_text(&key).with_context(|| format!("{}", args.key.display()))?;
     let schema = FeatureSchema::handbook();
     let loaded = args.decisioning.load(&schema, &signer)?;

@@ -1,0 +1,174 @@
+//! Throughput of the continuous exporter, printed as a table (`cargo bench -p pipeline --bench
+//! throughput`): transactions folded into the state per second on one core (decode + fold, and
+//! fold alone), end to end from a Kafka-protocol broker (librdkafka's mock cluster in this
+//! process), and the time to aggregate, build and sign a snapshot of 1M entities.
+
+use exporter::NoProgress;
+use exporter::ingest::{IngestOptions, read_transactions};
+use exporter::snapshot::{BuiltSnapshot, Decisioning, build_from_aggregates};
+use pipeline::replay::{ReplayConfig, replay};
+use pipeline::run::{Config, Report, Sink, run};
+use pipeline::{State, Transaction};
+use rdkafka::mocking::MockCluster;
+use scorer::Timestamp;
+use scorer::features::FeatureSchema;
+use scorer::snapshot::{IdHashKey, SnapshotSigner};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+struct Discard {
+    snapshots: usize,
+    bytes: usize,
+    build: Duration,
+}
+
+impl Sink for Discard {
+    fn publish(&mut self, snapshot: &BuiltSnapshot) -> std::result::Result<(), String> {
+        self.snapshots += 1;
+        self.bytes += snapshot.bytes.len();
+        Ok(())
+    }
+    fn report(&mut self, report: Report<'_>) {
+        if let Report::Published { build, .. } = report {
+            self.build += build;
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    let tx = read_transactions(&path, &IngestOptions::default(), &NoProgress)?.transactions;
+    let schema = FeatureSchema::handbook();
+    let requests: Vec<Vec<u8>> = (0..tx.len()).map(|i| pipeline::replay::request_json(&tx, i)).collect();
+    println!("| what | transactions | time | per second |");
+    println!("|---|---|---|---|");
+
+    // Decode + fold, one core.
+    let began = Instant::now();
+    let mut state = State::new(schema.clone());
+    for r in &requests {
+        let t = Transaction::decode(r, &schema).map_err(|e| e.to_string())?;
+        state.fold_transaction(&t).map_err(|e| e.to_string())?;
+    }
+    let secs = began.elapsed().as_secs_f64();
+    println!("| decode (JSON) + fold, 1 core | {} | {secs:.2} s | {:.0} |", tx.len(), tx.len() as f64 / secs);
+
+    // Fold alone.
+    let decoded: Vec<Transaction> =
+        requests.iter().map(|r| Transaction::decode(r, &schema)).collect::<std::result::Result<_, _>>()?;
+    let began = Instant::now();
+    let mut state = State::new(schema.clone());
+    for t in &decoded {
+        state.fold_transaction(t).map_err(|e| e.to_string())?;
+    }
+    let secs = began.elapsed().as_secs_f64();
+    println!("| fold alone, 1 core | {} | {secs:.2} s | {:.0} |", tx.len(), tx.len() as f64 / secs);
+    drop(decoded);
+
+    // End to end from the broker: the first 45 days (librdkafka's mock keeps 5 MB a partition).
+    let end = tx.time.partition_point(|t| *t < Timestamp(1_522_540_800 + 45 * 86_400));
+    let slice = take(tx.clone(), end);
+    let cluster = MockCluster::new(1)?;
+    cluster.create_topic("transactions", 32, 1)?;
+    cluster.create_topic("labels", 2, 1)?;
+    let brokers = cluster.bootstrap_servers();
+    let replayed = replay(
+        &slice,
+        &ReplayConfig {
+            brokers: brokers.clone(),
+            transactions: "transactions".into(),
+            labels: "labels".into(),
+            label_delay_max: Duration::from_secs(6 * 86_400),
+            seed: 1,
+        },
+    )?;
+    let dir = tempfile::tempdir()?;
+    let idle = Duration::from_secs(1);
+    let config = Config {
+        brokers,
+        transactions: "transactions".into(),
+        labels: "labels".into(),
+        every: Duration::from_secs(86_400),
+        idle,
+        checkpoint_dir: dir.path().to_path_buf(),
+        checkpoint_every: Duration::from_secs(10),
+        until_idle: true,
+        stop_at: None,
+        kafka: Vec::new(),
+    };
+    let signer = SnapshotSigner::from_secret([1; 32], IdHashKey([2; 16]));
+    let mut sink = Discard { snapshots: 0, bytes: 0, build: Duration::ZERO };
+    let began = Instant::now();
+    let summary = run(&config, &signer, &Decisioning::default(), &mut sink, &AtomicBool::new(false))?;
+    // The run ends after every partition has been quiet for `idle`: not work.
+    let secs = (began.elapsed() - idle).as_secs_f64();
+    let messages = replayed.transactions + replayed.labels;
+    println!(
+        "| end to end from the mock broker (poll, decode, merge, fold, {} daily snapshots + checkpoints) | {} (+{} labels) | {secs:.2} s | {:.0} |",
+        sink.snapshots,
+        summary.counts.transactions,
+        summary.counts.labels,
+        messages as f64 / secs
+    );
+    println!(
+        "| of which building and signing {} snapshots ({:.0} KB each) | | {:.2} s | |",
+        sink.snapshots,
+        sink.bytes as f64 / sink.snapshots.max(1) as f64 / 1e3,
+        sink.build.as_secs_f64()
+    );
+
+    // A snapshot of 1M customers and 100k terminals from the running state.
+    let mut state = State::new(schema.clone());
+    let t0 = 1_522_540_800;
+    for i in 0..2_000_000u64 {
+        let time = t0 + (i as i64) * 14 * 86_400 / 2_000_000;
+        let json = format!(
+            r#"{{"transaction_id": {i}, "time": {time}, "customer_id": {}, "terminal_id": {}, "amount": {}.25}}"#,
+            i % 1_000_000,
+            (i * 7) % 100_000,
+            i % 300
+        );
+        state
+            .fold_transaction(&Transaction::decode(json.as_bytes(), &schema).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let as_of = Timestamp(t0 + 14 * 86_400);
+    let began = Instant::now();
+    let tables = state.aggregates_as_of(as_of, signer.id_hash());
+    let aggregate = began.elapsed().as_secs_f64();
+    let rows: Vec<usize> = tables.iter().map(Vec::len).collect();
+    let built = build_from_aggregates(
+        tables,
+        &schema,
+        as_of,
+        as_of,
+        state.data_range(),
+        &signer,
+        &Decisioning::default(),
+    )?;
+    let total = began.elapsed().as_secs_f64();
+    println!(
+        "| snapshot of {} customers + {} terminals: aggregate {aggregate:.2} s, build + sign {:.2} s, {:.1} MB | | {total:.2} s | |",
+        rows[0],
+        rows[1],
+        total - aggregate,
+        built.bytes.len() as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// The first `n` transactions of a history.
+fn take(mut tx: exporter::Transactions, n: usize) -> exporter::Transactions {
+    tx.transaction_id.truncate(n);
+    tx.time.truncate(n);
+    tx.customer.truncate(n);
+    tx.terminal.truncate(n);
+    tx.amount.truncate(n);
+    tx.fraud.truncate(n);
+    tx.scenario.truncate(n);
+    tx
+}

@@ -61,6 +61,14 @@ fn handbook_slice(path: &Path, days: u32) -> Result<()> {
     Ok(())
 }
 
+/// `tollgate exporter run` against `brokers`: daily snapshots into `out`, checkpoint in `ck`,
+/// until every partition is idle; `extra` options after.
+fn run_args(brokers: &str, extra: &[&str]) -> Vec<String> {
+    let common = ["exporter", "run", "--brokers", brokers, "--key", "keys/signing.key", "--every", "1d"];
+    let more = ["--checkpoint", "ck", "--out-dir", "out", "--until-idle"];
+    common.iter().chain(&more).chain(extra).map(|s| s.to_string()).collect()
+}
+
 fn cluster_with_topics() -> Result<MockCluster<'static, rdkafka::producer::DefaultProducerContext>> {
     let cluster = MockCluster::new(1)?;
     cluster.create_topic("transactions", 16, 1)?;
@@ -159,25 +167,8 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     )?;
     eprintln!("{replayed}");
 
-    let run = [
-        "exporter",
-        "run",
-        "--brokers",
-        &brokers,
-        "--key",
-        "keys/signing.key",
-        "--every",
-        "1d",
-        "--checkpoint",
-        "ck",
-        "--checkpoint-every",
-        "200ms",
-        "--out-dir",
-        "out",
-        "--idle",
-        "3s",
-        "--until-idle",
-    ];
+    let run = run_args(&brokers, &["--checkpoint-every", "200ms", "--idle", "3s"]);
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
     let first = Running::start(d, &run, "first.log")?;
     // Kill it once a third of the days are published (each snapshot is followed by a checkpoint).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -276,25 +267,8 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
             .map_err(|(e, _)| format!("send: {e}"))?;
     }
     producer.flush(Duration::from_secs(10))?;
-    let run = [
-        "exporter",
-        "run",
-        "--brokers",
-        &brokers,
-        "--key",
-        "keys/signing.key",
-        "--every",
-        "1d",
-        "--checkpoint",
-        "ck",
-        "--out-dir",
-        "out",
-        "--idle",
-        "2s",
-        "--until-idle",
-        "--dead-letter",
-        "dead.jsonl",
-    ];
+    let run = run_args(&brokers, &["--idle", "2s", "--dead-letter", "dead.jsonl"]);
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
     let log = Running::start(d, &run, "run.log")?.wait(Duration::from_secs(60))?;
     // Counted by reason, in the summary.
     assert!(log.contains("3 transactions, ") || log.contains("3 transactions and"), "{log}");

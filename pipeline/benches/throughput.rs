@@ -71,7 +71,8 @@ fn main() -> Result<()> {
 
     // End to end from the broker: the first 45 days (librdkafka's mock keeps 5 MB a partition).
     let end = tx.time.partition_point(|t| *t < Timestamp(1_522_540_800 + 45 * 86_400));
-    let slice = take(tx.clone(), end);
+    let mut slice = tx.clone();
+    slice.truncate(end);
     let cluster = MockCluster::new(1)?;
     cluster.create_topic("transactions", 32, 1)?;
     cluster.create_topic("labels", 2, 1)?;
@@ -88,11 +89,14 @@ fn main() -> Result<()> {
     )?;
     let dir = tempfile::tempdir()?;
     let idle = Duration::from_secs(1);
+    // PIPELINE_BENCH_EVERY_DAYS: the snapshot interval (default 1 day).
+    let every_days: u64 =
+        std::env::var("PIPELINE_BENCH_EVERY_DAYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let config = Config {
         brokers,
         transactions: "transactions".into(),
         labels: "labels".into(),
-        every: Duration::from_secs(86_400),
+        every: Duration::from_secs(86_400 * every_days),
         idle,
         checkpoint_dir: dir.path().to_path_buf(),
         checkpoint_every: Duration::from_secs(10),
@@ -108,7 +112,7 @@ fn main() -> Result<()> {
     let secs = (began.elapsed() - idle).as_secs_f64();
     let messages = replayed.transactions + replayed.labels;
     println!(
-        "| end to end from the mock broker (poll, decode, merge, fold, {} daily snapshots + checkpoints) | {} (+{} labels) | {secs:.2} s | {:.0} |",
+        "| end to end from the mock broker (poll, decode, merge, fold, {} snapshots every {every_days} d + checkpoints) | {} (+{} labels) | {secs:.2} s | {:.0} |",
         sink.snapshots,
         summary.counts.transactions,
         summary.counts.labels,
@@ -159,16 +163,4 @@ fn main() -> Result<()> {
         built.bytes.len() as f64 / 1e6
     );
     Ok(())
-}
-
-/// The first `n` transactions of a history.
-fn take(mut tx: exporter::Transactions, n: usize) -> exporter::Transactions {
-    tx.transaction_id.truncate(n);
-    tx.time.truncate(n);
-    tx.customer.truncate(n);
-    tx.terminal.truncate(n);
-    tx.amount.truncate(n);
-    tx.fraud.truncate(n);
-    tx.scenario.truncate(n);
-    tx
 }

@@ -221,7 +221,7 @@ pub fn decode(
         {
             return Err(damaged(format!("held transaction {id}: entity out of range")));
         }
-        let id: Box<[u8]> = id.into_bytes().into();
+        let id: std::sync::Arc<[u8]> = id.into_bytes().into();
         state.retained.push_back((t, id.clone()));
         state.held.insert(id, at.into_boxed_slice());
     }

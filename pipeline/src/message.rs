@@ -7,13 +7,15 @@ use scorer::features::FeatureSchema;
 use scorer::score::{Field, MAX_ID_LEN, ScoreError, decode_request};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// One transaction as the state folds it: ids in their canonical bytes (numbers as decimal
 /// text), the way the edge hashes them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transaction {
-    /// The transaction id (needed for a label to find it later).
-    pub id: Option<Box<[u8]>>,
+    /// The transaction id (needed for a label to find it later); shared, not copied, by the
+    /// state's index.
+    pub id: Option<Arc<[u8]>>,
     /// The id of each entity kind, in schema order.
     pub entities: Vec<Box<[u8]>>,
     /// When it happened.
@@ -40,7 +42,7 @@ impl Transaction {
             Rejection { reason: Reason::BadTransaction { field }, detail }
         })?;
         let mut buf = [0u8; MAX_ID_LEN];
-        let id = request.transaction_id.map(|id| Box::from(id.canonical(&mut buf)));
+        let id = request.transaction_id.map(|id| Arc::from(id.canonical(&mut buf)));
         let entities = request.entity_ids[..schema.entities().len()]
             .iter()
             // The reader has checked that every entity id is there.

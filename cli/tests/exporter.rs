@@ -302,3 +302,46 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
     assert_eq!(&row.0[..2], &[2.0, 21.0], "two transactions of 10.5 in the last day");
     Ok(())
 }
+
+#[test]
+fn sigterm_stops_it_cleanly_after_a_final_checkpoint() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
+    let cluster = cluster_with_topics()?;
+    let brokers = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+    let day = 1_522_540_800; // 2018-04-01
+    for (i, t) in [(1, day + 60), (2, day + 86_400 + 60)] {
+        let payload = format!(
+            r#"{{"transaction_id": {i}, "time": {t}, "customer_id": 1, "terminal_id": 2, "amount": 1}}"#
+        );
+        producer
+            .send(BaseRecord::to("transactions").key("1").payload(payload.as_bytes()))
+            .map_err(|(e, _)| format!("send: {e}"))?;
+    }
+    producer.flush(Duration::from_secs(10))?;
+    // Without --until-idle it would run for ever.
+    let args = ["exporter", "run", "--brokers", &brokers, "--key", "keys/signing.key", "--every", "1d"];
+    let more = ["--checkpoint", "ck", "--out-dir", "out", "--idle", "1s"];
+    let args: Vec<&str> = args.iter().copied().chain(more).collect();
+    let running = Running::start(d, &args, "run.log")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while snapshots(&d.join("out"))?.is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!("no snapshot:\n{}", running.log()).into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status()?;
+    assert!(status.success());
+    let log = running.wait(Duration::from_secs(20))?;
+    assert!(log.contains("stopped (asked to stop)"), "{log}");
+    assert!(log.contains("2 transactions"), "{log}");
+    // The final checkpoint holds both transactions: a restart resumes after them.
+    let restarted = Running::start(d, &[&args[..], &["--until-idle"]].concat(), "again.log")?;
+    let log = restarted.wait(Duration::from_secs(30))?;
+    assert!(log.contains("resumed from the checkpoint") && log.contains("transactions[0]@"), "{log}");
+    assert!(log.contains("0 snapshots published, 2 transactions"), "{log}");
+    Ok(())
+}

@@ -39,7 +39,8 @@ fn ok(o: Output, what: &str) -> Result<String> {
 
 /// The handbook rows before 2018-04-01 + `days` days, as a CSV file (the original lines).
 fn handbook_slice(path: &Path, days: u32) -> Result<()> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
     let end = format!("2018-{:02}-{:02}", 4 + (days / 30), 1 + days % 30);
     // 2018-04-01 + days, for days < 61 (April has 30 days, May 31): good enough for a slice.
     assert!(days < 61);
@@ -58,6 +59,14 @@ fn handbook_slice(path: &Path, days: u32) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// `tollgate exporter run` against `brokers`: daily snapshots into `out`, checkpoint in `ck`,
+/// until every partition is idle; `extra` options after.
+fn run_args(brokers: &str, extra: &[&str]) -> Vec<String> {
+    let common = ["exporter", "run", "--brokers", brokers, "--key", "keys/signing.key", "--every", "1d"];
+    let more = ["--checkpoint", "ck", "--out-dir", "out", "--until-idle"];
+    common.iter().chain(&more).chain(extra).map(|s| s.to_string()).collect()
 }
 
 fn cluster_with_topics() -> Result<MockCluster<'static, rdkafka::producer::DefaultProducerContext>> {
@@ -141,16 +150,25 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     let brokers = cluster.bootstrap_servers();
     // Label delays strictly under the 7-day delay of the risk windows: batch and stream agree.
     let replayed = ok(
-        tollgate(d, &["exporter", "replay-to-kafka", "--input", "tx.csv", "--brokers", &brokers, "--label-delay-max", "6d 23h"])?,
+        tollgate(
+            d,
+            &[
+                "exporter",
+                "replay-to-kafka",
+                "--input",
+                "tx.csv",
+                "--brokers",
+                &brokers,
+                "--label-delay-max",
+                "6d 23h",
+            ],
+        )?,
         "replay-to-kafka",
     )?;
     eprintln!("{replayed}");
 
-    let run = [
-        "exporter", "run", "--brokers", &brokers, "--key", "keys/signing.key", "--every", "1d",
-        "--checkpoint", "ck", "--checkpoint-every", "200ms", "--out-dir", "out", "--idle", "3s",
-        "--until-idle",
-    ];
+    let run = run_args(&brokers, &["--checkpoint-every", "200ms", "--idle", "3s"]);
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
     let first = Running::start(d, &run, "first.log")?;
     // Kill it once a third of the days are published (each snapshot is followed by a checkpoint).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -186,8 +204,8 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     let mut expected_day = first_day;
     let mut full = 0;
     for (name, bytes) in &published {
-        let snapshot = Snapshot::load(bytes, std::slice::from_ref(&edge))
-            .map_err(|e| format!("{name}: {e}\n{log}"))?;
+        let snapshot =
+            Snapshot::load(bytes, std::slice::from_ref(&edge)).map_err(|e| format!("{name}: {e}\n{log}"))?;
         let as_of = snapshot.meta().as_of;
         assert_eq!(as_of.0, expected_day * 86_400, "{name}: one snapshot a day, none missing");
         expected_day += 1;
@@ -219,16 +237,27 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
     let day = 1_522_540_800; // 2018-04-01
     let good = |id: u64, t: i64| {
-        format!(r#"{{"transaction_id": {id}, "time": {t}, "customer_id": 1, "terminal_id": 2, "amount": 10.5}}"#)
+        format!(
+            r#"{{"transaction_id": {id}, "time": {t}, "customer_id": 1, "terminal_id": 2, "amount": 10.5}}"#
+        )
     };
     let messages: Vec<(&str, String)> = vec![
         ("transactions", good(1, day + 60)),
         ("transactions", r#"{"transaction_id": 2, "time": "#.to_string()), // malformed JSON
-        ("transactions", r#"{"transaction_id": 3, "customer_id": 1, "terminal_id": 2, "amount": 3}"#.to_string()), // no time
+        (
+            "transactions",
+            r#"{"transaction_id": 3, "customer_id": 1, "terminal_id": 2, "amount": 3}"#.to_string(),
+        ), // no time
         ("transactions", good(4, day + 120)),
         ("labels", r#"{"transaction_id": 1, "reported_at": "2018-04-01T00:05:00Z"}"#.to_string()), // no fraud
-        ("labels", r#"{"transaction_id": 99, "fraud": true, "reported_at": "2018-04-01T00:06:00Z"}"#.to_string()), // unknown
-        ("labels", r#"{"transaction_id": 4, "fraud": true, "reported_at": "2018-04-01T00:07:00Z"}"#.to_string()),
+        (
+            "labels",
+            r#"{"transaction_id": 99, "fraud": true, "reported_at": "2018-04-01T00:06:00Z"}"#.to_string(),
+        ), // unknown
+        (
+            "labels",
+            r#"{"transaction_id": 4, "fraud": true, "reported_at": "2018-04-01T00:07:00Z"}"#.to_string(),
+        ),
         ("transactions", good(5, day + 86_400 + 60)),
     ];
     for (topic, payload) in &messages {
@@ -238,10 +267,8 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
             .map_err(|(e, _)| format!("send: {e}"))?;
     }
     producer.flush(Duration::from_secs(10))?;
-    let run = [
-        "exporter", "run", "--brokers", &brokers, "--key", "keys/signing.key", "--every", "1d",
-        "--checkpoint", "ck", "--out-dir", "out", "--idle", "2s", "--until-idle", "--dead-letter", "dead.jsonl",
-    ];
+    let run = run_args(&brokers, &["--idle", "2s", "--dead-letter", "dead.jsonl"]);
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
     let log = Running::start(d, &run, "run.log")?.wait(Duration::from_secs(60))?;
     // Counted by reason, in the summary.
     assert!(log.contains("3 transactions, ") || log.contains("3 transactions and"), "{log}");
@@ -254,7 +281,11 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
         assert!(log.contains(reason), "{reason:?} not counted:\n{log}");
     }
     // Logged with topic, partition and offset, the field named.
-    assert!(log.lines().any(|l| l.starts_with("rejected transactions[") && l.contains("@2: bad transaction (time)")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("rejected transactions[") && l.contains("@2: bad transaction (time)")),
+        "{log}"
+    );
     let dead = std::fs::read_to_string(d.join("dead.jsonl"))?;
     assert_eq!(dead.lines().count(), 4, "{dead}");
     // And the good ones made the snapshot as of 2018-04-02.
@@ -269,5 +300,48 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
         .map_err(|_| "part missing")?
         .ok_or("customer 1 missing")?;
     assert_eq!(&row.0[..2], &[2.0, 21.0], "two transactions of 10.5 in the last day");
+    Ok(())
+}
+
+#[test]
+fn sigterm_stops_it_cleanly_after_a_final_checkpoint() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
+    let cluster = cluster_with_topics()?;
+    let brokers = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+    let day = 1_522_540_800; // 2018-04-01
+    for (i, t) in [(1, day + 60), (2, day + 86_400 + 60)] {
+        let payload = format!(
+            r#"{{"transaction_id": {i}, "time": {t}, "customer_id": 1, "terminal_id": 2, "amount": 1}}"#
+        );
+        producer
+            .send(BaseRecord::to("transactions").key("1").payload(payload.as_bytes()))
+            .map_err(|(e, _)| format!("send: {e}"))?;
+    }
+    producer.flush(Duration::from_secs(10))?;
+    // Without --until-idle it would run for ever.
+    let args = ["exporter", "run", "--brokers", &brokers, "--key", "keys/signing.key", "--every", "1d"];
+    let more = ["--checkpoint", "ck", "--out-dir", "out", "--idle", "1s"];
+    let args: Vec<&str> = args.iter().copied().chain(more).collect();
+    let running = Running::start(d, &args, "run.log")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while snapshots(&d.join("out"))?.is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!("no snapshot:\n{}", running.log()).into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status()?;
+    assert!(status.success());
+    let log = running.wait(Duration::from_secs(20))?;
+    assert!(log.contains("stopped (asked to stop)"), "{log}");
+    assert!(log.contains("2 transactions"), "{log}");
+    // The final checkpoint holds both transactions: a restart resumes after them.
+    let restarted = Running::start(d, &[&args[..], &["--until-idle"]].concat(), "again.log")?;
+    let log = restarted.wait(Duration::from_secs(30))?;
+    assert!(log.contains("resumed from the checkpoint") && log.contains("transactions[0]@"), "{log}");
+    assert!(log.contains("0 snapshots published, 2 transactions"), "{log}");
     Ok(())
 }

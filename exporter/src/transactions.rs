@@ -101,6 +101,17 @@ impl Transactions {
         self.transaction_id.is_empty()
     }
 
+    /// Keeps the first `n` transactions (all of them when there are fewer).
+    pub fn truncate(&mut self, n: usize) {
+        self.transaction_id.truncate(n);
+        self.time.truncate(n);
+        self.customer.truncate(n);
+        self.terminal.truncate(n);
+        self.amount.truncate(n);
+        self.fraud.truncate(n);
+        self.scenario.truncate(n);
+    }
+
     /// Seconds from [`Transactions::origin`] to transaction `i` (TX_TIME_SECONDS).
     pub fn time_seconds(&self, i: usize) -> i64 {
         self.time[i].0 - self.origin.0

@@ -10,7 +10,12 @@ use std::time::Duration;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let seconds = args.iter().position(|a| a == "--seconds").and_then(|i| args.get(i + 1)).map(|s| s.parse::<u64>()).transpose()?;
+    let seconds = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse::<u64>())
+        .transpose()?;
     let cluster = MockCluster::new(1)?;
     cluster.create_topic("transactions", 16, 1)?;
     cluster.create_topic("labels", 2, 1)?;

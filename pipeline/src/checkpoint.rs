@@ -79,8 +79,11 @@ struct Body {
     rejected: Vec<(String, u64)>,
     kinds: Vec<KindBody>,
     /// Held transactions in time order: (time, id, per kind (entity, absolute index)).
-    held: Vec<(i64, String, Vec<(u32, u64)>)>,
+    held: Vec<HeldBody>,
 }
+
+/// A held transaction: time, id, per entity kind (entity, absolute index).
+type HeldBody = (i64, String, Vec<(u32, u64)>);
 
 #[derive(Serialize, Deserialize)]
 struct KindBody {
@@ -145,7 +148,11 @@ pub fn encode(state: &State, position: &Position) -> Vec<u8> {
 }
 
 /// Decodes checkpoint bytes (read from `path`, named in errors) into a state for `schema`.
-pub fn decode(bytes: &[u8], path: &Path, schema: &FeatureSchema) -> Result<(State, Position), CheckpointError> {
+pub fn decode(
+    bytes: &[u8],
+    path: &Path,
+    schema: &FeatureSchema,
+) -> Result<(State, Position), CheckpointError> {
     let damaged = |reason: String| CheckpointError::Damaged { path: path.to_path_buf(), reason };
     if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
         return Err(damaged("it does not start with the checkpoint magic TGCKPT".into()));
@@ -158,7 +165,8 @@ pub fn decode(bytes: &[u8], path: &Path, schema: &FeatureSchema) -> Result<(Stat
     if blake3::hash(body).as_bytes() != &bytes[8..HEADER] {
         return Err(damaged("its content does not match its hash (cut short or altered)".into()));
     }
-    let body: Body = rmp_serde::from_slice(body).map_err(|e| damaged(format!("its body does not decode: {e}")))?;
+    let body: Body =
+        rmp_serde::from_slice(body).map_err(|e| damaged(format!("its body does not decode: {e}")))?;
     if body.schema_hash != schema.hash() {
         return Err(CheckpointError::Mismatch {
             path: path.to_path_buf(),
@@ -167,7 +175,11 @@ pub fn decode(bytes: &[u8], path: &Path, schema: &FeatureSchema) -> Result<(Stat
         });
     }
     if body.kinds.len() != schema.entities().len() {
-        return Err(damaged(format!("{} entity kinds, the schema has {}", body.kinds.len(), schema.entities().len())));
+        return Err(damaged(format!(
+            "{} entity kinds, the schema has {}",
+            body.kinds.len(),
+            schema.entities().len()
+        )));
     }
     let mut state = State::new(schema.clone());
     state.clock = Timestamp(body.clock);
@@ -182,7 +194,10 @@ pub fn decode(bytes: &[u8], path: &Path, schema: &FeatureSchema) -> Result<(Stat
         let layout = &def.layout;
         let n = saved.ids.len();
         if saved.first_index.len() != n || saved.events.len() != n {
-            return Err(damaged(format!("entity kind {}: ids, indices and events differ in number", def.name)));
+            return Err(damaged(format!(
+                "entity kind {}: ids, indices and events differ in number",
+                def.name
+            )));
         }
         *kind = Kind::default();
         for ((id, first), events) in saved.ids.into_iter().zip(saved.first_index).zip(saved.events) {
@@ -201,10 +216,12 @@ pub fn decode(bytes: &[u8], path: &Path, schema: &FeatureSchema) -> Result<(Stat
         }
     }
     for (t, id, at) in body.held {
-        if at.len() != state.kinds.len() || at.iter().zip(&state.kinds).any(|(&(k, _), kind)| k as usize >= kind.ids.len()) {
+        if at.len() != state.kinds.len()
+            || at.iter().zip(&state.kinds).any(|(&(k, _), kind)| k as usize >= kind.ids.len())
+        {
             return Err(damaged(format!("held transaction {id}: entity out of range")));
         }
-        let id: Box<[u8]> = id.into_bytes().into();
+        let id: std::sync::Arc<[u8]> = id.into_bytes().into();
         state.retained.push_back((t, id.clone()));
         state.held.insert(id, at.into_boxed_slice());
     }
@@ -265,9 +282,15 @@ mod tests {
         let mut state = State::new(schema.clone());
         for i in 0..200u64 {
             let t = 1_500_000_000 + i as i64 * day / 10;
-            state.fold_transaction(&tx(i, t, &(i % 7).to_string(), &(i % 11).to_string(), i as f64 * 0.37)).expect("fold");
+            state
+                .fold_transaction(&tx(i, t, &(i % 7).to_string(), &(i % 11).to_string(), i as f64 * 0.37))
+                .expect("fold");
             if i % 13 == 0 && i > 0 {
-                let label = LabelEvent { transaction_id: (i - 5).to_string().into_bytes().into(), fraud: true, reported_at: Timestamp(t) };
+                let label = LabelEvent {
+                    transaction_id: (i - 5).to_string().into_bytes().into(),
+                    fraud: true,
+                    reported_at: Timestamp(t),
+                };
                 state.fold_label(&label).expect("label");
             }
         }
@@ -281,7 +304,11 @@ mod tests {
             let next = tx(i, t, &(i % 7).to_string(), &(i % 11).to_string(), 1.5);
             state.fold_transaction(&next).expect("fold");
             restored.fold_transaction(&next).expect("fold");
-            let label = LabelEvent { transaction_id: (i - 50).to_string().into_bytes().into(), fraud: true, reported_at: Timestamp(t) };
+            let label = LabelEvent {
+                transaction_id: (i - 50).to_string().into_bytes().into(),
+                fraud: true,
+                reported_at: Timestamp(t),
+            };
             assert_eq!(state.fold_label(&label), restored.fold_label(&label));
         }
         let as_of = Timestamp(1_500_000_000 + 41 * day);

@@ -24,6 +24,8 @@
 //! assert_eq!(tables[0].len(), 1);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod message;
 pub mod replay;

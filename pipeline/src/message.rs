@@ -7,13 +7,15 @@ use scorer::features::FeatureSchema;
 use scorer::score::{Field, MAX_ID_LEN, ScoreError, decode_request};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// One transaction as the state folds it: ids in their canonical bytes (numbers as decimal
 /// text), the way the edge hashes them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transaction {
-    /// The transaction id (needed for a label to find it later).
-    pub id: Option<Box<[u8]>>,
+    /// The transaction id (needed for a label to find it later); shared, not copied, by the
+    /// state's index.
+    pub id: Option<Arc<[u8]>>,
     /// The id of each entity kind, in schema order.
     pub entities: Vec<Box<[u8]>>,
     /// When it happened.
@@ -40,7 +42,7 @@ impl Transaction {
             Rejection { reason: Reason::BadTransaction { field }, detail }
         })?;
         let mut buf = [0u8; MAX_ID_LEN];
-        let id = request.transaction_id.map(|id| Box::from(id.canonical(&mut buf)));
+        let id = request.transaction_id.map(|id| Arc::from(id.canonical(&mut buf)));
         let entities = request.entity_ids[..schema.entities().len()]
             .iter()
             // The reader has checked that every entity id is there.
@@ -107,7 +109,10 @@ impl Label {
 
     /// Reads and checks a label message.
     pub fn decode(payload: &[u8]) -> Result<LabelEvent, Rejection> {
-        let bad = |field: &str, detail: String| Rejection { reason: Reason::BadLabel { field: field.into() }, detail };
+        let bad = |field: &str, detail: String| Rejection {
+            reason: Reason::BadLabel { field: field.into() },
+            detail,
+        };
         let label: Label = serde_json::from_slice(payload).map_err(|e| {
             // serde names the missing or wrong field in its message; the count keys on the kind.
             let text = e.to_string();
@@ -126,9 +131,9 @@ impl Label {
         };
         let reported_at = match &label.reported_at {
             LabelTime::Seconds(s) => Timestamp(*s),
-            LabelTime::Text(t) => t
-                .parse::<Timestamp>()
-                .map_err(|e| bad("reported_at", format!("reported_at {t:?} {e}")))?,
+            LabelTime::Text(t) => {
+                t.parse::<Timestamp>().map_err(|e| bad("reported_at", format!("reported_at {t:?} {e}")))?
+            }
         };
         Ok(LabelEvent { transaction_id, fraud: label.fraud, reported_at })
     }
@@ -186,6 +191,8 @@ impl fmt::Display for Rejection {
     }
 }
 
+impl std::error::Error for Rejection {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,8 +229,8 @@ mod tests {
         assert_eq!(event.reported_at, "2018-04-03 10:00:00".parse().expect("time"));
         let missing = Label::decode(br#"{"transaction_id": 1, "reported_at": 5}"#).expect_err("no fraud");
         assert_eq!(missing.reason, Reason::BadLabel { field: "fraud".into() });
-        let bad_time =
-            Label::decode(br#"{"transaction_id": 1, "fraud": true, "reported_at": "soon"}"#).expect_err("bad time");
+        let bad_time = Label::decode(br#"{"transaction_id": 1, "fraud": true, "reported_at": "soon"}"#)
+            .expect_err("bad time");
         assert_eq!(bad_time.reason, Reason::BadLabel { field: "reported_at".into() });
     }
 }

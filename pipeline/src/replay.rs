@@ -32,6 +32,22 @@ pub struct ReplayConfig {
     pub seed: u64,
 }
 
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The Kafka client failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The broker did not acknowledge some messages.
+    #[error("{failed} messages were not delivered; the first failure: {first}")]
+    Undelivered {
+        /// How many.
+        failed: u64,
+        /// The first failure.
+        first: String,
+    },
+}
+
 /// What was written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplayCounts {
@@ -98,7 +114,7 @@ impl ProducerContext for Deliveries {
 
 /// Writes the history's transactions and labels to the topics and waits until every message is
 /// acknowledged.
-pub fn replay(tx: &Transactions, config: &ReplayConfig) -> Result<ReplayCounts, KafkaError> {
+pub fn replay(tx: &Transactions, config: &ReplayConfig) -> Result<ReplayCounts, ReplayError> {
     let producer: BaseProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         // In order per partition, even through retries.
@@ -109,7 +125,8 @@ pub fn replay(tx: &Transactions, config: &ReplayConfig) -> Result<ReplayCounts, 
         .set("queue.buffering.max.messages", "500000")
         .create_with_context(Deliveries::default())?;
     let send = |topic: &str, key: &str, payload: &[u8], time: Timestamp| -> Result<(), KafkaError> {
-        let mut record = BaseRecord::to(topic).key(key).payload(payload).timestamp(time.0.saturating_mul(1000));
+        let mut record =
+            BaseRecord::to(topic).key(key).payload(payload).timestamp(time.0.saturating_mul(1000));
         loop {
             match producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -139,10 +156,7 @@ pub fn replay(tx: &Transactions, config: &ReplayConfig) -> Result<ReplayCounts, 
     let failed = producer.context().failed.load(Ordering::Relaxed);
     if failed > 0 {
         let first = producer.context().first.lock().ok().and_then(|f| f.clone()).unwrap_or_default();
-        return Err(KafkaError::Global(RDKafkaErrorCode::Fail)).map_err(|e| {
-            eprintln!("{failed} messages were not delivered; the first: {first}");
-            e
-        });
+        return Err(ReplayError::Undelivered { failed, first });
     }
     Ok(counts)
 }

@@ -269,7 +269,10 @@ pub fn run(
             .map(|m| m.partitions().len())
             .unwrap_or(0);
         if partitions == 0 {
-            return Err(RunError::Topic { topic: topic.to_string(), reason: "does not exist or has no partitions".into() });
+            return Err(RunError::Topic {
+                topic: topic.to_string(),
+                reason: "does not exist or has no partitions".into(),
+            });
         }
         for p in 0..partitions as i32 {
             let stored =
@@ -324,7 +327,9 @@ pub fn run(
                     Some(message) => message?,
                 };
                 let p = message.partition();
-                let Some(source) = sources.iter_mut().find(|s| s.topic == t && s.partition == p) else { continue };
+                let Some(source) = sources.iter_mut().find(|s| s.topic == t && s.partition == p) else {
+                    continue;
+                };
                 let payload = message.payload().unwrap_or_default();
                 let item = if t == 0 {
                     Transaction::decode(payload, &schema).map_or_else(Item::Bad, Item::Transaction)
@@ -343,7 +348,11 @@ pub fn run(
                 let mut list = TopicPartitionList::new();
                 list.add_partition(topics[s.topic], s.partition);
                 let consumer = &consumers[s.topic];
-                if pause { consumer.pause(&list)? } else { consumer.resume(&list)? }
+                if pause {
+                    consumer.pause(&list)?
+                } else {
+                    consumer.resume(&list)?
+                }
                 s.paused = pause;
             }
         }
@@ -368,7 +377,9 @@ pub fn run(
             let head = sources
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| s.queue.front().and_then(|p| p.time().map(|t| ((t, s.topic, s.partition, p.offset), i))))
+                .filter_map(|(i, s)| {
+                    s.queue.front().and_then(|p| p.time().map(|t| ((t, s.topic, s.partition, p.offset), i)))
+                })
                 .min();
             let Some(((time, _, _, _), i)) = head else { break };
             if config.stop_at.is_some_and(|at| time >= at) {
@@ -413,7 +424,12 @@ pub fn run(
             if let Err(rejection) = folded {
                 state.count_rejection(&rejection);
                 let (topic, partition) = (topics[source.topic], source.partition);
-                sink.report(Report::Rejected { topic, partition, offset: pending.offset, rejection: &rejection });
+                sink.report(Report::Rejected {
+                    topic,
+                    partition,
+                    offset: pending.offset,
+                    rejection: &rejection,
+                });
             }
             source.next_offset = Some(pending.offset + 1);
             if last_checkpoint.elapsed() >= config.checkpoint_every {

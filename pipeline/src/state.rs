@@ -8,6 +8,7 @@ use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
 use scorer::snapshot::{EntityKey, IdHashKey};
 use scorer::time::SECONDS_PER_DAY;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -27,9 +28,9 @@ pub(crate) type Held = Box<[(u32, u64)]>;
 pub struct State {
     pub(crate) schema: FeatureSchema,
     pub(crate) kinds: Vec<Kind>,
-    pub(crate) held: Map<Box<[u8]>, Held>,
+    pub(crate) held: Map<Arc<[u8]>, Held>,
     // The held transaction ids in time order, to forget them once they leave every window.
-    pub(crate) retained: VecDeque<(i64, Box<[u8]>)>,
+    pub(crate) retained: VecDeque<(i64, Arc<[u8]>)>,
     pub(crate) clock: Timestamp,
     pub(crate) first_tx: Option<Timestamp>,
     pub(crate) last_tx: Option<Timestamp>,
@@ -162,7 +163,7 @@ impl State {
         self.clock = self.clock.max(label.reported_at);
         let now = self.clock;
         self.forget_older_than(now);
-        let Some(at) = self.held.get(&label.transaction_id) else {
+        let Some(at) = self.held.get(&label.transaction_id[..]) else {
             return Err(Rejection {
                 reason: Reason::UnknownTransaction,
                 detail: format!(
@@ -198,7 +199,11 @@ impl State {
     /// The aggregates of every entity as of `as_of` (every event before it folded, none after),
     /// keyed by `id_hash`, all-zero rows left out: the tables
     /// `exporter::snapshot::build_from_aggregates` takes. Advances every entity to `as_of`.
-    pub fn aggregates_as_of(&mut self, as_of: Timestamp, id_hash: &IdHashKey) -> Vec<Vec<(EntityKey, Aggregates)>> {
+    pub fn aggregates_as_of(
+        &mut self,
+        as_of: Timestamp,
+        id_hash: &IdHashKey,
+    ) -> Vec<Vec<(EntityKey, Aggregates)>> {
         self.forget_older_than(as_of);
         let mut tables = Vec::with_capacity(self.kinds.len());
         for (kind, def) in self.kinds.iter_mut().zip(self.schema.entities()) {

@@ -291,6 +291,8 @@ fn bench() -> Result<()> {
     // bench binary that cargo starts below.
     unsafe { std::env::set_var("TOLLGATE_BENCH_JSON", &ours) };
     run(&cargo, &["bench", "--package", "exporter"])?;
+    // The continuous exporter: fold throughput, end to end from a mock Kafka broker.
+    run(&cargo, &["bench", "--package", "pipeline"])?;
     // The scorer: tree evaluation alone, then whole scores natively and in wasmtime, on the very
     // scorer.wasm that `cargo xtask test` checks (wasm-opt'ed when binaryen is installed).
     setup::wasm_target()?;

@@ -26,15 +26,15 @@ pub enum Command {
     /// publish a signed snapshot as of every multiple of --every that the event time passes.
     /// State and offsets are checkpointed together: after a crash it resumes where the last
     /// checkpoint stood and publishes the same snapshots, byte for byte.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write a transaction file to the topics as the exporter reads them: each row a score
     /// request (key: customer id), each fraud a label reported within --label-delay-max.
     ReplayToKafka(ReplayArgs),
 }
 
-/// Arguments of `tollgate exporter run`.
+/// The broker and the two topics, shared by both subcommands.
 #[derive(clap::Args)]
-pub struct RunArgs {
+pub struct Topics {
     /// Kafka bootstrap servers, `HOST:PORT[,HOST:PORT...]`.
     #[arg(long)]
     brokers: String,
@@ -44,6 +44,13 @@ pub struct RunArgs {
     /// The labels topic: `{"transaction_id": 123, "fraud": true, "reported_at": "2018-04-03T10:00:00Z"}`.
     #[arg(long, default_value = "labels")]
     labels: String,
+}
+
+/// Arguments of `tollgate exporter run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    kafka_topics: Topics,
     /// The signing key file (from `tollgate keys new`).
     #[arg(long, default_value = "keys/signing.key")]
     key: PathBuf,
@@ -96,15 +103,8 @@ pub struct ReplayArgs {
     /// The transaction file (.csv, .csv.gz or .parquet, the handbook's layout).
     #[arg(long)]
     input: PathBuf,
-    /// Kafka bootstrap servers.
-    #[arg(long)]
-    brokers: String,
-    /// The transactions topic.
-    #[arg(long, default_value = "transactions")]
-    transactions: String,
-    /// The labels topic.
-    #[arg(long, default_value = "labels")]
-    labels: String,
+    #[command(flatten)]
+    kafka_topics: Topics,
     /// Each fraud's label is reported between 1 second and this long after the transaction.
     #[arg(long, default_value = "6d", value_parser = humantime::parse_duration)]
     label_delay_max: Duration,
@@ -116,7 +116,7 @@ pub struct ReplayArgs {
 /// Runs `tollgate exporter ...`.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run(args) => run_exporter(args),
+        Command::Run(args) => run_exporter(*args),
         Command::ReplayToKafka(args) => replay_to_kafka(args),
     }
 }
@@ -124,10 +124,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 fn replay_to_kafka(args: ReplayArgs) -> anyhow::Result<()> {
     let tx = read_transactions(&args.input, &IngestOptions::default(), &Bars::default())?.transactions;
     let began = Instant::now();
+    let topics = args.kafka_topics;
     let config = ReplayConfig {
-        brokers: args.brokers,
-        transactions: args.transactions.clone(),
-        labels: args.labels.clone(),
+        brokers: topics.brokers,
+        transactions: topics.transactions.clone(),
+        labels: topics.labels.clone(),
         label_delay_max: args.label_delay_max,
         seed: args.seed,
     };
@@ -136,9 +137,9 @@ fn replay_to_kafka(args: ReplayArgs) -> anyhow::Result<()> {
     println!(
         "wrote {} transactions to {} and {} labels to {} in {secs:.1} s ({:.0} messages/s)",
         counts.transactions,
-        args.transactions,
+        topics.transactions,
         counts.labels,
-        args.labels,
+        topics.labels,
         (counts.transactions + counts.labels) as f64 / secs.max(1e-9)
     );
     Ok(())
@@ -186,7 +187,8 @@ impl Sink for Publisher {
     fn report(&mut self, report: Report<'_>) {
         match report {
             Report::Started { resumed, partitions } => {
-                let from = if resumed { "resumed from the checkpoint" } else { "no checkpoint: from the start" };
+                let from =
+                    if resumed { "resumed from the checkpoint" } else { "no checkpoint: from the start" };
                 let list: Vec<String> = partitions
                     .iter()
                     .map(|(t, p, o)| match o {
@@ -273,7 +275,8 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
     if args.out_dir.is_none() && args.push_to.is_empty() {
         bail!("nowhere to publish: give --out-dir DIR and/or --push-to TARGET");
     }
-    let key = std::fs::read_to_string(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
+    let key =
+        std::fs::read_to_string(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
     let signer = SnapshotSigner::from_text(&key).with_context(|| format!("{}", args.key.display()))?;
     let schema = FeatureSchema::handbook();
     let loaded = args.decisioning.load(&schema, &signer)?;
@@ -300,9 +303,9 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let config = Config {
-        brokers: args.brokers,
-        transactions: args.transactions,
-        labels: args.labels,
+        brokers: args.kafka_topics.brokers,
+        transactions: args.kafka_topics.transactions,
+        labels: args.kafka_topics.labels,
         every: args.every,
         idle: args.idle,
         checkpoint_dir: args.checkpoint,

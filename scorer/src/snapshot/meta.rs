@@ -176,7 +176,10 @@ impl SnapshotMeta {
         let fields = r.map_len().ok_or(MetaError::Malformed("the top-level map"))?;
         let (mut snapshot_id, mut as_of, mut created_at, mut from, mut to) = (None, None, None, None, None);
         let (mut exporter_version, mut fingerprint, mut schema_hash, mut model_id) = (None, None, None, None);
-        let (mut entities, mut features, mut lineage, mut reference) = (None, None, None, None);
+        let (mut entities, mut features) = (None, None);
+        // Only read with `meta-extras`: scoring uses neither, so scorer.wasm skips them.
+        #[cfg_attr(not(feature = "meta-extras"), allow(unused_mut))]
+        let (mut lineage, mut reference): (Option<ModelLineage>, Option<Reference>) = (None, None);
         for _ in 0..fields {
             let key = get_str(&mut r, "a key")?;
             match key.as_str() {
@@ -195,7 +198,9 @@ impl SnapshotMeta {
                     entities = Some(names);
                 }
                 "features" => features = Some(get_features(&mut r)?),
+                #[cfg(feature = "meta-extras")]
                 "lineage" => lineage = Some(ModelLineage::decode_from(&mut r)?),
+                #[cfg(feature = "meta-extras")]
                 "reference" => reference = Some(Reference::decode(&mut r).map_err(MetaError::Reference)?),
                 _ => r.skip().ok_or(MetaError::Malformed("an unknown field"))?,
             }
@@ -209,7 +214,7 @@ impl SnapshotMeta {
         if recorded != schema.hash() {
             return Err(MetaError::SchemaHash { recorded, computed: schema.hash() });
         }
-        if reference.as_ref().is_some_and(|r: &Reference| r.features.len() != schema.len()) {
+        if reference.as_ref().is_some_and(|r| r.features.len() != schema.len()) {
             return Err(MetaError::Reference("reference.features (one distribution per schema feature)"));
         }
         let data_range = match (from, to) {
@@ -265,6 +270,7 @@ impl ModelLineage {
     }
 
     /// Reads the map [`ModelLineage::encode_into`] writes.
+    #[cfg(feature = "meta-extras")]
     fn decode_from(r: &mut MsgPackReader<'_>) -> Result<ModelLineage, MetaError> {
         let fields = r.map_len().ok_or(MetaError::Malformed("lineage"))?;
         let mut l = ModelLineage::default();

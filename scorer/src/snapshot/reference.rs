@@ -3,6 +3,7 @@
 //! transactions in each bin. The exporter computes it; hosts compare live traffic against it.
 
 use crate::Timestamp;
+#[cfg(feature = "meta-extras")]
 use crate::score::wire::MsgPackReader;
 use alloc::vec::Vec;
 use rmp::encode::{self as enc, ByteBuf};
@@ -76,6 +77,7 @@ impl Reference {
 
     /// Reads a reference (the caller checks it has one distribution per feature); the error
     /// names what is wrong.
+    #[cfg(feature = "meta-extras")]
     pub(crate) fn decode(r: &mut MsgPackReader<'_>) -> Result<Reference, &'static str> {
         let fields = r.map_len().ok_or("reference")?;
         let (mut from, mut to, mut rows, mut features, mut score) = (None, None, None, None, None);
@@ -102,6 +104,7 @@ impl Reference {
     }
 }
 
+#[cfg(feature = "meta-extras")]
 fn int(r: &mut MsgPackReader<'_>) -> Option<i64> {
     match r.int()? {
         (false, abs) => i64::try_from(abs).ok(),
@@ -119,6 +122,7 @@ fn put_bins(b: &mut ByteBuf, bins: &Bins) {
     }
 }
 
+#[cfg(feature = "meta-extras")]
 fn get_bins(r: &mut MsgPackReader<'_>) -> Result<Bins, &'static str> {
     const WHAT: &str = "reference: a distribution";
     if r.array_len() != Some(2) {

@@ -9,7 +9,7 @@ const HOST_KEY = 'tollgate.reviewHost';
 const REFRESH_MS = 5_000;
 const SVG = 'http://www.w3.org/2000/svg';
 
-const view = { report: null, loadedAt: '', loading: false, timer: null };
+const view = { report: null, loadedAt: '', loads: 0, loading: false, timer: null };
 // What the Chromium test and curious users can reach from the console.
 window.tollgateMonitoring = view;
 
@@ -151,6 +151,7 @@ async function load() {
     const report = await fetchReport();
     view.report = report;
     view.loadedAt = new Date().toISOString().slice(11, 19);
+    view.loads += 1;
     show(report);
     $('monitor-summary').hidden = false;
     $('monitor-error').textContent = '';

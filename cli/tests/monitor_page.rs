@@ -113,7 +113,15 @@ fn the_page_shows_the_hosts_drift_report_and_its_alarms() -> Result<()> {
     let report: Value = serde_json::from_str(&r.body_mut().read_to_string()?)?;
     let alarms: Vec<&str> =
         report["alarms"].as_array().ok_or("alarms")?.iter().filter_map(Value::as_str).collect();
-    assert!(alarms.contains(&"TX_AMOUNT"), "the host does not alarm on TX_AMOUNT: {alarms:?}\nsamples {} requests {} unscored {}\n{}", report["samples"], report["requests"], report["unscored"], report["features"][0]);
+    assert!(
+        alarms.contains(&"TX_AMOUNT"),
+        "the host does not alarm on TX_AMOUNT: {alarms:?}\nsamples {} requests {} unscored {} (0 samples: \
+         a module older than ABI 1.2, without tg_last_features?)\n{}",
+        report["samples"],
+        report["requests"],
+        report["unscored"],
+        report["features"][0]
+    );
     let series: Vec<&Value> = report["features"]
         .as_array()
         .ok_or("features")?
@@ -246,7 +254,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

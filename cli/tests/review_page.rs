@@ -16,58 +16,16 @@ use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tollgate_tests::page::{Tools, build_page, workspace_root};
 
 mod common;
 
-use common::{History, Result, Server, TOKEN, agent};
+use common::{History, Result, Server, TOKEN, Www, agent, target_dir};
 
 /// Rows the page is asked to show.
 const LIMIT: usize = 12;
-
-/// `tollgate www` serving a directory, killed when dropped.
-struct Www {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    origin: String,
-}
-
-impl Www {
-    fn start(dir: &Path) -> Result<Www> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .arg("www")
-            .arg("--dir")
-            .arg(dir)
-            .args(["--port", "0"])
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-        let mut www = Www { child, origin: String::new() };
-        // "tollgate www: serving DIR at http://127.0.0.1:PORT/ (Ctrl-C stops)"
-        let at = line.split(" at ").last().and_then(|s| s.split_whitespace().next());
-        www.origin =
-            at.ok_or_else(|| format!("tollgate www said {line:?}"))?.trim_end_matches('/').to_string();
-        Ok(www)
-    }
-}
-
-impl Drop for Www {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The cargo target directory of this test binary (`target/<profile>/deps/<binary>`).
-fn target_dir() -> Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()?;
-    Ok(exe.ancestors().nth(3).ok_or("the test binary is not in a cargo target directory")?.to_path_buf())
-}
 
 #[test]
 fn the_page_lists_the_hosts_reviews_and_publishes_verdicts_on_the_labels_topic() -> Result<()> {

@@ -246,3 +246,44 @@ pub fn serving(agent: &ureq::Agent, base: &str) -> Result<String> {
     let status: serde_json::Value = serde_json::from_str(&body)?;
     Ok(status["snapshot"]["snapshot_id"].as_str().ok_or(format!("no serving snapshot: {body}"))?.to_string())
 }
+
+/// `tollgate www` serving a directory, killed when dropped.
+pub struct Www {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
+}
+
+impl Www {
+    /// Starts `tollgate www --dir DIR` on a free port; returns once it listens.
+    pub fn start(dir: &Path) -> Result<Www> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("www")
+            .arg("--dir")
+            .arg(dir)
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+        let mut www = Www { child, origin: String::new() };
+        // "tollgate www: serving DIR at http://127.0.0.1:PORT/ (Ctrl-C stops)"
+        let at = line.split(" at ").last().and_then(|s| s.split_whitespace().next());
+        www.origin =
+            at.ok_or_else(|| format!("tollgate www said {line:?}"))?.trim_end_matches('/').to_string();
+        Ok(www)
+    }
+}
+
+impl Drop for Www {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The cargo target directory of this test binary (`target/<profile>/deps/<binary>`).
+pub fn target_dir() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.ancestors().nth(3).ok_or("the test binary is not in a cargo target directory")?.to_path_buf())
+}

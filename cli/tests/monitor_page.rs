@@ -18,14 +18,13 @@ use exporter::snapshot::{Decisioning, build_with};
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
 use serde_json::Value;
-use std::process::Command;
 use std::time::Instant;
-use tollgate_tests::page::{Tools, build_page, workspace_root};
+use tollgate_tests::page::{Tools, build_page};
 use tollgate_tests::parity::{logistic, signer};
 
 mod common;
 
-use common::{Result, Server, TOKEN, Www, agent, target_dir};
+use common::{Result, Server, TOKEN, Www, agent, drive_page, target_dir};
 
 /// The day after the snapshot, scored live with its amounts doubled. The reference (the 14 days
 /// before) starts after the first 37 days, in which the 30-day windows (delayed 7 days) fill.
@@ -131,40 +130,22 @@ fn the_page_shows_the_hosts_drift_report_and_its_alarms() -> Result<()> {
     assert!(series.len() > 10, "{} series", series.len());
 
     // The browser.
-    let out = root.join("monitor-results.json");
-    let screenshot = root.join("monitor-screenshot.png");
-    let _ = std::fs::remove_file(&out);
-    let _ = std::fs::remove_file(&screenshot);
     // An address where nothing listens: a port just freed.
     let unreachable = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         format!("http://{}", l.local_addr()?)
     };
-    let config = serde_json::json!({
-        "url": format!("{}/index.html", www.origin),
-        "chromium": std::env::var("TOLLGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-        "host": server.base,
-        "unreachable": unreachable,
-        "out": out,
-        "screenshot": screenshot,
-    });
-    let config_path = root.join("monitor-config.json");
-    std::fs::write(&config_path, config.to_string())?;
     let browser_started = Instant::now();
-    let status = Command::new("node")
-        .arg(workspace_root().join("tests/js/monitor.mjs"))
-        .arg(&config_path)
-        .current_dir(workspace_root())
-        .status()
-        .map_err(|e| format!("running node (is Node.js installed, and `npm ci` run?): {e}"))?;
-    assert!(status.success(), "tests/js/monitor.mjs failed");
-    let r: Value = serde_json::from_slice(&std::fs::read(&out)?)?;
-    assert!(
-        r.get("failure").is_none(),
-        "the browser script failed after steps {}: {}",
-        r["steps"],
-        r["failure"]
-    );
+    let run = drive_page(
+        "monitor",
+        &root,
+        serde_json::json!({
+            "url": format!("{}/index.html", www.origin),
+            "host": server.base,
+            "unreachable": unreachable,
+        }),
+    )?;
+    let (r, screenshot) = (run.results, run.screenshot);
     let browser = browser_started.elapsed();
 
     // The only console error: Chromium's note of the refused connection.

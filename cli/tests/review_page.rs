@@ -11,18 +11,16 @@
 
 #![cfg(unix)]
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
-use std::process::Command;
-use std::time::{Duration, Instant};
-use tollgate_tests::page::{Tools, build_page, workspace_root};
+use std::time::Instant;
+use tollgate_tests::kafka::read_topic;
+use tollgate_tests::page::{Tools, build_page};
 
 mod common;
 
-use common::{History, Result, Server, TOKEN, Www, agent, target_dir};
+use common::{History, Result, Server, TOKEN, Www, agent, drive_page, target_dir};
 
 /// Rows the page is asked to show.
 const LIMIT: usize = 12;
@@ -96,37 +94,19 @@ fn the_page_lists_the_hosts_reviews_and_publishes_verdicts_on_the_labels_topic()
     let verdicts = [(id(&expected[0]), true), (id(&expected[2]), false)];
 
     // The browser.
-    let out = root.join("review-results.json");
-    let screenshot = root.join("review-screenshot.png");
-    let _ = std::fs::remove_file(&out);
-    let _ = std::fs::remove_file(&screenshot);
-    let config = serde_json::json!({
-        "url": format!("{}/index.html", www.origin),
-        "chromium": std::env::var("TOLLGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-        "host": server.base,
-        "token": TOKEN,
-        "limit": LIMIT,
-        "verdicts": verdicts.iter().map(|(id, fraud)| serde_json::json!({"id": id, "fraud": fraud})).collect::<Vec<_>>(),
-        "out": out,
-        "screenshot": screenshot,
-    });
-    let config_path = root.join("review-config.json");
-    std::fs::write(&config_path, config.to_string())?;
     let browser_started = Instant::now();
-    let status = Command::new("node")
-        .arg(workspace_root().join("tests/js/review.mjs"))
-        .arg(&config_path)
-        .current_dir(workspace_root())
-        .status()
-        .map_err(|e| format!("running node (is Node.js installed, and `npm ci` run?): {e}"))?;
-    assert!(status.success(), "tests/js/review.mjs failed");
-    let r: Value = serde_json::from_slice(&std::fs::read(&out)?)?;
-    assert!(
-        r.get("failure").is_none(),
-        "the browser script failed after steps {}: {}",
-        r["steps"],
-        r["failure"]
-    );
+    let run = drive_page(
+        "review",
+        &root,
+        serde_json::json!({
+            "url": format!("{}/index.html", www.origin),
+            "host": server.base,
+            "token": TOKEN,
+            "limit": LIMIT,
+            "verdicts": verdicts.iter().map(|(id, fraud)| serde_json::json!({"id": id, "fraud": fraud})).collect::<Vec<_>>(),
+        }),
+    )?;
+    let (r, screenshot) = (run.results, run.screenshot);
     let browser = browser_started.elapsed();
 
     // The only console error: Chromium's note of the wrong token's 401.
@@ -195,25 +175,7 @@ fn the_page_lists_the_hosts_reviews_and_publishes_verdicts_on_the_labels_topic()
     }
 
     // Exactly those two messages on the labels topic, as the continuous exporter reads them.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "review-page-test")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..2 {
-        assignment.add_partition_offset("labels", p, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let mut messages = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while messages.len() < 2 && Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            messages.push(m?.detach());
-        }
-    }
-    while let Some(m) = consumer.poll(Duration::from_millis(500)) {
-        messages.push(m?.detach());
-    }
+    let messages = read_topic(&brokers, "labels", 2, 2)?;
     let mut got: Vec<(String, bool)> = Vec::new();
     for m in &messages {
         let label = pipeline::message::Label::decode(m.payload().ok_or("no payload")?)

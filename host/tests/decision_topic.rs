@@ -6,15 +6,12 @@ use anyhow::{Context, Result, ensure};
 use host::decision_log::{
     self, DecisionLog, DecisionLogConfig, DecisionLogCounters, DecisionRecord, KafkaTopic,
 };
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
-use rdkafka::{Offset, TopicPartitionList};
 use scorer::policy::Decision;
 use scorer::snapshot::IdHashKey;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use tollgate_tests::kafka::read_topic;
 
 fn row(i: u64) -> DecisionRecord {
     DecisionRecord {
@@ -62,21 +59,9 @@ fn every_decision_reaches_the_topic_once() -> Result<()> {
     ensure!(counters.published.get() == 300, "delivered: {}", counters.published.get());
     ensure!(counters.publish_failed.get() == 0, "failed: {}", counters.publish_failed.get());
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", "decision-topic-test")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..3 {
-        assignment.add_partition_offset(TOPIC, p, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
+    let messages = read_topic(&cluster.bootstrap_servers(), TOPIC, 3, 300)?;
     let mut got: BTreeMap<String, DecisionRecord> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got.len() < 300 && Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let message = message?;
+    for message in &messages {
         let record: DecisionRecord =
             serde_json::from_slice(message.payload().context("a message has a payload")?)?;
         let key = std::str::from_utf8(message.key().context("a message has a key")?)?;
@@ -84,11 +69,15 @@ fn every_decision_reaches_the_topic_once() -> Result<()> {
         ensure!(key == expected_key, "key {key} for {expected_key}");
         ensure!(got.insert(record.request_id.clone(), record).is_none(), "a decision arrived twice");
     }
-    ensure!(got.len() == 300, "{} of 300 decisions read back", got.len());
+    // Every decision, and nothing more.
+    ensure!(
+        got.len() == 300 && messages.len() == 300,
+        "{} messages, {} decisions of 300",
+        messages.len(),
+        got.len()
+    );
     for r in &rows {
         ensure!(got.get(&r.request_id) == Some(r), "{} differs or is missing", r.request_id);
     }
-    // Nothing more is there.
-    ensure!(consumer.poll(Duration::from_millis(500)).is_none(), "an extra message");
     Ok(())
 }

@@ -10,13 +10,11 @@ use host::decision_log::{
 };
 use host::service::{ServiceConfig, spawn};
 use host::{Scorer, ScorerConfig};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use scorer::policy::Decision;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use tollgate_tests::kafka::read_topic;
 use tollgate_tests::parity::{fixture, logistic, signer};
 use tollgate_tests::scorer_wasm;
 
@@ -175,25 +173,7 @@ fn reviews_come_from_the_log_and_verdicts_reach_the_labels_topic() -> Result<()>
     ensure!(status == 401, "no token: {status}");
 
     // Exactly one message on the topic, which the continuous exporter reads as a label.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", "review-queue-test")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..2 {
-        assignment.add_partition_offset("labels", p, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let mut messages = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while messages.is_empty() && Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            messages.push(m?.detach());
-        }
-    }
-    while let Some(m) = consumer.poll(Duration::from_millis(500)) {
-        messages.push(m?.detach());
-    }
+    let messages = read_topic(&cluster.bootstrap_servers(), "labels", 2, 1)?;
     ensure!(messages.len() == 1, "{} label messages", messages.len());
     let label = pipeline::message::Label::decode(messages[0].payload().context("payload")?)
         .map_err(|e| anyhow::anyhow!("the exporter refuses the label: {e:?}"))?;

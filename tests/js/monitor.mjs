@@ -4,36 +4,20 @@
 // the screenshot. Everything the test asserts comes back in the results file; this script only
 // drives and reads.
 
-import { chromium } from 'playwright-core';
+import { launch, watch } from './browser.mjs';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const allowed = [new URL(config.url).origin, new URL(config.host).origin, new URL(config.unreachable).origin];
 const out = { consoleErrors: [], external: [], steps: [] };
 const step = (name) => out.steps.push(name);
-// Console errors with the step they came in: Chromium logs the refused connection as one.
-const phase = () => out.steps.at(-1) ?? 'start';
+// Console errors come with the step they came after (browser.mjs `watch`): Chromium logs the
+// refused connection as one.
 
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  args: [
-    '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--disable-dev-shm-usage',
-  ],
-});
+const browser = await launch(config.chromium);
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('console', (m) => {
-    if (m.type() === 'error') out.consoleErrors.push({ after: phase(), text: m.text() });
-  });
-  page.on('pageerror', (e) => out.consoleErrors.push({ after: phase(), text: `uncaught: ${e.message}` }));
-  page.on('request', (r) => {
-    const u = r.url();
-    if (!allowed.some((o) => u.startsWith(o)) && !u.startsWith('data:') && !u.startsWith('blob:')) {
-      out.external.push(u);
-    }
-  });
+  watch(page, out, allowed);
   const rows = () => page.$$eval('#monitor-table tbody tr', (trs) => trs.map((tr) => ({
     feature: tr.dataset.feature,
     name: tr.cells[0].textContent,

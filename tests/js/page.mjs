@@ -3,7 +3,7 @@
 // URL, the browser, where to write results and the screenshot, and the files of the checks.
 // Everything the test asserts comes back in the results file; this script only drives and reads.
 
-import { chromium } from 'playwright-core';
+import { launch } from './browser.mjs';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
@@ -11,14 +11,7 @@ const origin = new URL(config.url).origin;
 const out = { consoleErrors: [], external: [], steps: [] };
 const step = (name) => out.steps.push(name);
 
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  args: [
-    '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--disable-dev-shm-usage',
-  ],
-});
+const browser = await launch(config.chromium);
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('console', (m) => {

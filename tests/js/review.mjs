@@ -4,7 +4,7 @@
 // screenshot. Everything the test asserts comes back in the results file; this script only drives
 // and reads.
 
-import { chromium } from 'playwright-core';
+import { launch, watch } from './browser.mjs';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
@@ -12,30 +12,13 @@ const origin = new URL(config.url).origin;
 const hostOrigin = new URL(config.host).origin;
 const out = { consoleErrors: [], external: [], steps: [] };
 const step = (name) => out.steps.push(name);
-// Console errors with the step they came in: Chromium logs every non-2xx answer as one, so the
-// wrong token's 401 shows up there, and only it may.
-const phase = () => out.steps.at(-1) ?? 'start';
+// Console errors come with the step they came after (browser.mjs `watch`): Chromium logs every
+// non-2xx answer as one, so the wrong token's 401 shows up there, and only it may.
 
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  args: [
-    '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--disable-dev-shm-usage',
-  ],
-});
+const browser = await launch(config.chromium);
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('console', (m) => {
-    if (m.type() === 'error') out.consoleErrors.push({ after: phase(), text: m.text() });
-  });
-  page.on('pageerror', (e) => out.consoleErrors.push({ after: phase(), text: `uncaught: ${e.message}` }));
-  page.on('request', (r) => {
-    const u = r.url();
-    if (!u.startsWith(origin) && !u.startsWith(hostOrigin) && !u.startsWith('data:') && !u.startsWith('blob:')) {
-      out.external.push(u);
-    }
-  });
+  watch(page, out, [origin, hostOrigin]);
   const rows = () => page.$$eval('#review-table tbody tr', (trs) => trs.map((tr) => ({
     id: tr.dataset.transactionId,
     cells: [...tr.cells].map((c) => c.textContent),

@@ -3,6 +3,7 @@
 //! where it came from. [`parity`] makes the one corpus that every runtime is checked against.
 
 pub mod guests;
+pub mod kafka;
 pub mod page;
 pub mod parity;
 pub mod worker;

@@ -287,3 +287,48 @@ pub fn target_dir() -> Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
     Ok(exe.ancestors().nth(3).ok_or("the test binary is not in a cargo target directory")?.to_path_buf())
 }
+
+/// What one run of a browser script (`tests/js/NAME.mjs`) gave back.
+pub struct BrowserRun {
+    /// The results file the script wrote.
+    pub results: serde_json::Value,
+    /// The screenshot it took.
+    pub screenshot: PathBuf,
+}
+
+/// Drives the demo page in headless Chromium with `tests/js/NAME.mjs` (playwright-core): `config`
+/// (a JSON object) gets `chromium`, `out` and `screenshot` added, under `dir` as
+/// `NAME-results.json` and `NAME-screenshot.png`, old ones removed first. Fails when node cannot
+/// run, the script fails, or it reports a failed step.
+pub fn drive_page(name: &str, dir: &Path, mut config: serde_json::Value) -> Result<BrowserRun> {
+    let out = dir.join(format!("{name}-results.json"));
+    let screenshot = dir.join(format!("{name}-screenshot.png"));
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(&screenshot);
+    let fields = config.as_object_mut().ok_or("the browser config is not a JSON object")?;
+    let chromium = std::env::var("TOLLGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    fields.insert("chromium".into(), chromium.into());
+    fields.insert("out".into(), out.to_string_lossy().into_owned().into());
+    fields.insert("screenshot".into(), screenshot.to_string_lossy().into_owned().into());
+    let config_path = dir.join(format!("{name}-config.json"));
+    std::fs::write(&config_path, config.to_string())?;
+    let root = tollgate_tests::page::workspace_root();
+    let status = Command::new("node")
+        .arg(root.join(format!("tests/js/{name}.mjs")))
+        .arg(&config_path)
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("running node (is Node.js installed, and `npm ci` run?): {e}"))?;
+    if !status.success() {
+        return Err(format!("tests/js/{name}.mjs failed ({status})").into());
+    }
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
+    if results.get("failure").is_some() {
+        return Err(format!(
+            "the browser script failed after steps {}: {}",
+            results["steps"], results["failure"]
+        )
+        .into());
+    }
+    Ok(BrowserRun { results, screenshot })
+}

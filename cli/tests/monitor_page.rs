@@ -83,17 +83,11 @@ fn the_page_shows_the_hosts_drift_report_and_its_alarms() -> Result<()> {
     let scored = live.len();
     assert!(scored > 1_500, "only {scored} live transactions");
     for i in live {
-        let request = serde_json::json!({
-            "transaction_id": tx.transaction_id[i].to_string(),
-            "customer_id": tx.customers.id(tx.customer[i]),
-            "terminal_id": tx.terminals.id(tx.terminal[i]),
-            "amount": tx.amount[i],
-            "time": tx.time[i].0,
-        });
+        let request = tx.score_request(i);
         let mut answer = http
             .post(&format!("{}/v1/score", server.base))
             .header("content-type", "application/json")
-            .send(request.to_string().as_bytes())?;
+            .send(request.as_bytes())?;
         let status = answer.status();
         assert_eq!(status, 200, "{request}: {}", answer.body_mut().read_to_string()?);
     }

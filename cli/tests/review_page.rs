@@ -65,17 +65,11 @@ fn the_page_lists_the_hosts_reviews_and_publishes_verdicts_on_the_labels_topic()
     let tx = &history.tx;
     let mut reviews = 0;
     for i in tx.time.partition_point(|t| *t < last_day)..tx.len() {
-        let request = serde_json::json!({
-            "transaction_id": tx.transaction_id[i].to_string(),
-            "customer_id": tx.customers.id(tx.customer[i]),
-            "terminal_id": tx.terminals.id(tx.terminal[i]),
-            "amount": tx.amount[i],
-            "time": tx.time[i].0,
-        });
+        let request = tx.score_request(i);
         let mut r = http
             .post(&format!("{}/v1/score", server.base))
             .header("content-type", "application/json")
-            .send(request.to_string().as_bytes())?;
+            .send(request.as_bytes())?;
         let answer: Value = serde_json::from_str(&r.body_mut().read_to_string()?)?;
         if answer["decision"] == "review" {
             reviews += 1;

@@ -101,6 +101,19 @@ impl Transactions {
         self.transaction_id.is_empty()
     }
 
+    /// Transaction `i` as the JSON score request the edge accepts (transaction id, time in Unix
+    /// seconds, customer and terminal ids, amount): what replays, Kafka producers and tests send.
+    pub fn score_request(&self, i: usize) -> String {
+        serde_json::json!({
+            "transaction_id": self.transaction_id[i],
+            "time": self.time[i].0,
+            "customer_id": self.customers.id(self.customer[i]),
+            "terminal_id": self.terminals.id(self.terminal[i]),
+            "amount": self.amount[i],
+        })
+        .to_string()
+    }
+
     /// Keeps the first `n` transactions (all of them when there are fewer).
     pub fn truncate(&mut self, n: usize) {
         self.transaction_id.truncate(n);

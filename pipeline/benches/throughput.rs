@@ -43,7 +43,7 @@ fn main() -> Result<()> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
     let tx = read_transactions(&path, &IngestOptions::default(), &NoProgress)?.transactions;
     let schema = FeatureSchema::handbook();
-    let requests: Vec<Vec<u8>> = (0..tx.len()).map(|i| pipeline::replay::request_json(&tx, i)).collect();
+    let requests: Vec<Vec<u8>> = (0..tx.len()).map(|i| tx.score_request(i).into_bytes()).collect();
     println!("| what | transactions | time (CPU of the thread, best of 3) | per second |");
     println!("|---|---|---|---|");
 

@@ -12,7 +12,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use scorer::Timestamp;
-use serde::Serialize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -55,29 +54,6 @@ pub struct ReplayCounts {
     pub transactions: u64,
     /// Label messages.
     pub labels: u64,
-}
-
-/// The request message of a transaction, as the edge accepts it.
-#[derive(Serialize)]
-struct Request<'a> {
-    transaction_id: u64,
-    time: i64,
-    customer_id: &'a str,
-    terminal_id: &'a str,
-    amount: f64,
-}
-
-/// The score request bytes (JSON) of transaction `i`.
-pub fn request_json(tx: &Transactions, i: usize) -> Vec<u8> {
-    let request = Request {
-        transaction_id: tx.transaction_id[i],
-        time: tx.time[i].0,
-        customer_id: tx.customers.id(tx.customer[i]),
-        terminal_id: tx.terminals.id(tx.terminal[i]),
-        amount: tx.amount[i],
-    };
-    // A struct of numbers and strings: serialising to memory cannot fail.
-    serde_json::to_vec(&request).unwrap_or_default()
 }
 
 /// The labels of a history's frauds: (report time, transaction index), in report-time order.
@@ -140,7 +116,12 @@ pub fn replay(tx: &Transactions, config: &ReplayConfig) -> Result<ReplayCounts, 
     };
     let mut counts = ReplayCounts::default();
     for i in 0..tx.len() {
-        send(&config.transactions, tx.customers.id(tx.customer[i]), &request_json(tx, i), tx.time[i])?;
+        send(
+            &config.transactions,
+            tx.customers.id(tx.customer[i]),
+            tx.score_request(i).as_bytes(),
+            tx.time[i],
+        )?;
         counts.transactions += 1;
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);

@@ -153,14 +153,7 @@ fn score_all(
 
 /// One transaction as a JSON request, and the service's answer.
 fn score_one(agent: &ureq::Agent, url: &str, tx: &Transactions, i: usize) -> anyhow::Result<Answer> {
-    let request = serde_json::json!({
-        "transaction_id": tx.transaction_id[i],
-        "customer_id": tx.customers.id(tx.customer[i]),
-        "terminal_id": tx.terminals.id(tx.terminal[i]),
-        "amount": tx.amount[i],
-        "time": tx.time[i].0,
-    })
-    .to_string();
+    let request = tx.score_request(i);
     let began = Instant::now();
     let mut response = agent
         .post(url)

@@ -345,3 +345,138 @@ fn sigterm_stops_it_cleanly_after_a_final_checkpoint() -> Result<()> {
     assert!(log.contains("0 snapshots published, 2 transactions"), "{log}");
     Ok(())
 }
+
+/// The value of the sample `series` (a metric name with its labels, as printed) in `text`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The metrics page of a running exporter, once the address it prints is in its log.
+fn metrics_of(running: &Running) -> Result<String> {
+    let log = running.log();
+    let Some(url) = log.lines().find_map(|l| l.strip_prefix("exporter: metrics at ")) else {
+        return Ok(String::new());
+    };
+    Ok(ureq::get(url.trim()).call()?.body_mut().read_to_string()?)
+}
+
+#[test]
+fn metrics_count_the_stream_and_drift_alarms_fire_on_a_shifted_one_only() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
+    // 72 simulated days; in the shifted stream every genuine amount is doubled from day 69 on.
+    let sim = ["simulate", "--seed", "9", "--customers", "2000", "--terminals", "4000", "--days", "72"];
+    let plain: Vec<&str> = sim.iter().copied().chain(["-o", "plain.csv"]).collect();
+    ok(tollgate(d, &plain)?, "simulate")?;
+    let shifted: Vec<&str> =
+        sim.iter().copied().chain(["--shift", "amount=2x@day69..72", "-o", "shifted.csv"]).collect();
+    ok(tollgate(d, &shifted)?, "simulate --shift")?;
+    // The training window's distributions: the 28 unshifted days before day 68 (2018-06-08).
+    let reference = [
+        "snapshot",
+        "build",
+        "plain.csv",
+        "--as-of",
+        "2018-06-08",
+        "--reference-days",
+        "28",
+        "-o",
+        "ref.tgs",
+    ];
+    ok(tollgate(d, &reference)?, "snapshot build")?;
+
+    let cluster = MockCluster::new(1)?;
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).create()?;
+    let mut runs = Vec::new();
+    for name in ["plain", "shifted"] {
+        let (tx_topic, label_topic) = (format!("{name}-tx"), format!("{name}-labels"));
+        cluster.create_topic(&tx_topic, 4, 1)?;
+        cluster.create_topic(&label_topic, 1, 1)?;
+        // One transaction without an amount first: counted by reason and field.
+        let bad = r#"{"transaction_id": 0, "time": 1522540800, "customer_id": 1, "terminal_id": 2}"#;
+        producer
+            .send(BaseRecord::to(&tx_topic).key("1").payload(bad.as_bytes()))
+            .map_err(|(e, _)| format!("send: {e}"))?;
+        producer.flush(Duration::from_secs(10))?;
+        let brokers = cluster.bootstrap_servers();
+        let topics = ["--brokers", &brokers, "--transactions", &tx_topic, "--labels", &label_topic];
+        let input = format!("{name}.csv");
+        let replay: Vec<&str> =
+            ["exporter", "replay-to-kafka", "--input", &input].into_iter().chain(topics).collect();
+        let replayed = ok(tollgate(d, &replay)?, "replay-to-kafka")?;
+        let number = |after: &str| -> Result<f64> {
+            let words: Vec<&str> = replayed.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == after).ok_or("replay output")?;
+            Ok(words[at + 1].parse()?)
+        };
+        let (transactions, labels) = (number("wrote")?, number("and")?);
+        let (ck, out) = (format!("ck-{name}"), format!("out-{name}"));
+        let run: Vec<&str> = ["exporter", "run", "--key", "keys/signing.key", "--every", "1d"]
+            .into_iter()
+            .chain(topics)
+            .chain(["--checkpoint", &ck, "--out-dir", &out, "--idle", "1s", "--metrics-addr", "127.0.0.1:0"])
+            .chain(["--reference-from", "ref.tgs", "--drift-sample", "1"])
+            .collect();
+        runs.push((name, Running::start(d, &run, &format!("{name}.log"))?, transactions, labels));
+    }
+
+    let edge = EdgeKey::from_text(&std::fs::read_to_string(d.join("keys/edge.key"))?)?;
+    let carried = Snapshot::load(&std::fs::read(d.join("ref.tgs"))?, std::slice::from_ref(&edge))?
+        .meta()
+        .reference
+        .clone();
+    assert!(carried.is_some(), "the reference snapshot carries a reference");
+    for (name, running, transactions, labels) in &runs {
+        // Wait until every message is folded (the exporter runs on; its endpoint with it).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let text = loop {
+            let text = metrics_of(running)?;
+            let done = metric(&text, "tollgate_exporter_transactions_total") == Some(*transactions)
+                && metric(&text, "tollgate_exporter_labels_total") == Some(*labels);
+            if done {
+                break text;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{name}: not all folded:\n{text}\n{}", running.log()).into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let bad = r#"tollgate_exporter_rejected_total{reason="bad_transaction",field="amount"}"#;
+        assert_eq!(metric(&text, bad), Some(1.0), "{name}:\n{text}");
+        assert!(
+            metric(&text, "tollgate_exporter_snapshots_published_total") >= Some(70.0),
+            "{name}:\n{text}"
+        );
+        assert!(metric(&text, r#"tollgate_exporter_entities{kind="CUSTOMER_ID"}"#) > Some(1_900.0), "{text}");
+        assert_eq!(
+            metric(&text, "tollgate_exporter_drift_window_samples"),
+            Some(10_000.0),
+            "{name}:\n{text}"
+        );
+        let amount_psi =
+            metric(&text, r#"tollgate_exporter_feature_psi{feature="TX_AMOUNT"}"#).ok_or("no PSI")?;
+        let alarms: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tollgate_exporter_drift_alarm{") && l.ends_with(" 1"))
+            .collect();
+        if *name == "plain" {
+            assert!(amount_psi < 0.1, "plain: TX_AMOUNT PSI {amount_psi}\n{text}");
+            assert!(alarms.is_empty(), "plain: alarms {alarms:?}\n{text}");
+        } else {
+            assert!(amount_psi > 0.2, "shifted: TX_AMOUNT PSI {amount_psi}\n{text}");
+            assert!(
+                alarms.iter().any(|l| l.contains(r#"feature="TX_AMOUNT""#)),
+                "shifted: {alarms:?}\n{text}"
+            );
+        }
+        // Every snapshot it publishes carries the reference, so hosts monitor drift too.
+        let published = snapshots(&d.join(format!("out-{name}")))?;
+        let (file, bytes) = published.iter().next_back().ok_or("no snapshot")?;
+        let snapshot = Snapshot::load(bytes, std::slice::from_ref(&edge))?;
+        assert_eq!(snapshot.meta().reference, carried, "{name}: {file}");
+        eprintln!("{name}: TX_AMOUNT PSI {amount_psi:.3}, alarms {alarms:?}");
+    }
+    Ok(())
+}

@@ -109,6 +109,10 @@ pub struct Decisioning<'a> {
     /// as its drift reference ([`crate::reference`]); 0, the default here, carries none
     /// (`tollgate snapshot build` defaults to 28).
     pub reference_days: u32,
+    /// A drift reference to carry as it is (e.g. the training window's, taken from another
+    /// snapshot), when `reference_days` is 0 or there is no history to compute one from (a
+    /// stream's state).
+    pub reference: Option<&'a Reference>,
 }
 
 /// Builds and signs the snapshot as of `as_of` from a history in time order, aggregates only.
@@ -136,8 +140,10 @@ pub fn build_with(
 ) -> Result<BuiltSnapshot, ExportError> {
     let tables = aggregate_history(tx, schema, as_of, signer.id_hash(), progress)?;
     let model = decisioning.model.map(|(m, _)| m);
-    let reference =
-        crate::reference::reference(tx, schema, as_of, decisioning.reference_days, model, progress)?;
+    let reference = match decisioning.reference_days {
+        0 => decisioning.reference.cloned(),
+        days => crate::reference::reference(tx, schema, as_of, days, model, progress)?,
+    };
     let end = tx.time.partition_point(|t| *t < as_of);
     let data_range = (end > 0).then(|| (tx.time[0], tx.time[end - 1]));
     let range = (as_of, created_at, data_range);
@@ -158,8 +164,9 @@ pub fn build_from_aggregates(
     signer: &SnapshotSigner,
     decisioning: &Decisioning<'_>,
 ) -> Result<BuiltSnapshot, ExportError> {
-    // A stream's state has no history to take a drift reference from.
-    build_signed(tables, schema, (as_of, created_at, data_range), signer, decisioning, None)
+    // A stream's state has no history to compute a drift reference from: it carries the given one.
+    let reference = decisioning.reference.cloned();
+    build_signed(tables, schema, (as_of, created_at, data_range), signer, decisioning, reference)
 }
 
 /// [`build_from_aggregates`] with the drift reference, when there is one; `times` are the as-of

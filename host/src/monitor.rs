@@ -11,9 +11,12 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use scorer::snapshot::{Bins, Reference};
 use serde::Serialize;
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,6 +39,62 @@ pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
             (a - e) * (a / e).ln()
         })
         .sum()
+}
+
+/// A feature label: the feature's name (`score` for the model's score in `drift_alarm`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabel {
+    /// The feature.
+    pub feature: String,
+}
+
+/// The drift metrics of a monitor, for a Prometheus registry: `feature_psi`, `score_psi`,
+/// `drift_alarm` and `drift_window_samples`, set from a [`MonitorReport`] at each scrape (the
+/// host's `/metrics` and the continuous exporter's).
+#[derive(Clone, Debug, Default)]
+pub struct DriftGauges {
+    /// Per feature, PSI of the live window against the snapshot's reference.
+    pub feature_psi: Family<FeatureLabel, Gauge<f64, AtomicU64>>,
+    /// PSI of the score.
+    pub score_psi: Gauge<f64, AtomicU64>,
+    /// Per feature (and `score`), 1 while its drift alarm is on.
+    pub drift_alarm: Family<FeatureLabel, Gauge>,
+    /// Samples in the drift window.
+    pub samples: Gauge,
+}
+
+impl DriftGauges {
+    /// Registers the gauges in `registry`; `samples_help` says what the window counts.
+    pub fn register(&self, registry: &mut Registry, samples_help: &str) {
+        registry.register(
+            "feature_psi",
+            "PSI of each feature over the live window against the snapshot's reference",
+            self.feature_psi.clone(),
+        );
+        registry.register("score_psi", "PSI of the score over the live window", self.score_psi.clone());
+        registry.register(
+            "drift_alarm",
+            "1 while a feature's (or the score's) drift alarm is on",
+            self.drift_alarm.clone(),
+        );
+        registry.register("drift_window_samples", samples_help, self.samples.clone());
+    }
+
+    /// Sets the gauges from a monitor report.
+    pub fn set(&self, report: &MonitorReport) {
+        self.feature_psi.clear();
+        self.drift_alarm.clear();
+        for s in &report.features {
+            let label = FeatureLabel { feature: s.name.clone() };
+            self.feature_psi.get_or_create(&label).set(s.psi);
+            self.drift_alarm.get_or_create(&label).set(i64::from(s.alarm));
+        }
+        if let Some(s) = &report.score {
+            self.drift_alarm.get_or_create(&FeatureLabel { feature: s.name.clone() }).set(i64::from(s.alarm));
+        }
+        self.score_psi.set(report.score.as_ref().map_or(0.0, |s| s.psi));
+        self.samples.set(report.samples as i64);
+    }
 }
 
 /// How the monitor judges drift. `Default` gives the values `tollgate serve` uses.

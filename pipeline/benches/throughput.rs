@@ -142,6 +142,7 @@ fn main() -> Result<()> {
         until_idle: true,
         stop_at: None,
         kafka: Vec::new(),
+        feature_sample: 0,
     };
     let signer = SnapshotSigner::from_secret([1; 32], IdHashKey([2; 16]));
     let mut sink = Discard { snapshots: 0, bytes: 0, build: Duration::ZERO };

@@ -163,6 +163,28 @@ pub enum Reason {
     LabelOutOfWindows,
 }
 
+impl Reason {
+    /// A stable snake_case name of the reason, for metrics labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::BadTransaction { .. } => "bad_transaction",
+            Reason::BadLabel { .. } => "bad_label",
+            Reason::LateTransaction => "late_transaction",
+            Reason::DuplicateTransaction => "duplicate_transaction",
+            Reason::UnknownTransaction => "unknown_transaction",
+            Reason::LabelOutOfWindows => "label_out_of_windows",
+        }
+    }
+
+    /// The field at fault, for a bad transaction or label.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Reason::BadTransaction { field } | Reason::BadLabel { field } => Some(field),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -42,6 +42,9 @@ pub struct Config {
     pub stop_at: Option<Timestamp>,
     /// Extra librdkafka properties (`key=value`), e.g. security settings.
     pub kafka: Vec<(String, String)>,
+    /// Compute the features of every this-many-th transaction (against the state just before
+    /// it) and report them ([`Report::Features`]), for drift monitoring; 0: none.
+    pub feature_sample: u32,
 }
 
 /// What the loop tells its caller, as it happens.
@@ -53,6 +56,8 @@ pub enum Report<'a> {
         resumed: bool,
         /// Partitions and their start offsets (`None`: from the beginning).
         partitions: Vec<(String, i32, Option<i64>)>,
+        /// The state it starts from (the checkpoint's, or empty).
+        state: &'a State,
     },
     /// A message was not used (it is counted under its reason).
     Rejected {
@@ -79,12 +84,18 @@ pub enum Report<'a> {
         /// Time it took.
         took: Duration,
     },
-    /// Periodic progress.
+    /// Periodic progress (every few seconds).
     Progress {
-        /// The counts so far.
-        counts: &'a Counts,
-        /// The latest event time folded.
-        clock: Timestamp,
+        /// The state: its counts, event time, entities and held transactions.
+        state: &'a State,
+    },
+    /// The features of a sampled transaction (see [`Config::feature_sample`]), one value per
+    /// feature of the schema, as the exporter's training sets compute them.
+    Features {
+        /// The transaction's event time.
+        time: Timestamp,
+        /// Its features.
+        values: &'a [f64],
     },
 }
 
@@ -291,9 +302,10 @@ pub fn run(
         }
         consumer.assign(&assignment)?;
     }
-    sink.report(Report::Started { resumed, partitions: started });
+    sink.report(Report::Started { resumed, partitions: started, state: &state });
 
     let mut published = 0;
+    let (mut features, mut until_sample) = (vec![0.0; schema.len()], config.feature_sample);
     let mut last_checkpoint = Instant::now();
     let mut last_progress = Instant::now();
     let save = |state: &State, position: &mut Position, sources: &[Source], sink: &mut dyn Sink| {
@@ -417,7 +429,17 @@ pub fn run(
             let source = &mut sources[i];
             let Some(pending) = source.queue.pop_front() else { break };
             let folded = match &pending.item {
-                Item::Transaction(tx) => state.fold_transaction(tx),
+                Item::Transaction(tx) => {
+                    if config.feature_sample > 0 && tx.time >= state.clock() {
+                        until_sample = until_sample.saturating_sub(1);
+                        if until_sample == 0 {
+                            until_sample = config.feature_sample;
+                            state.features_of(tx, &mut features);
+                            sink.report(Report::Features { time: tx.time, values: &features });
+                        }
+                    }
+                    state.fold_transaction(tx)
+                }
                 Item::Label(label) => state.fold_label(label),
                 Item::Bad(_) => Ok(()),
             };
@@ -445,7 +467,7 @@ pub fn run(
             last_checkpoint = Instant::now();
         }
         if last_progress.elapsed() >= Duration::from_secs(5) {
-            sink.report(Report::Progress { counts: state.counts(), clock: state.clock() });
+            sink.report(Report::Progress { state: &state });
             last_progress = Instant::now();
         }
     };

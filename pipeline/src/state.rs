@@ -4,7 +4,7 @@
 
 use crate::message::{LabelEvent, Reason, Rejection, Transaction};
 use scorer::Timestamp;
-use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
+use scorer::features::{Aggregates, EntityWindows, FeatureSchema, TxFacts};
 use scorer::snapshot::{EntityKey, IdHashKey};
 use scorer::time::SECONDS_PER_DAY;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -155,6 +155,27 @@ impl State {
         self.last_tx = Some(tx.time);
         self.counts.transactions += 1;
         Ok(())
+    }
+
+    /// The features of `tx` against the state just before it is folded (every earlier event in,
+    /// the running windows advanced to its time), written into `out` (one value per feature):
+    /// the values the exporter's training sets give the same transaction. The state's windows
+    /// advance to `tx.time`, as folding it does next; nothing else changes. For a transaction
+    /// at or after [`State::clock`] (an earlier one is refused by the fold).
+    pub fn features_of(&mut self, tx: &Transaction, out: &mut [f64]) {
+        let mut aggregates = Vec::with_capacity(self.kinds.len());
+        for ((kind, id), def) in self.kinds.iter_mut().zip(&tx.entities).zip(self.schema.entities()) {
+            let row = match kind.index.get(id) {
+                Some(&k) => {
+                    let windows = &mut kind.windows[k as usize];
+                    windows.advance_to(&def.layout, tx.time);
+                    windows.aggregates(&def.layout)
+                }
+                _ => Aggregates::ZERO,
+            };
+            aggregates.push(row);
+        }
+        self.schema.compute(&TxFacts { time: tx.time, amount: tx.amount }, &aggregates, out);
     }
 
     /// Applies a label at its report time (or at the event time already folded, if later): the

@@ -2,17 +2,18 @@
 //! out, exactly once; the work is in the `pipeline` crate) and the producer that feeds it a
 //! transaction file for tests and demos.
 
+use crate::commands::exporter_metrics::{self, ExporterMetrics};
 use crate::commands::push;
 use crate::commands::snapshot::DecisioningArgs;
 use crate::progress::Bars;
 use anyhow::{Context, bail};
 use exporter::ingest::{IngestOptions, read_transactions};
-use exporter::snapshot::BuiltSnapshot;
+use exporter::snapshot::{BuiltSnapshot, Decisioning};
 use pipeline::replay::{ReplayConfig, replay};
 use pipeline::run::{Config, Report, Sink, Stopped, run as run_pipeline};
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
-use scorer::snapshot::SnapshotSigner;
+use scorer::snapshot::{Reference, Snapshot, SnapshotSigner};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +94,19 @@ pub struct RunArgs {
     /// An extra librdkafka property, e.g. `--kafka security.protocol=ssl` (repeatable).
     #[arg(long = "kafka", value_name = "KEY=VALUE")]
     kafka: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`tollgate_exporter_*`: messages folded
+    /// and rejected by reason and field, snapshots, checkpoints, event time, state size, drift).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+    /// Carry this snapshot's drift reference (the training window's feature distributions, from
+    /// `tollgate snapshot build --reference-days`) in every snapshot published, so that hosts
+    /// monitor drift, and monitor the stream's own features against it (PSI and alarms in the
+    /// metrics and on standard error). Verified with the signing key's public half.
+    #[arg(long, value_name = "SNAPSHOT")]
+    reference_from: Option<PathBuf>,
+    /// With --reference-from: compute the features of every N-th transaction for drift.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    drift_sample: u32,
     #[command(flatten)]
     decisioning: DecisioningArgs,
 }
@@ -153,6 +167,7 @@ struct Publisher {
     ca_cert: Option<PathBuf>,
     dead_letter: Option<(PathBuf, std::fs::File)>,
     schema: FeatureSchema,
+    metrics: Option<Arc<ExporterMetrics>>,
 }
 
 /// `snapshot-YYYYMMDDTHHMMSS.tgs`: the file name of the snapshot as of `as_of`.
@@ -185,8 +200,11 @@ impl Sink for Publisher {
     }
 
     fn report(&mut self, report: Report<'_>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&report);
+        }
         match report {
-            Report::Started { resumed, partitions } => {
+            Report::Started { resumed, partitions, .. } => {
                 let from =
                     if resumed { "resumed from the checkpoint" } else { "no checkpoint: from the start" };
                 let list: Vec<String> = partitions
@@ -230,16 +248,48 @@ impl Sink for Publisher {
             Report::Checkpointed { bytes, took } => {
                 eprintln!("checkpoint: {bytes} bytes in {:.0} ms", took.as_secs_f64() * 1e3);
             }
-            Report::Progress { counts, clock } => {
+            Report::Progress { state } => {
+                let counts = state.counts();
                 eprintln!(
-                    "progress: event time {clock}, {} transactions, {} labels, {} rejected",
+                    "progress: event time {}, {} transactions, {} labels, {} rejected",
+                    state.clock(),
                     counts.transactions,
                     counts.labels,
                     counts.rejected_total()
                 );
             }
+            Report::Features { .. } => {}
         }
     }
+}
+
+/// The drift reference of the snapshot at `path` (verified with `signer`'s public key), for
+/// snapshots scored by `model_id`: the score's distribution is kept only when the snapshot's
+/// model is the same.
+fn reference_from(path: &Path, signer: &SnapshotSigner, model_id: Option<&str>) -> anyhow::Result<Reference> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let snapshot = Snapshot::load(&bytes, &[signer.edge_key()])
+        .with_context(|| format!("--reference-from {}", path.display()))?;
+    let meta = snapshot.meta();
+    let Some(reference) = meta.reference.clone() else {
+        bail!(
+            "--reference-from {}: the snapshot carries no drift reference (build one with `tollgate snapshot build --reference-days N`)",
+            path.display()
+        );
+    };
+    if meta.schema.hash() != FeatureSchema::handbook().hash() {
+        bail!("--reference-from {}: the snapshot's feature schema is not the exporter's", path.display());
+    }
+    if reference.score.is_some() && meta.model_id.as_deref() != model_id {
+        eprintln!(
+            "note: --reference-from {}: its score distribution is of model {}, not of {}: carrying the features' only",
+            path.display(),
+            meta.model_id.as_deref().unwrap_or("(none)"),
+            model_id.unwrap_or("(no model)")
+        );
+        return Ok(Reference { score: None, ..reference });
+    }
+    Ok(reference)
 }
 
 /// Sets `stop` on SIGTERM or Ctrl-C (the loop then writes a final checkpoint and returns).
@@ -280,6 +330,23 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
     let signer = SnapshotSigner::from_text(&key).with_context(|| format!("{}", args.key.display()))?;
     let schema = FeatureSchema::handbook();
     let loaded = args.decisioning.load(&schema, &signer)?;
+    let decisioning = loaded.decisioning();
+    let model_id = decisioning.model.map(|(_, id)| id);
+    let reference = match &args.reference_from {
+        Some(path) => Some(reference_from(path, &signer, model_id)?),
+        None => None,
+    };
+    let decisioning = Decisioning { reference: reference.as_ref(), ..decisioning };
+    let metrics = match &args.metrics_addr {
+        Some(addr) => {
+            let names = schema.features().iter().map(|f| f.name.clone()).collect();
+            let metrics = ExporterMetrics::new(reference.as_ref(), names);
+            let bound = exporter_metrics::serve(addr, metrics.clone())?;
+            eprintln!("exporter: metrics at http://{bound}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
     let stop_at = match &args.stop_at {
         Some(text) => Some(text.parse::<Timestamp>().with_context(|| format!("--stop-at {text:?}"))?),
         None => None,
@@ -313,6 +380,7 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
         until_idle: args.until_idle,
         stop_at,
         kafka,
+        feature_sample: if reference.is_some() && metrics.is_some() { args.drift_sample } else { 0 },
     };
     let mut publisher = Publisher {
         out_dir: args.out_dir,
@@ -321,11 +389,12 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
         ca_cert: args.ca_cert,
         dead_letter,
         schema: schema.clone(),
+        metrics,
     };
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone())?;
     let began = Instant::now();
-    let summary = run_pipeline(&config, &signer, &loaded.decisioning(), &mut publisher, &stop)?;
+    let summary = run_pipeline(&config, &signer, &decisioning, &mut publisher, &stop)?;
     let why = match summary.stopped {
         Stopped::Idle => "every partition idle",
         Stopped::StopAt => "reached --stop-at",

@@ -2,6 +2,7 @@
 
 pub mod evaluate;
 pub mod exporter;
+pub mod exporter_metrics;
 pub mod features;
 pub mod import;
 pub mod ingest;

@@ -101,6 +101,7 @@ impl LoadedDecisioning {
             lineage: self.lineage.as_ref(),
             // A reference needs the history's features: `snapshot build` sets it.
             reference_days: 0,
+            reference: None,
         }
     }
 

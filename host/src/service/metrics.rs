@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use crate::monitor::DriftGauges;
 use std::sync::atomic::AtomicU64;
 
 /// A decision label: `allow`, `review`, `decline`.
@@ -22,13 +23,6 @@ pub struct DecisionLabel {
 pub struct KindLabel {
     /// `bad_request`, `no_snapshot`, `no_model`, `timeout`, `trap`, `too_large`, ...
     pub kind: &'static str,
-}
-
-/// A feature label: the feature's name (`score` for the model's score in `drift_alarm`).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FeatureLabel {
-    /// The feature.
-    pub feature: String,
 }
 
 /// Every metric the service exports.
@@ -52,14 +46,8 @@ pub struct Metrics {
     pub decision_log: crate::decision_log::DecisionLogCounters,
     /// Analysts' verdicts published on the labels topic (`POST /v1/labels`).
     pub labels: Counter,
-    /// Per feature, PSI of the live window against the snapshot's reference; set at each scrape.
-    pub feature_psi: Family<FeatureLabel, Gauge<f64, AtomicU64>>,
-    /// PSI of the score; set at each scrape.
-    pub score_psi: Gauge<f64, AtomicU64>,
-    /// Per feature (and `score`), 1 while its drift alarm is on; set at each scrape.
-    pub drift_alarm: Family<FeatureLabel, Gauge>,
-    /// Scored requests in the drift window; set at each scrape.
-    pub drift_samples: Gauge,
+    /// Drift: PSI and alarms per feature and of the score; set at each scrape.
+    pub drift: DriftGauges,
 }
 
 impl Default for Metrics {
@@ -137,31 +125,10 @@ impl Default for Metrics {
             "Decisions not queued for, or not delivered to, the Kafka decision topic",
             log.publish_failed.clone(),
         );
-        let feature_psi = Family::<FeatureLabel, Gauge<f64, AtomicU64>>::default();
-        let score_psi = Gauge::<f64, AtomicU64>::default();
-        let drift_alarm = Family::<FeatureLabel, Gauge>::default();
-        let drift_samples = Gauge::default();
-        registry.register(
-            "feature_psi",
-            "PSI of each feature over the live window against the snapshot's reference",
-            feature_psi.clone(),
-        );
-        registry.register("score_psi", "PSI of the score over the live window", score_psi.clone());
-        registry.register(
-            "drift_alarm",
-            "1 while a feature's (or the score's) drift alarm is on",
-            drift_alarm.clone(),
-        );
-        registry.register(
-            "drift_window_samples",
-            "Scored requests in the drift window",
-            drift_samples.clone(),
-        );
+        let drift = DriftGauges::default();
+        drift.register(&mut registry, "Scored requests in the drift window");
         Metrics {
-            feature_psi,
-            score_psi,
-            drift_alarm,
-            drift_samples,
+            drift,
             registry,
             latency,
             decisions,
@@ -184,22 +151,6 @@ impl Metrics {
             "Requests refused for a missing or invalid field, by field",
             monitor.invalid_fields().clone(),
         );
-    }
-
-    /// Sets the drift gauges from a monitor report.
-    pub fn set_drift(&self, report: &crate::monitor::MonitorReport) {
-        self.feature_psi.clear();
-        self.drift_alarm.clear();
-        for s in &report.features {
-            let label = FeatureLabel { feature: s.name.clone() };
-            self.feature_psi.get_or_create(&label).set(s.psi);
-            self.drift_alarm.get_or_create(&label).set(i64::from(s.alarm));
-        }
-        if let Some(s) = &report.score {
-            self.drift_alarm.get_or_create(&FeatureLabel { feature: s.name.clone() }).set(i64::from(s.alarm));
-        }
-        self.score_psi.set(report.score.as_ref().map_or(0.0, |s| s.psi));
-        self.drift_samples.set(report.samples as i64);
     }
 
     /// Counts one error of `kind`.

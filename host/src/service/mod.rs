@@ -757,7 +757,7 @@ async fn monitoring(State(state): State<Arc<AppState>>) -> Response {
         return r;
     };
     let report = monitor.report();
-    state.metrics.set_drift(&report);
+    state.metrics.drift.set(&report);
     let body = serde_json::to_vec(&report).unwrap_or_default();
     let headers = [
         (header::CONTENT_TYPE, JSON),
@@ -769,7 +769,7 @@ async fn monitoring(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     if let Some(monitor) = state.scorer.monitor() {
-        state.metrics.set_drift(&monitor.report());
+        state.metrics.drift.set(&monitor.report());
     }
     if let Some(s) = state.scorer.snapshot() {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);

@@ -122,6 +122,7 @@ fn main() -> Result<()> {
             brokers: brokers.clone(),
             transactions: "transactions".into(),
             labels: "labels".into(),
+            by_terminal: None,
             label_delay_max: Duration::from_secs(6 * 86_400),
             seed: 1,
         },

@@ -3,7 +3,7 @@
 //! `TGCKPT`, a format version (u16, little endian), the BLAKE3 hash of the body, then the body
 //! in MessagePack (rmp-serde). A damaged file or one of another version is refused by name.
 
-use crate::state::{Counts, Kind, State};
+use crate::state::{Counts, Kind, NOT_HERE, State};
 use scorer::Timestamp;
 use scorer::features::{EntityWindows, FeatureSchema, FixedAmount};
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,10 @@ pub struct Position {
     pub next_boundary: Option<i64>,
     /// Snapshot interval in seconds (a checkpoint is only valid for the same interval).
     pub every: i64,
+    /// Scale-out: `(I, N)` for instance I of N (a checkpoint is only valid for the same one);
+    /// `None` for a single exporter. Absent from checkpoints written before scale-out.
+    #[serde(default)]
+    pub instance: Option<(u32, u32)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,6 +84,9 @@ struct Body {
     kinds: Vec<KindBody>,
     /// Held transactions in time order: (time, id, per kind (entity, absolute index)).
     held: Vec<HeldBody>,
+    /// Scale-out: labels of transactions not held here (absent before scale-out).
+    #[serde(default)]
+    not_held_here: u64,
 }
 
 /// A held transaction: time, id, per entity kind (entity, absolute index).
@@ -136,6 +143,7 @@ pub fn encode(state: &State, position: &Position) -> Vec<u8> {
         rejected: state.counts.rejected.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         kinds,
         held,
+        not_held_here: state.counts.not_held_here,
     };
     // Plain data (strings, integers, vectors): encoding into memory cannot fail.
     let body = rmp_serde::to_vec(&body).unwrap_or_default();
@@ -189,6 +197,7 @@ pub fn decode(
         transactions: body.transactions,
         labels: body.labels,
         rejected: body.rejected.into_iter().collect(),
+        not_held_here: body.not_held_here,
     };
     for ((kind, saved), def) in state.kinds.iter_mut().zip(body.kinds).zip(schema.entities()) {
         let layout = &def.layout;
@@ -217,7 +226,10 @@ pub fn decode(
     }
     for (t, id, at) in body.held {
         if at.len() != state.kinds.len()
-            || at.iter().zip(&state.kinds).any(|(&(k, _), kind)| k as usize >= kind.ids.len())
+            || at
+                .iter()
+                .zip(&state.kinds)
+                .any(|(&(k, _), kind)| k != NOT_HERE && k as usize >= kind.ids.len())
         {
             return Err(damaged(format!("held transaction {id}: entity out of range")));
         }
@@ -294,7 +306,12 @@ mod tests {
                 state.fold_label(&label).expect("label");
             }
         }
-        let position = Position { offsets: vec![("tx".into(), 0, 200)], next_boundary: Some(5), every: 3600 };
+        let position = Position {
+            offsets: vec![("tx".into(), 0, 200)],
+            next_boundary: Some(5),
+            every: 3600,
+            instance: None,
+        };
         let bytes = encode(&state, &position);
         let (mut restored, pos) = decode(&bytes, Path::new("ck"), &schema).expect("decode");
         assert_eq!(pos, position);

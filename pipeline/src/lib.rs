@@ -26,11 +26,13 @@
 
 #![warn(missing_docs)]
 
+pub mod assemble;
 pub mod checkpoint;
 pub mod message;
 pub mod replay;
 pub mod run;
+pub mod shard;
 pub mod state;
 
 pub use message::{Label, LabelEvent, Reason, Rejection, Transaction};
-pub use state::{Counts, State};
+pub use state::{Counts, KindSet, State};

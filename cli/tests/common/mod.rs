@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses part of it.
 
+pub mod stream;
+
 use exporter::NoProgress;
 use exporter::Transactions;
 use exporter::simulate::{SimulationConfig, simulate};

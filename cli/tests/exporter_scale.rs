@@ -147,6 +147,17 @@ fn two_instances_one_killed_and_restarted_assemble_the_batch_exporters_snapshots
     for out in [&out0, &out1] {
         assert!(out.contains(", 0 rejected"), "{out}");
     }
+    // A checkpoint is one instance's: starting it as another is refused before reading anything.
+    let mut wrong = args0.clone();
+    let at = wrong.iter().position(|a| *a == "ck0").ok_or("no --checkpoint")?;
+    wrong[at] = "ck1";
+    let refused = tollgate(d, &wrong)?;
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && text.contains("instance 1/2") && text.contains("instance 0/2"),
+        "{text}"
+    );
+
     let secs = |log: &str| -> f64 {
         log.lines()
             .find_map(|l| l.split_once(" after ").and_then(|(_, r)| r.split(' ').next()?.parse().ok()))

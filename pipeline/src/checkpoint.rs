@@ -335,6 +335,23 @@ mod tests {
     const SECONDS_PER_DAY_TEST: i64 = 86_400;
 
     #[test]
+    fn a_position_written_before_scale_out_reads_as_a_single_exporters() {
+        #[derive(Serialize)]
+        struct Before {
+            offsets: Vec<(String, i32, i64)>,
+            next_boundary: Option<i64>,
+            every: i64,
+        }
+        let before = Before { offsets: vec![("tx".into(), 3, 9)], next_boundary: Some(7), every: 60 };
+        let bytes = rmp_serde::to_vec(&before).expect("encode");
+        let position: Position = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(
+            position,
+            Position { offsets: before.offsets, next_boundary: Some(7), every: 60, instance: None }
+        );
+    }
+
+    #[test]
     fn damaged_and_foreign_checkpoints_are_refused_by_name() {
         let schema = FeatureSchema::handbook();
         let state = State::new(schema.clone());

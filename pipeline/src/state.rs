@@ -304,3 +304,79 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(id: u64, t: i64, customer: u64, terminal: u64) -> Transaction {
+        Transaction {
+            id: Some(id.to_string().into_bytes().into()),
+            entities: vec![
+                customer.to_string().into_bytes().into(),
+                terminal.to_string().into_bytes().into(),
+            ],
+            time: Timestamp(t),
+            amount: (id % 97) as f64 + 0.25,
+        }
+    }
+
+    /// Entity `id`'s owner among `n` instances (a stand-in for Kafka's partitioner).
+    fn owner(id: u64, n: u64) -> u64 {
+        (id * 2_654_435_761) % 1_000_003 % n
+    }
+
+    #[test]
+    fn instances_folding_their_kinds_give_the_single_states_rows_between_them() {
+        let schema = FeatureSchema::handbook();
+        let n = 3;
+        let mut single = State::new(schema.clone());
+        let mut parts: Vec<State> = (0..n).map(|_| State::new(schema.clone())).collect();
+        let t0 = 1_522_540_800;
+        for i in 0..3_000u64 {
+            let t = t0 + i as i64 * 1_000;
+            let (c, m) = (i % 41, (i * 7) % 53);
+            let tx = tx(i, t, c, m);
+            single.fold_transaction(&tx).expect("fold");
+            // In event-time order each instance takes the customer copy, then the terminal copy.
+            parts[owner(c, n) as usize].fold_transaction_into(&tx, KindSet::only(0)).expect("customer");
+            parts[owner(m, n) as usize].fold_transaction_into(&tx, KindSet::only(1)).expect("terminal");
+            if i % 17 == 0 && i > 30 {
+                let label = LabelEvent {
+                    transaction_id: (i - 30).to_string().into_bytes().into(),
+                    fraud: true,
+                    reported_at: Timestamp(t),
+                };
+                single.fold_label(&label).expect("label");
+                let applied = parts.iter_mut().map(|p| p.fold_label(&label)).filter(Result::is_ok).count();
+                assert!((1..=2).contains(&applied), "applied in {applied} instances");
+            }
+        }
+        let as_of = Timestamp(t0 + 3_000 * 1_000 + 86_400);
+        let mut expected = single.rows_as_of(as_of);
+        let mut merged: Vec<Vec<(Box<[u8]>, Aggregates)>> = vec![Vec::new(); 2];
+        for part in &mut parts {
+            for (k, rows) in part.rows_as_of(as_of).into_iter().enumerate() {
+                merged[k].extend(rows);
+            }
+        }
+        for (a, b) in expected.iter_mut().zip(&mut merged) {
+            a.sort_by(|x, y| x.0.cmp(&y.0));
+            b.sort_by(|x, y| x.0.cmp(&y.0));
+        }
+        assert_eq!(expected, merged);
+        assert!(expected[0].len() == 41 && expected[1].len() == 53);
+    }
+
+    #[test]
+    fn a_copy_for_another_kind_is_not_a_duplicate_but_a_second_copy_for_the_same_kind_is() {
+        let mut state = State::new(FeatureSchema::handbook());
+        let t = tx(1, 1_522_540_800, 5, 6);
+        state.fold_transaction_into(&t, KindSet::only(0)).expect("customer copy");
+        state.fold_transaction_into(&t, KindSet::only(1)).expect("terminal copy");
+        let again = state.fold_transaction_into(&t, KindSet::only(1)).expect_err("redelivered");
+        assert_eq!(again.reason, Reason::DuplicateTransaction);
+        assert_eq!(state.held_transactions(), 1);
+        assert_eq!(state.entities(), vec![1, 1]);
+    }
+}

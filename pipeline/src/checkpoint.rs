@@ -11,8 +11,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 6] = b"TGCKPT";
-/// The checkpoint format this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The checkpoint format this build writes (2: with the scale-out instance and its count of labels
+/// not held here, which a build that reads only 1 would misread).
+pub const VERSION: u16 = 2;
+/// The oldest checkpoint format this build reads (1: before scale-out, a single exporter's).
+pub const OLDEST_VERSION: u16 = 1;
 const HEADER: usize = MAGIC.len() + 2 + 32;
 /// The checkpoint's file name inside the `--checkpoint` directory.
 pub const FILE_NAME: &str = "exporter.checkpoint";
@@ -37,7 +40,9 @@ pub enum CheckpointError {
         reason: String,
     },
     /// Written by another format version.
-    #[error("{path}: checkpoint format version {found}, this build reads version {VERSION}")]
+    #[error(
+        "{path}: checkpoint format version {found}, this build reads versions {OLDEST_VERSION} to {VERSION}"
+    )]
     Version {
         /// The file.
         path: PathBuf,
@@ -166,7 +171,7 @@ pub fn decode(
         return Err(damaged("it does not start with the checkpoint magic TGCKPT".into()));
     }
     let version = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(CheckpointError::Version { path: path.to_path_buf(), found: version });
     }
     let body = &bytes[HEADER..];

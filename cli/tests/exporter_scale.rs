@@ -83,7 +83,7 @@ fn two_instances_one_killed_and_restarted_assemble_the_batch_exporters_snapshots
             "out",
             "--until-idle",
             "--idle",
-            "8s",
+            "6s",
         ],
         "assembler.log",
     )?;
@@ -91,7 +91,7 @@ fn two_instances_one_killed_and_restarted_assemble_the_batch_exporters_snapshots
         let ck = format!("ck{i}");
         let who = format!("{i}/2");
         let args = ["exporter", "run", "--brokers", &brokers, "--every", "1d", "--instance", &who];
-        let more = ["--shards", "shards", "--checkpoint", &ck, "--until-idle", "--checkpoint-every", "200ms"];
+        let more = ["--shards", "shards", "--checkpoint", &ck, "--until-idle", "--checkpoint-every", "1s"];
         args.iter().chain(&more).chain(&["--idle", "3s"]).map(|s| s.to_string()).collect()
     };
     let (args0, args1) = (instance(0), instance(1));

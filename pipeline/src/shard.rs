@@ -114,7 +114,7 @@ struct Body {
     labels: u64,
     not_held_here: u64,
     rejected: Vec<(String, u64)>,
-    /// Per kind: (id, aggregates).
+    /// Per kind: (id, aggregates without their trailing positive zeros: the layout's unused slots).
     rows: Vec<Vec<(String, Vec<f64>)>>,
 }
 
@@ -144,7 +144,13 @@ pub fn encode(shard: &Shard) -> Vec<u8> {
             .rows
             .iter()
             .map(|kind| {
-                kind.iter().map(|(id, a)| (String::from_utf8_lossy(id).into_owned(), a.0.to_vec())).collect()
+                kind.iter()
+                    .map(|(id, a)| {
+                        // Bit-exact: only +0.0 is dropped, and decoding puts it back.
+                        let used = a.0.iter().rposition(|v| v.to_bits() != 0).map_or(0, |i| i + 1);
+                        (String::from_utf8_lossy(id).into_owned(), a.0[..used].to_vec())
+                    })
+                    .collect()
             })
             .collect(),
     };
@@ -181,14 +187,14 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Shard, ShardError> {
     for (k, kind) in body.rows.into_iter().enumerate() {
         let mut out = Vec::with_capacity(kind.len());
         for (id, values) in kind {
-            if values.len() != MAX_SLOTS {
+            if values.len() > MAX_SLOTS {
                 return Err(damaged(format!(
-                    "entity kind {k}, id {id}: {} aggregates, expected {MAX_SLOTS}",
+                    "entity kind {k}, id {id}: {} aggregates, at most {MAX_SLOTS}",
                     values.len()
                 )));
             }
             let mut a = Aggregates::ZERO;
-            a.0.copy_from_slice(&values);
+            a.0[..values.len()].copy_from_slice(&values);
             out.push((id.into_bytes().into_boxed_slice(), a));
         }
         rows.push(out);
@@ -330,6 +336,7 @@ mod tests {
         let mut a = Aggregates::ZERO;
         a.0[0] = 1.0;
         a.0[1] = 12.5;
+        a.0[3] = -0.0; // kept: only +0.0 is dropped
         Shard {
             as_of: Timestamp(86_400),
             instance: Instance { index, count: 2 },
@@ -344,7 +351,9 @@ mod tests {
     fn a_shard_round_trips_and_a_damaged_one_is_refused() {
         let s = shard(1, &["7", "abc"]);
         let bytes = encode(&s);
-        assert_eq!(decode(&bytes, Path::new("x")).expect("decode"), s);
+        let back = decode(&bytes, Path::new("x")).expect("decode");
+        assert_eq!(back, s);
+        assert!(back.rows[0][0].1.0[3].is_sign_negative());
         let mut cut = bytes.clone();
         cut.truncate(bytes.len() - 3);
         let err = decode(&cut, Path::new("d/1-of-2.shard")).expect_err("cut").to_string();

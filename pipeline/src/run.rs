@@ -1,6 +1,8 @@
 //! The always-on loop: read both topics' partitions (assigned by hand at the checkpoint's
 //! offsets), merge them by event time, fold every event into the [`State`], publish a signed
 //! snapshot at every boundary the watermark passes, and checkpoint state and offsets together.
+//! As one instance of a scale-out ([`run_instance`]) it reads its share of the partitions and
+//! writes a shard instead of a snapshot.
 
 use crate::checkpoint::{self, CheckpointError, Position};
 use crate::message::{Label, LabelEvent, Reason, Rejection, Transaction};
@@ -268,6 +270,10 @@ pub fn run_instance(
     sink: &mut dyn Sink,
     stop: &AtomicBool,
 ) -> Result<Summary, RunError> {
+    let Instance { index, count } = scale_out.instance;
+    if index >= count {
+        return Err(RunError::Config(format!("instance {index}/{count}: I must be less than N")));
+    }
     run_with(config, &Output::Shard(scale_out), sink, stop)
 }
 

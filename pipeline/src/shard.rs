@@ -33,7 +33,7 @@ pub struct Instance {
 impl Instance {
     /// Whether this instance owns partition `p`.
     pub fn owns(self, partition: i32) -> bool {
-        u32::try_from(partition).is_ok_and(|p| p % self.count == self.index)
+        u32::try_from(partition).is_ok_and(|p| p.checked_rem(self.count) == Some(self.index))
     }
 }
 

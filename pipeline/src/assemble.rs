@@ -4,7 +4,7 @@
 //! exporter. As-ofs go out in time order; the last one published is kept in `DIR/assembled`.
 
 use crate::run::{Report, RunError, Sink, Stopped};
-use crate::shard::{self, Instance, ShardError};
+use crate::shard::{self, Instance, Shard, ShardError};
 use crate::state::Counts;
 use exporter::snapshot::{Decisioning, build_from_aggregates};
 use scorer::Timestamp;
@@ -97,22 +97,28 @@ pub fn assemble(
             seen = listed;
             changed = Instant::now();
         }
-        for &(as_of, present) in &seen {
+        for (as_of, present) in &seen {
+            let as_of = *as_of;
             if last.is_some_and(|l| as_of <= l) {
                 continue;
             }
-            if present < config.instances {
-                // In time order: a later as-of waits for this one.
+            let instance = |index| Instance { index, count: config.instances };
+            let at = |index| shard::path(&config.shards, as_of, instance(index));
+            // An instance writes its shards in time order, one at each boundary after its first
+            // event: one that has a later shard but none of this as-of (checked again after
+            // seeing the later one) had folded nothing before it, and its share is empty.
+            // Otherwise it is behind, and this as-of (and every later one) waits.
+            let empty =
+                |index: u32| seen.iter().any(|(t, p)| *t > as_of && p[index as usize]) && !at(index).exists();
+            let missing: Vec<u32> = (0..config.instances).filter(|&i| !present[i as usize]).collect();
+            if !missing.iter().all(|&i| empty(i)) {
                 break;
             }
             let began = Instant::now();
             let shards = (0..config.instances)
-                .map(|index| {
-                    shard::read(&shard::path(
-                        &config.shards,
-                        as_of,
-                        Instance { index, count: config.instances },
-                    ))
+                .map(|index| match missing.contains(&index) {
+                    true => Ok(Shard::empty(as_of, instance(index), &schema)),
+                    false => shard::read(&at(index)),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             counts = shards.iter().map(|s| s.counts.clone()).collect();
@@ -148,9 +154,72 @@ fn summary(
     stopped: Stopped,
     published: usize,
     last: Option<Timestamp>,
-    seen: &[(Timestamp, u32)],
+    seen: &[(Timestamp, Vec<bool>)],
     counts: Vec<Counts>,
 ) -> AssembleSummary {
-    let waiting = seen.iter().filter(|(t, _)| last.is_none_or(|l| *t > l)).copied().collect();
+    let waiting = seen
+        .iter()
+        .filter(|(t, _)| last.is_none_or(|l| *t > l))
+        .map(|(t, p)| (*t, p.iter().filter(|&&x| x).count() as u32))
+        .collect();
     AssembleSummary { stopped, published, last, waiting, counts }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exporter::snapshot::BuiltSnapshot;
+    use scorer::features::Aggregates;
+    use scorer::snapshot::IdHashKey;
+
+    struct Collect(Vec<(Timestamp, Vec<usize>)>);
+
+    impl Sink for Collect {
+        fn publish(&mut self, snapshot: &BuiltSnapshot) -> Result<(), String> {
+            self.0.push((snapshot.meta.as_of, snapshot.rows.clone()));
+            Ok(())
+        }
+        fn report(&mut self, _: Report<'_>) {}
+    }
+
+    fn write(dir: &Path, as_of: i64, index: u32, ids: &[&str]) {
+        let schema = FeatureSchema::handbook();
+        let mut shard = Shard::empty(Timestamp(as_of), Instance { index, count: 2 }, &schema);
+        let mut a = Aggregates::ZERO;
+        a.0[0] = 1.0;
+        shard.rows[0] = ids.iter().map(|i| (Box::from(i.as_bytes()), a)).collect();
+        shard.data_range = Some((Timestamp(as_of - 10), Timestamp(as_of - 1)));
+        shard::write(dir, &shard).expect("write");
+    }
+
+    #[test]
+    fn as_ofs_go_out_in_order_once_every_instance_has_written_or_has_moved_past_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        // Instance 1 starts later: its first shard is as of 200, so as of 100 it held nothing.
+        write(d, 100, 0, &["1"]);
+        write(d, 200, 0, &["1", "3"]);
+        write(d, 200, 1, &["2"]);
+        // Instance 1 is behind at 300: that as-of waits.
+        write(d, 300, 0, &["1"]);
+        let config = AssembleConfig {
+            shards: d.to_path_buf(),
+            instances: 2,
+            poll: Duration::from_millis(1),
+            idle: Duration::ZERO,
+            until_idle: true,
+        };
+        let signer = SnapshotSigner::from_secret([1; 32], IdHashKey([2; 16]));
+        let mut sink = Collect(Vec::new());
+        let stop = AtomicBool::new(false);
+        let summary = assemble(&config, &signer, &Decisioning::default(), &mut sink, &stop).expect("run");
+        assert_eq!(sink.0, vec![(Timestamp(100), vec![1, 0]), (Timestamp(200), vec![3, 0])]);
+        assert_eq!(summary.waiting, vec![(Timestamp(300), 1)]);
+        // A restart goes on after the last one published.
+        write(d, 300, 1, &["2"]);
+        let mut sink = Collect(Vec::new());
+        let summary = assemble(&config, &signer, &Decisioning::default(), &mut sink, &stop).expect("again");
+        assert_eq!(sink.0, vec![(Timestamp(300), vec![2, 0])]);
+        assert_eq!((summary.published, summary.last), (1, Some(Timestamp(300))));
+    }
 }

@@ -57,6 +57,20 @@ impl FromStr for Instance {
     }
 }
 
+impl Shard {
+    /// The shard of an instance that had folded nothing before `as_of`.
+    pub fn empty(as_of: Timestamp, instance: Instance, schema: &FeatureSchema) -> Shard {
+        Shard {
+            as_of,
+            instance,
+            schema_hash: schema.hash(),
+            data_range: None,
+            counts: Counts::default(),
+            rows: vec![Vec::new(); schema.entities().len()],
+        }
+    }
+}
+
 /// One instance's rows as of one boundary.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shard {
@@ -241,8 +255,12 @@ pub fn read(path: &Path) -> Result<Shard, ShardError> {
 }
 
 /// The as-ofs under `dir` (its numeric sub-directories) after `after`, in time order, each with
-/// how many of the `count` instances' shards are there.
-pub fn list(dir: &Path, count: u32, after: Option<Timestamp>) -> Result<Vec<(Timestamp, u32)>, ShardError> {
+/// which of the `count` instances' shards are there (by index).
+pub fn list(
+    dir: &Path,
+    count: u32,
+    after: Option<Timestamp>,
+) -> Result<Vec<(Timestamp, Vec<bool>)>, ShardError> {
     let io = |source| ShardError::Io { path: dir.to_path_buf(), source };
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -257,9 +275,8 @@ pub fn list(dir: &Path, count: u32, after: Option<Timestamp>) -> Result<Vec<(Tim
         if after.is_some_and(|a| as_of <= a) {
             continue;
         }
-        let present =
-            (0..count).filter(|&index| path(dir, as_of, Instance { index, count }).exists()).count();
-        out.push((as_of, present as u32));
+        let present = (0..count).map(|index| path(dir, as_of, Instance { index, count }).exists()).collect();
+        out.push((as_of, present));
     }
     out.sort_unstable();
     Ok(out)

@@ -3,63 +3,20 @@
 //! restarted: every snapshot it publishes is byte-for-byte the batch exporter's snapshot as of
 //! the same time. And a bad message is counted and logged without stopping the run.
 
-use exporter::NoProgress;
-use exporter::ingest::{IngestOptions, read_transactions};
-use exporter::snapshot::{Decisioning, build_with};
-use flate2::read::GzDecoder;
+mod common;
+
+use common::stream::{Running, compare_with_batch, handbook_slice, ok, snapshots, wait_until};
+use common::{Result, tollgate};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use scorer::features::FeatureSchema;
-use scorer::policy::Policy;
-use scorer::snapshot::{EdgeKey, Snapshot, SnapshotSigner};
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use scorer::snapshot::{EdgeKey, Snapshot};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Days of the handbook file replayed: a contiguous slice from its first day, so that the whole
 /// test (replay, two exporter runs, one batch snapshot per day) stays well under a minute.
 const DAYS: u32 = 45;
-
-fn tollgate(dir: &Path, args: &[&str]) -> Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_tollgate")).current_dir(dir).args(args).output()?)
-}
-
-fn ok(o: Output, what: &str) -> Result<String> {
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    if !o.status.success() {
-        return Err(format!("{what} failed ({}):\n{text}", o.status).into());
-    }
-    Ok(text)
-}
-
-/// The handbook rows before 2018-04-01 + `days` days, as a CSV file (the original lines).
-fn handbook_slice(path: &Path, days: u32) -> Result<()> {
-    let source =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
-    let end = format!("2018-{:02}-{:02}", 4 + (days / 30), 1 + days % 30);
-    // 2018-04-01 + days, for days < 61 (April has 30 days, May 31): good enough for a slice.
-    assert!(days < 61);
-    let end = if days < 30 { format!("2018-04-{:02}", days + 1) } else { end };
-    let reader = BufReader::new(GzDecoder::new(std::fs::File::open(&source)?));
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        if i > 0 {
-            let time = line.split(',').nth(1).ok_or("no TX_DATETIME")?;
-            if time >= end.as_str() {
-                break;
-            }
-        }
-        writeln!(out, "{line}")?;
-    }
-    out.flush()?;
-    Ok(())
-}
 
 /// `tollgate exporter run` against `brokers`: daily snapshots into `out`, checkpoint in `ck`,
 /// until every partition is idle; `extra` options after.
@@ -74,69 +31,6 @@ fn cluster_with_topics() -> Result<MockCluster<'static, rdkafka::producer::Defau
     cluster.create_topic("transactions", 16, 1)?;
     cluster.create_topic("labels", 2, 1)?;
     Ok(cluster)
-}
-
-/// The snapshots in `dir`, by file name.
-fn snapshots(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    if dir.exists() {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-            if name.starts_with("snapshot-") && name.ends_with(".tgs") {
-                out.insert(name, std::fs::read(&path)?);
-            }
-        }
-    }
-    Ok(out)
-}
-
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn start(dir: &Path, args: &[&str], log: &str) -> Result<Running> {
-        let log = dir.join(log);
-        let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .current_dir(dir)
-            .args(args)
-            .stdout(Stdio::from(std::fs::File::create(log.with_extension("out"))?))
-            .stderr(Stdio::from(std::fs::File::create(&log)?))
-            .spawn()?;
-        Ok(Running { child, log })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-            + &std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
-    }
-
-    fn wait(mut self, limit: Duration) -> Result<String> {
-        let began = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                let log = self.log();
-                if !status.success() {
-                    return Err(format!("the exporter exited with {status}:\n{log}").into());
-                }
-                return Ok(log);
-            }
-            if began.elapsed() > limit {
-                let _ = self.child.kill();
-                return Err(format!("the exporter did not finish in {limit:?}:\n{}", self.log()).into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -171,16 +65,13 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     let run: Vec<&str> = run.iter().map(String::as_str).collect();
     let first = Running::start(d, &run, "first.log")?;
     // Kill it once a third of the days are published (each snapshot is followed by a checkpoint).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while snapshots(&d.join("out"))?.len() < DAYS as usize / 3 {
-        if Instant::now() > deadline {
-            return Err(format!("no progress:\n{}", first.log()).into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut first = first;
-    first.child.kill()?; // SIGKILL
-    first.child.wait()?;
+    wait_until(
+        Duration::from_secs(60),
+        "no progress",
+        || first.log(),
+        || Ok(snapshots(&d.join("out"))?.len() >= DAYS as usize / 3),
+    )?;
+    first.kill_9()?;
     assert!(d.join("ck/exporter.checkpoint").exists(), "a checkpoint before the kill");
     let before_kill = snapshots(&d.join("out"))?;
     assert!(before_kill.len() < DAYS as usize - 2, "killed in the middle ({} published)", before_kill.len());
@@ -194,34 +85,13 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     }
 
     // The batch exporter, as of each snapshot's as-of, with the same (default) policy.
-    let tx = read_transactions(&d.join("tx.csv"), &IngestOptions::default(), &NoProgress)?.transactions;
-    let signer = SnapshotSigner::from_text(&std::fs::read_to_string(d.join("keys/signing.key"))?)?;
-    let edge = EdgeKey::from_text(&std::fs::read_to_string(d.join("keys/edge.key"))?)?;
-    let schema = FeatureSchema::handbook();
-    let policy = Policy::new(Policy::DEFAULT.review_at(), Policy::DEFAULT.decline_at())?;
-    let decisioning = Decisioning { policy: Some(&policy), ..Decisioning::default() };
-    let first_day = tx.time[0].0.div_euclid(86_400) + 1;
-    let mut expected_day = first_day;
-    let mut full = 0;
-    for (name, bytes) in &published {
-        let snapshot =
-            Snapshot::load(bytes, std::slice::from_ref(&edge)).map_err(|e| format!("{name}: {e}\n{log}"))?;
-        let as_of = snapshot.meta().as_of;
-        assert_eq!(as_of.0, expected_day * 86_400, "{name}: one snapshot a day, none missing");
-        expected_day += 1;
-        let batch = build_with(&tx, &schema, as_of, as_of, &signer, &decisioning, &NoProgress)?;
-        assert_eq!(snapshot.meta(), &batch.meta, "{name}: meta");
-        assert!(bytes == &batch.bytes, "{name}: the stream's snapshot differs from the batch's");
-        // The terminals' risk windows are 7 days late: from the 8th day on, both tables are full.
-        full += usize::from(batch.rows.iter().all(|&n| n > 1000));
-    }
-    assert!(full >= DAYS as usize - 8, "only {full} snapshots with both tables filled");
+    let compared = compare_with_batch(d, &published, &log)?;
+    assert!(compared.full >= DAYS as usize - 8, "only {} snapshots with both tables filled", compared.full);
     // Every day of transactions up to the last one (labels run on up to 7 days later).
-    assert!(expected_day - first_day >= i64::from(DAYS) - 1, "{} snapshots", published.len());
+    assert!(compared.days >= i64::from(DAYS) - 1, "{} snapshots", published.len());
     let counts = std::fs::read_to_string(d.join("second.out"))?;
-    assert!(counts.contains(&format!("{} transactions", tx.len())), "{counts}");
-    let frauds = tx.fraud.iter().filter(|&&f| f != 0).count();
-    assert!(counts.contains(&format!("{frauds} labels")), "{counts}");
+    assert!(counts.contains(&format!("{} transactions", compared.transactions)), "{counts}");
+    assert!(counts.contains(&format!("{} labels", compared.frauds)), "{counts}");
     assert!(counts.contains(", 0 rejected"), "{counts}");
     eprintln!("{} snapshots, equal to the batch's; {:.1} s", published.len(), began.elapsed().as_secs_f64());
     Ok(())
@@ -326,13 +196,12 @@ fn sigterm_stops_it_cleanly_after_a_final_checkpoint() -> Result<()> {
     let more = ["--checkpoint", "ck", "--out-dir", "out", "--idle", "1s"];
     let args: Vec<&str> = args.iter().copied().chain(more).collect();
     let running = Running::start(d, &args, "run.log")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while snapshots(&d.join("out"))?.is_empty() {
-        if Instant::now() > deadline {
-            return Err(format!("no snapshot:\n{}", running.log()).into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        "no snapshot",
+        || running.log(),
+        || Ok(!snapshots(&d.join("out"))?.is_empty()),
+    )?;
     let status = Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status()?;
     assert!(status.success());
     let log = running.wait(Duration::from_secs(20))?;

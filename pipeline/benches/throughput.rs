@@ -1,14 +1,16 @@
 //! Throughput of the continuous exporter, printed as a table (`cargo bench -p pipeline --bench
 //! throughput`): transactions folded into the state per second on one core (decode + fold, and
 //! fold alone), end to end from a Kafka-protocol broker (librdkafka's mock cluster in this
-//! process), and the time to aggregate, build and sign a snapshot of 1M entities.
+//! process), the same for each of two scale-out instances, and the time to aggregate, build and
+//! sign a snapshot of 1M entities.
 
 use exporter::NoProgress;
 use exporter::ingest::{IngestOptions, read_transactions};
 use exporter::snapshot::{BuiltSnapshot, Decisioning, build_from_aggregates};
 use pipeline::replay::{ReplayConfig, replay};
-use pipeline::run::{Config, Report, Sink, run};
-use pipeline::{State, Transaction};
+use pipeline::run::{Config, Report, ScaleOut, Sink, run, run_instance};
+use pipeline::shard::Instance;
+use pipeline::{KindSet, State, Transaction};
 use rdkafka::mocking::MockCluster;
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
@@ -32,8 +34,14 @@ impl Sink for Discard {
         Ok(())
     }
     fn report(&mut self, report: Report<'_>) {
-        if let Report::Published { build, .. } = report {
-            self.build += build;
+        match report {
+            Report::Published { build, .. } => self.build += build,
+            Report::Sharded { bytes, took, .. } => {
+                self.snapshots += 1;
+                self.bytes += bytes;
+                self.build += took;
+            }
+            _ => {}
         }
     }
 }
@@ -85,6 +93,21 @@ fn main() -> Result<()> {
         Ok(())
     })?;
     println!("| fold alone, 1 core | {} | {secs:.2} s | {:.0} |", tx.len(), tx.len() as f64 / secs);
+    // A scale-out instance folds each message into one kind (customer or terminal).
+    for (k, name) in [(0, "customer"), (1, "terminal")] {
+        let secs = best(&mut || {
+            let mut state = State::new(schema.clone());
+            for t in &decoded {
+                state.fold_transaction_into(t, KindSet::only(k))?;
+            }
+            Ok(())
+        })?;
+        println!(
+            "| fold into the {name} kind only (scale-out), 1 core | {} | {secs:.2} s | {:.0} |",
+            tx.len(),
+            tx.len() as f64 / secs
+        );
+    }
 
     // A checkpoint of the state after the whole file (37 days held by the windows).
     let mut state = State::new(schema.clone());
@@ -114,6 +137,7 @@ fn main() -> Result<()> {
     slice.truncate(end);
     let cluster = MockCluster::new(1)?;
     cluster.create_topic("transactions", 32, 1)?;
+    cluster.create_topic("transactions-by-terminal", 32, 1)?;
     cluster.create_topic("labels", 2, 1)?;
     let brokers = cluster.bootstrap_servers();
     let replayed = replay(
@@ -122,6 +146,7 @@ fn main() -> Result<()> {
             brokers: brokers.clone(),
             transactions: "transactions".into(),
             labels: "labels".into(),
+            by_terminal: Some("transactions-by-terminal".into()),
             label_delay_max: Duration::from_secs(6 * 86_400),
             seed: 1,
         },
@@ -164,6 +189,35 @@ fn main() -> Result<()> {
         sink.bytes as f64 / sink.snapshots.max(1) as f64 / 1e3,
         sink.build.as_secs_f64()
     );
+    // The same input read by two scale-out instances, one after the other (each would have its
+    // own machine): each reads its half of both transaction topics and every label.
+    for index in 0..2 {
+        let dir = tempfile::tempdir()?;
+        let config = Config { checkpoint_dir: dir.path().join("ck"), ..config.clone() };
+        let scale_out = ScaleOut {
+            instance: Instance { index, count: 2 },
+            by_terminal: "transactions-by-terminal".into(),
+            shards: dir.path().join("shards"),
+        };
+        let mut sink = Discard { snapshots: 0, bytes: 0, build: Duration::ZERO };
+        let began = Instant::now();
+        let summary = run_instance(&config, &scale_out, &mut sink, &AtomicBool::new(false))?;
+        let secs = (began.elapsed() - idle).as_secs_f64();
+        let messages = summary.counts.transactions + summary.counts.labels + summary.counts.not_held_here;
+        println!(
+            "| end to end, scale-out instance {index}/2 (its partitions of both transaction topics + every label, {} shards + checkpoints) | {} (+{} labels) | {secs:.2} s | {:.0} |",
+            sink.snapshots,
+            summary.counts.transactions,
+            summary.counts.labels + summary.counts.not_held_here,
+            messages as f64 / secs
+        );
+        println!(
+            "| of which writing {} shards ({:.0} KB each) | | {:.2} s | |",
+            sink.snapshots,
+            sink.bytes as f64 / sink.snapshots.max(1) as f64 / 1e3,
+            sink.build.as_secs_f64()
+        );
+    }
 
     // A snapshot of 1M customers and 100k terminals from the running state.
     let mut state = State::new(schema.clone());

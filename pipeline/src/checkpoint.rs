@@ -3,7 +3,7 @@
 //! `TGCKPT`, a format version (u16, little endian), the BLAKE3 hash of the body, then the body
 //! in MessagePack (rmp-serde). A damaged file or one of another version is refused by name.
 
-use crate::state::{Counts, Kind, State};
+use crate::state::{Counts, Kind, NOT_HERE, State};
 use scorer::Timestamp;
 use scorer::features::{EntityWindows, FeatureSchema, FixedAmount};
 use serde::{Deserialize, Serialize};
@@ -11,8 +11,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 6] = b"TGCKPT";
-/// The checkpoint format this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The checkpoint format this build writes (2: with the scale-out instance and its count of labels
+/// not held here, which a build that reads only 1 would misread).
+pub const VERSION: u16 = 2;
+/// The oldest checkpoint format this build reads (1: before scale-out, a single exporter's).
+pub const OLDEST_VERSION: u16 = 1;
 const HEADER: usize = MAGIC.len() + 2 + 32;
 /// The checkpoint's file name inside the `--checkpoint` directory.
 pub const FILE_NAME: &str = "exporter.checkpoint";
@@ -37,7 +40,9 @@ pub enum CheckpointError {
         reason: String,
     },
     /// Written by another format version.
-    #[error("{path}: checkpoint format version {found}, this build reads version {VERSION}")]
+    #[error(
+        "{path}: checkpoint format version {found}, this build reads versions {OLDEST_VERSION} to {VERSION}"
+    )]
     Version {
         /// The file.
         path: PathBuf,
@@ -65,6 +70,10 @@ pub struct Position {
     pub next_boundary: Option<i64>,
     /// Snapshot interval in seconds (a checkpoint is only valid for the same interval).
     pub every: i64,
+    /// Scale-out: `(I, N)` for instance I of N (a checkpoint is only valid for the same one);
+    /// `None` for a single exporter. Absent from checkpoints written before scale-out.
+    #[serde(default)]
+    pub instance: Option<(u32, u32)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,6 +89,9 @@ struct Body {
     kinds: Vec<KindBody>,
     /// Held transactions in time order: (time, id, per kind (entity, absolute index)).
     held: Vec<HeldBody>,
+    /// Scale-out: labels of transactions not held here (absent before scale-out).
+    #[serde(default)]
+    not_held_here: u64,
 }
 
 /// A held transaction: time, id, per entity kind (entity, absolute index).
@@ -136,6 +148,7 @@ pub fn encode(state: &State, position: &Position) -> Vec<u8> {
         rejected: state.counts.rejected.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         kinds,
         held,
+        not_held_here: state.counts.not_held_here,
     };
     // Plain data (strings, integers, vectors): encoding into memory cannot fail.
     let body = rmp_serde::to_vec(&body).unwrap_or_default();
@@ -158,7 +171,7 @@ pub fn decode(
         return Err(damaged("it does not start with the checkpoint magic TGCKPT".into()));
     }
     let version = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(CheckpointError::Version { path: path.to_path_buf(), found: version });
     }
     let body = &bytes[HEADER..];
@@ -189,6 +202,7 @@ pub fn decode(
         transactions: body.transactions,
         labels: body.labels,
         rejected: body.rejected.into_iter().collect(),
+        not_held_here: body.not_held_here,
     };
     for ((kind, saved), def) in state.kinds.iter_mut().zip(body.kinds).zip(schema.entities()) {
         let layout = &def.layout;
@@ -217,7 +231,10 @@ pub fn decode(
     }
     for (t, id, at) in body.held {
         if at.len() != state.kinds.len()
-            || at.iter().zip(&state.kinds).any(|(&(k, _), kind)| k as usize >= kind.ids.len())
+            || at
+                .iter()
+                .zip(&state.kinds)
+                .any(|(&(k, _), kind)| k != NOT_HERE && k as usize >= kind.ids.len())
         {
             return Err(damaged(format!("held transaction {id}: entity out of range")));
         }
@@ -294,7 +311,12 @@ mod tests {
                 state.fold_label(&label).expect("label");
             }
         }
-        let position = Position { offsets: vec![("tx".into(), 0, 200)], next_boundary: Some(5), every: 3600 };
+        let position = Position {
+            offsets: vec![("tx".into(), 0, 200)],
+            next_boundary: Some(5),
+            every: 3600,
+            instance: None,
+        };
         let bytes = encode(&state, &position);
         let (mut restored, pos) = decode(&bytes, Path::new("ck"), &schema).expect("decode");
         assert_eq!(pos, position);
@@ -316,6 +338,23 @@ mod tests {
     }
 
     const SECONDS_PER_DAY_TEST: i64 = 86_400;
+
+    #[test]
+    fn a_position_written_before_scale_out_reads_as_a_single_exporters() {
+        #[derive(Serialize)]
+        struct Before {
+            offsets: Vec<(String, i32, i64)>,
+            next_boundary: Option<i64>,
+            every: i64,
+        }
+        let before = Before { offsets: vec![("tx".into(), 3, 9)], next_boundary: Some(7), every: 60 };
+        let bytes = rmp_serde::to_vec(&before).expect("encode");
+        let position: Position = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(
+            position,
+            Position { offsets: before.offsets, next_boundary: Some(7), every: 60, instance: None }
+        );
+    }
 
     #[test]
     fn damaged_and_foreign_checkpoints_are_refused_by_name() {

@@ -12,6 +12,10 @@
 //!   `exporter::snapshot::build_from_aggregates` and handed to a [`Sink`](run::Sink).
 //! * [`checkpoint`]: state and offsets in one versioned file, replaced atomically.
 //! * [`replay`](replay::replay): writes a transaction file to the topics (tests, demos).
+//! * Scale-out: [`run_instance`](run::run_instance) runs instance I of N (its partitions of a
+//!   customer-keyed and a terminal-keyed transaction topic, every label), writing a
+//!   [`Shard`](shard::Shard) at every boundary; [`assemble`](assemble::assemble) merges the N
+//!   shards of an as-of and signs one snapshot.
 //!
 //! ```
 //! use pipeline::{State, Transaction};
@@ -26,11 +30,13 @@
 
 #![warn(missing_docs)]
 
+pub mod assemble;
 pub mod checkpoint;
 pub mod message;
 pub mod replay;
 pub mod run;
+pub mod shard;
 pub mod state;
 
 pub use message::{Label, LabelEvent, Reason, Rejection, Transaction};
-pub use state::{Counts, State};
+pub use state::{Counts, KindSet, State};

@@ -1,7 +1,8 @@
 //! The producer side, for tests and demos: a transaction history written to the two topics as
 //! the exporter reads them: each row a score request (key: the customer id), and for each fraud
 //! a label reported at a seeded random time within a maximum delay, each topic in event-time
-//! order (so every partition is too).
+//! order (so every partition is too). For a scale-out, optionally a second copy of each
+//! transaction keyed by its terminal id.
 
 use crate::message::Label;
 use exporter::Transactions;
@@ -25,6 +26,9 @@ pub struct ReplayConfig {
     pub transactions: String,
     /// The labels topic.
     pub labels: String,
+    /// Scale-out: also write every transaction here, keyed by terminal id (in production a
+    /// re-keying stage or the gateway writes it).
+    pub by_terminal: Option<String>,
     /// Each fraud's label is reported 1 second to this many seconds after the transaction.
     pub label_delay_max: Duration,
     /// Seed of the label delays.
@@ -116,13 +120,12 @@ pub fn replay(tx: &Transactions, config: &ReplayConfig) -> Result<ReplayCounts, 
     };
     let mut counts = ReplayCounts::default();
     for i in 0..tx.len() {
-        send(
-            &config.transactions,
-            tx.customers.id(tx.customer[i]),
-            tx.score_request(i).as_bytes(),
-            tx.time[i],
-        )?;
+        let request = tx.score_request(i);
+        send(&config.transactions, tx.customers.id(tx.customer[i]), request.as_bytes(), tx.time[i])?;
         counts.transactions += 1;
+        if let Some(topic) = &config.by_terminal {
+            send(topic, tx.terminals.id(tx.terminal[i]), request.as_bytes(), tx.time[i])?;
+        }
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }

@@ -1,10 +1,13 @@
 //! The always-on loop: read both topics' partitions (assigned by hand at the checkpoint's
 //! offsets), merge them by event time, fold every event into the [`State`], publish a signed
 //! snapshot at every boundary the watermark passes, and checkpoint state and offsets together.
+//! As one instance of a scale-out ([`run_instance`]) it reads its share of the partitions and
+//! writes a shard instead of a snapshot.
 
 use crate::checkpoint::{self, CheckpointError, Position};
-use crate::message::{Label, LabelEvent, Rejection, Transaction};
-use crate::state::{Counts, State};
+use crate::message::{Label, LabelEvent, Reason, Rejection, Transaction};
+use crate::shard::{self, Instance, Shard, ShardError};
+use crate::state::{Counts, KindSet, State};
 use exporter::snapshot::{BuiltSnapshot, Decisioning, ExportError, build_from_aggregates};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -43,8 +46,21 @@ pub struct Config {
     /// Extra librdkafka properties (`key=value`), e.g. security settings.
     pub kafka: Vec<(String, String)>,
     /// Compute the features of every this-many-th transaction (against the state just before
-    /// it) and report them ([`Report::Features`]), for drift monitoring; 0: none.
+    /// it) and report them ([`Report::Features`]), for drift monitoring; 0: none. Not in
+    /// scale-out, where an instance holds only some entity kinds.
     pub feature_sample: u32,
+}
+
+/// Scale-out: this process is one of N instances, each owning a share of the entities.
+#[derive(Clone, Debug)]
+pub struct ScaleOut {
+    /// Which instance (owns the partitions `p % N == I` of both transaction topics).
+    pub instance: Instance,
+    /// The same transactions as `Config::transactions`, keyed by terminal id: the terminal kind
+    /// is folded from it (the customer kind from `Config::transactions`).
+    pub by_terminal: String,
+    /// Shards are written under this directory (`<as_of>/<I>-of-<N>.shard`).
+    pub shards: PathBuf,
 }
 
 /// What the loop tells its caller, as it happens.
@@ -76,6 +92,19 @@ pub enum Report<'a> {
         snapshot: &'a BuiltSnapshot,
         /// Time to aggregate, build and sign it.
         build: Duration,
+    },
+    /// Scale-out: this instance's shard of a boundary was written.
+    Sharded {
+        /// The boundary.
+        as_of: Timestamp,
+        /// The file.
+        path: &'a std::path::Path,
+        /// Rows per entity kind.
+        rows: Vec<usize>,
+        /// Size in bytes.
+        bytes: usize,
+        /// Time to aggregate and write it.
+        took: Duration,
     },
     /// State and offsets were written.
     Checkpointed {
@@ -141,6 +170,9 @@ pub enum RunError {
         /// The sink's reason.
         reason: String,
     },
+    /// A shard could not be written.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
     /// A bad option.
     #[error("{0}")]
     Config(String),
@@ -162,7 +194,7 @@ pub enum Stopped {
 pub struct Summary {
     /// Why it stopped.
     pub stopped: Stopped,
-    /// Snapshots published in this run.
+    /// Snapshots published (or, scale-out, shards written) in this run.
     pub published: usize,
     /// The counts (over every run since the first checkpoint).
     pub counts: Counts,
@@ -212,6 +244,23 @@ impl Source {
 const PAUSE_ABOVE: usize = 50_000;
 const RESUME_BELOW: usize = 10_000;
 
+/// What a boundary produces.
+enum Output<'a> {
+    /// One exporter: a whole snapshot, built, signed and handed to the sink.
+    Snapshot { signer: &'a SnapshotSigner, decisioning: &'a Decisioning<'a> },
+    /// Scale-out: this instance's shard.
+    Shard(&'a ScaleOut),
+}
+
+/// What a topic is read for.
+#[derive(Clone, Copy)]
+enum Role {
+    /// Transactions, folded into these entity kinds.
+    Transactions(KindSet),
+    /// Labels.
+    Labels,
+}
+
 /// Runs the exporter until `stop` is set, every partition is idle (`until_idle`) or `stop_at`
 /// is reached, then writes a final checkpoint.
 pub fn run(
@@ -221,15 +270,61 @@ pub fn run(
     sink: &mut dyn Sink,
     stop: &AtomicBool,
 ) -> Result<Summary, RunError> {
+    run_with(config, &Output::Snapshot { signer, decisioning }, sink, stop)
+}
+
+/// Runs one instance of a scale-out as [`run`] runs the exporter, except that it reads only its
+/// partitions of the two transaction topics (and every label), and writes its shard at every
+/// boundary instead of a snapshot (the assembler, `crate::assemble`, signs and publishes).
+pub fn run_instance(
+    config: &Config,
+    scale_out: &ScaleOut,
+    sink: &mut dyn Sink,
+    stop: &AtomicBool,
+) -> Result<Summary, RunError> {
+    let Instance { index, count } = scale_out.instance;
+    if index >= count {
+        return Err(RunError::Config(format!("instance {index}/{count}: I must be less than N")));
+    }
+    run_with(config, &Output::Shard(scale_out), sink, stop)
+}
+
+fn run_with(
+    config: &Config,
+    output: &Output<'_>,
+    sink: &mut dyn Sink,
+    stop: &AtomicBool,
+) -> Result<Summary, RunError> {
     let every = i64::try_from(config.every.as_secs()).unwrap_or(i64::MAX);
     if every <= 0 {
         return Err(RunError::Config("the snapshot interval must be at least one second".into()));
     }
     let schema = FeatureSchema::handbook();
+    let scale_out = match output {
+        Output::Shard(s) => Some(*s),
+        Output::Snapshot { .. } => None,
+    };
+    let instance = scale_out.map(|s| (s.instance.index, s.instance.count));
+    if scale_out.is_some() && schema.entities().len() != 2 {
+        return Err(RunError::Config(
+            "scale-out needs a schema of two entity kinds (customer, terminal)".into(),
+        ));
+    }
     let (mut state, mut position, resumed) = match checkpoint::load(&config.checkpoint_dir, &schema)? {
         Some((state, position)) => (state, position, true),
-        None => (State::new(schema.clone()), Position { every, ..Position::default() }, false),
+        None => (State::new(schema.clone()), Position { every, instance, ..Position::default() }, false),
     };
+    if position.instance != instance {
+        let name = |i: Option<(u32, u32)>| {
+            i.map_or("a single exporter".to_string(), |(i, n)| format!("instance {i}/{n}"))
+        };
+        return Err(CheckpointError::Mismatch {
+            path: checkpoint::path_in(&config.checkpoint_dir),
+            found: name(position.instance),
+            expected: name(instance),
+        }
+        .into());
+    }
     if position.every != every {
         return Err(CheckpointError::Mismatch {
             path: checkpoint::path_in(&config.checkpoint_dir),
@@ -238,14 +333,30 @@ pub fn run(
         }
         .into());
     }
-    let topics = [config.transactions.as_str(), config.labels.as_str()];
+    // Transaction topics first: at equal times a transaction folds before a label, as in one
+    // exporter.
+    let (topics, roles): (Vec<&str>, Vec<Role>) = match scale_out {
+        None => [
+            (config.transactions.as_str(), Role::Transactions(KindSet::ALL)),
+            (config.labels.as_str(), Role::Labels),
+        ]
+        .into_iter()
+        .unzip(),
+        Some(s) => [
+            (config.transactions.as_str(), Role::Transactions(KindSet::only(0))),
+            (s.by_terminal.as_str(), Role::Transactions(KindSet::only(1))),
+            (config.labels.as_str(), Role::Labels),
+        ]
+        .into_iter()
+        .unzip(),
+    };
     if resumed
         && let Some((topic, _, _)) = position.offsets.iter().find(|(t, _, _)| !topics.contains(&t.as_str()))
     {
         return Err(CheckpointError::Mismatch {
             path: checkpoint::path_in(&config.checkpoint_dir),
             found: format!("topic {topic}"),
-            expected: format!("topics {} and {}", topics[0], topics[1]),
+            expected: format!("topics {}", topics.join(", ")),
         }
         .into());
     }
@@ -265,7 +376,7 @@ pub fn run(
     }
     // One consumer per topic: librdkafka's end-of-partition events name the partition only.
     client.set("enable.partition.eof", "true");
-    let consumers: [BaseConsumer; 2] = [client.create()?, client.create()?];
+    let consumers: Vec<BaseConsumer> = topics.iter().map(|_| client.create()).collect::<Result<_, _>>()?;
     let mut sources = Vec::new();
     let mut started = Vec::new();
     for (t, topic) in topics.iter().enumerate() {
@@ -285,7 +396,23 @@ pub fn run(
                 reason: "does not exist or has no partitions".into(),
             });
         }
+        if let (Some(s), Role::Transactions(_)) = (scale_out, roles[t])
+            && partitions < s.instance.count as usize
+        {
+            return Err(RunError::Topic {
+                topic: topic.to_string(),
+                reason: format!(
+                    "{partitions} partitions for {} instances: some instances would own none",
+                    s.instance.count
+                ),
+            });
+        }
         for p in 0..partitions as i32 {
+            if let (Some(s), Role::Transactions(_)) = (scale_out, roles[t])
+                && !s.instance.owns(p)
+            {
+                continue;
+            }
             let stored =
                 position.offsets.iter().find(|(name, q, _)| name == topic && *q == p).map(|&(_, _, o)| o);
             let offset = stored.map_or(Offset::Beginning, Offset::Offset);
@@ -305,7 +432,9 @@ pub fn run(
     sink.report(Report::Started { resumed, partitions: started, state: &state });
 
     let mut published = 0;
-    let (mut features, mut until_sample) = (vec![0.0; schema.len()], config.feature_sample);
+    // An instance holds some entity kinds only: it cannot compute a transaction's features.
+    let sample = if scale_out.is_some() { 0 } else { config.feature_sample };
+    let (mut features, mut until_sample) = (vec![0.0; schema.len()], sample);
     let mut last_checkpoint = Instant::now();
     let mut last_progress = Instant::now();
     let save = |state: &State, position: &mut Position, sources: &[Source], sink: &mut dyn Sink| {
@@ -343,10 +472,11 @@ pub fn run(
                     continue;
                 };
                 let payload = message.payload().unwrap_or_default();
-                let item = if t == 0 {
-                    Transaction::decode(payload, &schema).map_or_else(Item::Bad, Item::Transaction)
-                } else {
-                    Label::decode(payload).map_or_else(Item::Bad, Item::Label)
+                let item = match roles[t] {
+                    Role::Transactions(_) => {
+                        Transaction::decode(payload, &schema).map_or_else(Item::Bad, Item::Transaction)
+                    }
+                    Role::Labels => Label::decode(payload).map_or_else(Item::Bad, Item::Label),
                 };
                 source.queue.push_back(Pending { offset: message.offset(), item });
                 source.caught_up = None;
@@ -403,22 +533,42 @@ pub fn run(
                 let mut as_of = boundary;
                 while time.0 >= as_of {
                     let began = Instant::now();
-                    let tables = state.aggregates_as_of(Timestamp(as_of), signer.id_hash());
-                    let snapshot = build_from_aggregates(
-                        tables,
-                        &schema,
-                        Timestamp(as_of),
-                        // Deterministic: a snapshot built again after a restart is the same bytes.
-                        Timestamp(as_of),
-                        state.data_range(),
-                        signer,
-                        decisioning,
-                    )
-                    .map_err(|source| RunError::Build { as_of: Timestamp(as_of), source })?;
-                    let build = began.elapsed();
-                    sink.publish(&snapshot)
-                        .map_err(|reason| RunError::Publish { as_of: Timestamp(as_of), reason })?;
-                    sink.report(Report::Published { snapshot: &snapshot, build });
+                    match output {
+                        Output::Snapshot { signer, decisioning } => {
+                            let tables = state.aggregates_as_of(Timestamp(as_of), signer.id_hash());
+                            let snapshot = build_from_aggregates(
+                                tables,
+                                &schema,
+                                Timestamp(as_of),
+                                // Deterministic: a snapshot built again after a restart is the same bytes.
+                                Timestamp(as_of),
+                                state.data_range(),
+                                signer,
+                                decisioning,
+                            )
+                            .map_err(|source| RunError::Build { as_of: Timestamp(as_of), source })?;
+                            let build = began.elapsed();
+                            sink.publish(&snapshot)
+                                .map_err(|reason| RunError::Publish { as_of: Timestamp(as_of), reason })?;
+                            sink.report(Report::Published { snapshot: &snapshot, build });
+                        }
+                        Output::Shard(scale_out) => {
+                            let rows = state.rows_as_of(Timestamp(as_of));
+                            let shard = Shard {
+                                as_of: Timestamp(as_of),
+                                instance: scale_out.instance,
+                                schema_hash: schema.hash(),
+                                data_range: state.data_range(),
+                                counts: state.counts().clone(),
+                                rows,
+                            };
+                            let (path, bytes) = shard::write(&scale_out.shards, &shard)?;
+                            let rows = shard.rows.iter().map(Vec::len).collect();
+                            let took = began.elapsed();
+                            let as_of = Timestamp(as_of);
+                            sink.report(Report::Sharded { as_of, path: &path, rows, bytes, took });
+                        }
+                    }
                     published += 1;
                     as_of += every;
                     position.next_boundary = Some(as_of);
@@ -428,30 +578,37 @@ pub fn run(
             }
             let source = &mut sources[i];
             let Some(pending) = source.queue.pop_front() else { break };
-            let folded = match &pending.item {
-                Item::Transaction(tx) => {
-                    if config.feature_sample > 0 && tx.time >= state.clock() {
+            let folded = match (&pending.item, roles[source.topic]) {
+                (Item::Transaction(tx), Role::Transactions(kinds)) => {
+                    if sample > 0 && tx.time >= state.clock() {
                         until_sample = until_sample.saturating_sub(1);
                         if until_sample == 0 {
-                            until_sample = config.feature_sample;
+                            until_sample = sample;
                             state.features_of(tx, &mut features);
                             sink.report(Report::Features { time: tx.time, values: &features });
                         }
                     }
-                    state.fold_transaction(tx)
+                    state.fold_transaction_into(tx, kinds)
                 }
-                Item::Label(label) => state.fold_label(label),
-                Item::Bad(_) => Ok(()),
+                (Item::Label(label), _) => state.fold_label(label),
+                _ => Ok(()),
             };
-            if let Err(rejection) = folded {
-                state.count_rejection(&rejection);
-                let (topic, partition) = (topics[source.topic], source.partition);
-                sink.report(Report::Rejected {
-                    topic,
-                    partition,
-                    offset: pending.offset,
-                    rejection: &rejection,
-                });
+            match folded {
+                // Scale-out: another instance holds the transaction (or nobody does).
+                Err(rejection) if scale_out.is_some() && rejection.reason == Reason::UnknownTransaction => {
+                    state.count_not_held_here();
+                }
+                Ok(()) => {}
+                Err(rejection) => {
+                    state.count_rejection(&rejection);
+                    let (topic, partition) = (topics[source.topic], source.partition);
+                    sink.report(Report::Rejected {
+                        topic,
+                        partition,
+                        offset: pending.offset,
+                        rejection: &rejection,
+                    });
+                }
             }
             source.next_offset = Some(pending.offset + 1);
             if last_checkpoint.elapsed() >= config.checkpoint_every {

@@ -20,8 +20,32 @@ pub(crate) struct Kind {
     pub(crate) windows: Vec<EntityWindows>,
 }
 
-/// Where a held transaction's event sits: per entity kind, (entity, absolute index).
+/// Where a held transaction's event sits: per entity kind, (entity, absolute index); the entity
+/// is [`NOT_HERE`] for a kind this state did not fold it into (scale-out).
 pub(crate) type Held = Box<[(u32, u64)]>;
+
+/// The entity of a held transaction in a kind it was not folded into.
+pub(crate) const NOT_HERE: u32 = u32::MAX;
+
+/// The entity kinds a transaction is folded into: all of them (one exporter), or the kinds an
+/// instance of a scale-out owns through the topic the transaction came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindSet(u32);
+
+impl KindSet {
+    /// Every entity kind.
+    pub const ALL: KindSet = KindSet(u32::MAX);
+
+    /// Only entity kind `k` (schema order).
+    pub fn only(k: usize) -> KindSet {
+        KindSet(1u32.checked_shl(k as u32).unwrap_or(0))
+    }
+
+    /// Whether kind `k` is in the set.
+    pub fn contains(self, k: usize) -> bool {
+        (self.0.checked_shr(k as u32).unwrap_or(0)) & 1 == 1
+    }
+}
 
 /// The incremental state of the continuous exporter.
 #[derive(Clone, Debug)]
@@ -48,6 +72,9 @@ pub struct Counts {
     pub labels: u64,
     /// Messages not used (or used without effect), by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Scale-out only: labels of transactions this instance does not hold (another instance
+    /// holds them, or nobody does); not a rejection.
+    pub not_held_here: u64,
 }
 
 impl Counts {
@@ -113,14 +140,26 @@ impl State {
     /// Folds a transaction in. Transactions must come in event-time order (with labels between
     /// them in theirs); an earlier one is refused as late.
     pub fn fold_transaction(&mut self, tx: &Transaction) -> Result<(), Rejection> {
+        self.fold_transaction_into(tx, KindSet::ALL)
+    }
+
+    /// Folds a transaction into the entity kinds of `kinds` only (scale-out: an instance folds
+    /// the customer kind from the customer-keyed topic, the terminal kind from the
+    /// terminal-keyed one). The same transaction may come again for other kinds; it is a
+    /// duplicate only if a kind it was already folded into comes again.
+    pub fn fold_transaction_into(&mut self, tx: &Transaction, kinds: KindSet) -> Result<(), Rejection> {
         if tx.time < self.clock {
             return Err(Rejection {
                 reason: Reason::LateTransaction,
                 detail: format!("time {} is before the event time already folded, {}", tx.time, self.clock),
             });
         }
-        if let Some(id) = &tx.id
-            && self.held.contains_key(id)
+        let already = match &tx.id {
+            Some(id) => self.held.get(id).map(|at| at.to_vec()),
+            None => None,
+        };
+        if let (Some(id), Some(at)) = (&tx.id, &already)
+            && at.iter().enumerate().any(|(k, &(e, _))| e != NOT_HERE && kinds.contains(k))
         {
             return Err(Rejection {
                 reason: Reason::DuplicateTransaction,
@@ -129,27 +168,35 @@ impl State {
         }
         self.clock = tx.time;
         self.forget_older_than(tx.time);
-        let mut at = Vec::with_capacity(self.kinds.len());
-        for ((kind, id), def) in self.kinds.iter_mut().zip(&tx.entities).zip(self.schema.entities()) {
+        let mut at = already.unwrap_or_else(|| vec![(NOT_HERE, 0); self.kinds.len()]);
+        let new = at.iter().all(|&(e, _)| e == NOT_HERE);
+        for (k, ((kind, id), def)) in
+            self.kinds.iter_mut().zip(&tx.entities).zip(self.schema.entities()).enumerate()
+        {
+            if !kinds.contains(k) {
+                continue;
+            }
             let layout = &def.layout;
-            let k = match kind.index.get(id) {
-                Some(&k) => k,
+            let e = match kind.index.get(id) {
+                Some(&e) => e,
                 None => {
-                    let k = kind.ids.len() as u32;
-                    kind.index.insert(id.clone(), k);
+                    let e = kind.ids.len() as u32;
+                    kind.index.insert(id.clone(), e);
                     kind.ids.push(id.clone());
                     kind.windows.push(EntityWindows::new(layout));
-                    k
+                    e
                 }
             };
-            let windows = &mut kind.windows[k as usize];
+            let windows = &mut kind.windows[e as usize];
             // Advancing as we go drops what no window needs any more, as the batch exporter does.
             windows.advance_to(layout, tx.time);
-            at.push((k, windows.push(tx.time, tx.amount, false)));
+            at[k] = (e, windows.push(tx.time, tx.amount, false));
         }
         if let Some(id) = &tx.id {
             self.held.insert(id.clone(), at.into_boxed_slice());
-            self.retained.push_back((tx.time.0, id.clone()));
+            if new {
+                self.retained.push_back((tx.time.0, id.clone()));
+            }
         }
         self.first_tx.get_or_insert(tx.time);
         self.last_tx = Some(tx.time);
@@ -195,6 +242,9 @@ impl State {
         };
         let mut applied = false;
         for ((kind, &(k, index)), def) in self.kinds.iter_mut().zip(at.iter()).zip(self.schema.entities()) {
+            if k == NOT_HERE {
+                continue;
+            }
             let windows = &mut kind.windows[k as usize];
             windows.advance_to(&def.layout, now);
             applied |= windows.set_fraud(index, label.fraud);
@@ -212,6 +262,11 @@ impl State {
         Ok(())
     }
 
+    /// Counts a label of a transaction this instance does not hold (scale-out).
+    pub fn count_not_held_here(&mut self) {
+        self.counts.not_held_here += 1;
+    }
+
     /// Counts a message that was not folded.
     pub fn count_rejection(&mut self, rejection: &Rejection) {
         self.counts.reject(&rejection.reason);
@@ -225,6 +280,16 @@ impl State {
         as_of: Timestamp,
         id_hash: &IdHashKey,
     ) -> Vec<Vec<(EntityKey, Aggregates)>> {
+        self.tables_as_of(as_of, |id| id_hash.hash(id))
+    }
+
+    /// [`aggregates_as_of`](State::aggregates_as_of) keyed by the entities' ids themselves (a
+    /// scale-out instance's shard: the assembler, which holds the keys, hashes them).
+    pub fn rows_as_of(&mut self, as_of: Timestamp) -> Vec<Vec<(Box<[u8]>, Aggregates)>> {
+        self.tables_as_of(as_of, |id| Box::from(id))
+    }
+
+    fn tables_as_of<K>(&mut self, as_of: Timestamp, key: impl Fn(&[u8]) -> K) -> Vec<Vec<(K, Aggregates)>> {
         self.forget_older_than(as_of);
         let mut tables = Vec::with_capacity(self.kinds.len());
         for (kind, def) in self.kinds.iter_mut().zip(self.schema.entities()) {
@@ -234,7 +299,7 @@ impl State {
                 windows.advance_to(layout, as_of);
                 let aggregates = windows.aggregates(layout);
                 if aggregates != Aggregates::ZERO {
-                    rows.push((id_hash.hash(id), aggregates));
+                    rows.push((key(id), aggregates));
                 }
             }
             tables.push(rows);
@@ -258,5 +323,81 @@ impl State {
                 self.held.remove(&id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(id: u64, t: i64, customer: u64, terminal: u64) -> Transaction {
+        Transaction {
+            id: Some(id.to_string().into_bytes().into()),
+            entities: vec![
+                customer.to_string().into_bytes().into(),
+                terminal.to_string().into_bytes().into(),
+            ],
+            time: Timestamp(t),
+            amount: (id % 97) as f64 + 0.25,
+        }
+    }
+
+    /// Entity `id`'s owner among `n` instances (a stand-in for Kafka's partitioner).
+    fn owner(id: u64, n: u64) -> u64 {
+        (id * 2_654_435_761) % 1_000_003 % n
+    }
+
+    #[test]
+    fn instances_folding_their_kinds_give_the_single_states_rows_between_them() {
+        let schema = FeatureSchema::handbook();
+        let n = 3;
+        let mut single = State::new(schema.clone());
+        let mut parts: Vec<State> = (0..n).map(|_| State::new(schema.clone())).collect();
+        let t0 = 1_522_540_800;
+        for i in 0..3_000u64 {
+            let t = t0 + i as i64 * 1_000;
+            let (c, m) = (i % 41, (i * 7) % 53);
+            let tx = tx(i, t, c, m);
+            single.fold_transaction(&tx).expect("fold");
+            // In event-time order each instance takes the customer copy, then the terminal copy.
+            parts[owner(c, n) as usize].fold_transaction_into(&tx, KindSet::only(0)).expect("customer");
+            parts[owner(m, n) as usize].fold_transaction_into(&tx, KindSet::only(1)).expect("terminal");
+            if i % 17 == 0 && i > 30 {
+                let label = LabelEvent {
+                    transaction_id: (i - 30).to_string().into_bytes().into(),
+                    fraud: true,
+                    reported_at: Timestamp(t),
+                };
+                single.fold_label(&label).expect("label");
+                let applied = parts.iter_mut().map(|p| p.fold_label(&label)).filter(Result::is_ok).count();
+                assert!((1..=2).contains(&applied), "applied in {applied} instances");
+            }
+        }
+        let as_of = Timestamp(t0 + 3_000 * 1_000 + 86_400);
+        let mut expected = single.rows_as_of(as_of);
+        let mut merged: Vec<Vec<(Box<[u8]>, Aggregates)>> = vec![Vec::new(); 2];
+        for part in &mut parts {
+            for (k, rows) in part.rows_as_of(as_of).into_iter().enumerate() {
+                merged[k].extend(rows);
+            }
+        }
+        for (a, b) in expected.iter_mut().zip(&mut merged) {
+            a.sort_by(|x, y| x.0.cmp(&y.0));
+            b.sort_by(|x, y| x.0.cmp(&y.0));
+        }
+        assert_eq!(expected, merged);
+        assert!(expected[0].len() == 41 && expected[1].len() == 53);
+    }
+
+    #[test]
+    fn a_copy_for_another_kind_is_not_a_duplicate_but_a_second_copy_for_the_same_kind_is() {
+        let mut state = State::new(FeatureSchema::handbook());
+        let t = tx(1, 1_522_540_800, 5, 6);
+        state.fold_transaction_into(&t, KindSet::only(0)).expect("customer copy");
+        state.fold_transaction_into(&t, KindSet::only(1)).expect("terminal copy");
+        let again = state.fold_transaction_into(&t, KindSet::only(1)).expect_err("redelivered");
+        assert_eq!(again.reason, Reason::DuplicateTransaction);
+        assert_eq!(state.held_transactions(), 1);
+        assert_eq!(state.entities(), vec![1, 1]);
     }
 }

@@ -1,5 +1,6 @@
-//! `tollgate exporter run | replay-to-kafka`: the always-on exporter (Kafka in, signed snapshots
-//! out, exactly once; the work is in the `pipeline` crate) and the producer that feeds it a
+//! `tollgate exporter run | assemble | replay-to-kafka`: the always-on exporter (Kafka in, signed
+//! snapshots out, exactly once; the work is in the `pipeline` crate), alone or as N instances
+//! writing shards that `assemble` signs and publishes, and the producer that feeds it a
 //! transaction file for tests and demos.
 
 use crate::commands::exporter_metrics::{self, ExporterMetrics};
@@ -9,8 +10,10 @@ use crate::progress::Bars;
 use anyhow::{Context, bail};
 use exporter::ingest::{IngestOptions, read_transactions};
 use exporter::snapshot::{BuiltSnapshot, Decisioning};
+use pipeline::assemble::{AssembleConfig, assemble};
 use pipeline::replay::{ReplayConfig, replay};
-use pipeline::run::{Config, Report, Sink, Stopped, run as run_pipeline};
+use pipeline::run::{Config, Report, ScaleOut, Sink, Stopped, run as run_pipeline, run_instance};
+use pipeline::shard::Instance;
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
 use scorer::snapshot::{Reference, Snapshot, SnapshotSigner};
@@ -27,7 +30,14 @@ pub enum Command {
     /// publish a signed snapshot as of every multiple of --every that the event time passes.
     /// State and offsets are checkpointed together: after a crash it resumes where the last
     /// checkpoint stood and publishes the same snapshots, byte for byte.
+    ///
+    /// With --instance I/N it is one of N instances (scale-out): it reads the partitions p with
+    /// p % N == I of the customer-keyed and the terminal-keyed transaction topics and every label,
+    /// and writes its shard of each snapshot under --shards for `tollgate exporter assemble`.
     Run(Box<RunArgs>),
+    /// Scale-out: wait until all N instances' shards of an as-of exist, merge them, and sign and
+    /// publish one snapshot (the only process that holds the signing key).
+    Assemble(Box<AssembleArgs>),
     /// Write a transaction file to the topics as the exporter reads them: each row a score
     /// request (key: customer id), each fraud a label reported within --label-delay-max.
     ReplayToKafka(ReplayArgs),
@@ -45,6 +55,34 @@ pub struct Topics {
     /// The labels topic: `{"transaction_id": 123, "fraud": true, "reported_at": "2018-04-03T10:00:00Z"}`.
     #[arg(long, default_value = "labels")]
     labels: String,
+    /// Scale-out: the same transactions keyed by terminal id (read by `run --instance`, written
+    /// by `replay-to-kafka` when given; in production a re-keying stage writes it).
+    #[arg(long, value_name = "TOPIC")]
+    transactions_by_terminal: Option<String>,
+}
+
+/// Where snapshots go, shared by `run` and `assemble`.
+#[derive(clap::Args)]
+pub struct Targets {
+    /// Write every snapshot into this directory as `snapshot-YYYYMMDDTHHMMSS.tgs` (its as-of).
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Also push every snapshot here, as `tollgate push --to` does: `http(s)://HOST:PORT`,
+    /// `kv-local:DIR` or a directory (repeatable).
+    #[arg(long = "push-to", value_name = "TARGET")]
+    push_to: Vec<String>,
+    /// File holding the admin bearer token for HTTP targets (or set TOLLGATE_ADMIN_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// For https:// targets: trust the PEM certificate(s) in FILE.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+}
+
+impl Targets {
+    fn given(&self) -> bool {
+        self.out_dir.is_some() || !self.push_to.is_empty()
+    }
 }
 
 /// Arguments of `tollgate exporter run`.
@@ -68,19 +106,15 @@ pub struct RunArgs {
     /// Checkpoint at least this often, besides after every snapshot.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     checkpoint_every: Duration,
-    /// Write every snapshot into this directory as `snapshot-YYYYMMDDTHHMMSS.tgs` (its as-of).
-    #[arg(long)]
-    out_dir: Option<PathBuf>,
-    /// Also push every snapshot here, as `tollgate push --to` does: `http(s)://HOST:PORT`,
-    /// `kv-local:DIR` or a directory (repeatable).
-    #[arg(long = "push-to", value_name = "TARGET")]
-    push_to: Vec<String>,
-    /// File holding the admin bearer token for HTTP targets (or set TOLLGATE_ADMIN_TOKEN).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// For https:// targets: trust the PEM certificate(s) in FILE.
-    #[arg(long, value_name = "FILE")]
-    ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    targets: Targets,
+    /// Scale-out: run as instance I of N (`I/N`, e.g. `0/2`), each with its own --checkpoint;
+    /// shards go to --shards, and --key and the targets are the assembler's.
+    #[arg(long, value_name = "I/N", requires = "shards", conflicts_with_all = ["out_dir", "push_to"])]
+    instance: Option<Instance>,
+    /// Scale-out: the directory shards are written into (`<as_of>/<I>-of-<N>.shard`).
+    #[arg(long, value_name = "DIR", requires = "instance")]
+    shards: Option<PathBuf>,
     /// Append every rejected message (topic, partition, offset, reason, detail) to FILE as a
     /// JSON line.
     #[arg(long, value_name = "FILE")]
@@ -111,6 +145,34 @@ pub struct RunArgs {
     decisioning: DecisioningArgs,
 }
 
+/// Arguments of `tollgate exporter assemble`.
+#[derive(clap::Args)]
+pub struct AssembleArgs {
+    /// The directory the instances write their shards into.
+    #[arg(long, value_name = "DIR")]
+    shards: PathBuf,
+    /// N: how many instances there are (shards per snapshot).
+    #[arg(long, value_name = "N")]
+    instances: u32,
+    /// The signing key file (from `tollgate keys new`).
+    #[arg(long, default_value = "keys/signing.key")]
+    key: PathBuf,
+    #[command(flatten)]
+    targets: Targets,
+    /// With --until-idle: stop once no shard has appeared for this long.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    idle: Duration,
+    /// Stop once no shard has appeared for --idle.
+    #[arg(long)]
+    until_idle: bool,
+    /// Carry this snapshot's drift reference in every snapshot published (as `run
+    /// --reference-from` does).
+    #[arg(long, value_name = "SNAPSHOT")]
+    reference_from: Option<PathBuf>,
+    #[command(flatten)]
+    decisioning: DecisioningArgs,
+}
+
 /// Arguments of `tollgate exporter replay-to-kafka`.
 #[derive(clap::Args)]
 pub struct ReplayArgs {
@@ -131,6 +193,7 @@ pub struct ReplayArgs {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run_exporter(*args),
+        Command::Assemble(args) => run_assembler(*args),
         Command::ReplayToKafka(args) => replay_to_kafka(args),
     }
 }
@@ -143,18 +206,21 @@ fn replay_to_kafka(args: ReplayArgs) -> anyhow::Result<()> {
         brokers: topics.brokers,
         transactions: topics.transactions.clone(),
         labels: topics.labels.clone(),
+        by_terminal: topics.transactions_by_terminal.clone(),
         label_delay_max: args.label_delay_max,
         seed: args.seed,
     };
     let counts = replay(&tx, &config).context("writing to Kafka")?;
     let secs = began.elapsed().as_secs_f64();
+    let copies = 1 + u64::from(topics.transactions_by_terminal.is_some());
+    let also = topics.transactions_by_terminal.map(|t| format!(" (and {t})")).unwrap_or_default();
     println!(
-        "wrote {} transactions to {} and {} labels to {} in {secs:.1} s ({:.0} messages/s)",
+        "wrote {} transactions to {}{also} and {} labels to {} in {secs:.1} s ({:.0} messages/s)",
         counts.transactions,
         topics.transactions,
         counts.labels,
         topics.labels,
-        (counts.transactions + counts.labels) as f64 / secs.max(1e-9)
+        (copies * counts.transactions + counts.labels) as f64 / secs.max(1e-9)
     );
     Ok(())
 }
@@ -177,6 +243,24 @@ fn file_name(as_of: Timestamp) -> String {
         "snapshot-{:04}{:02}{:02}T{:02}{:02}{:02}.tgs",
         d.year, d.month, d.day, d.hour, d.minute, d.second
     )
+}
+
+impl Publisher {
+    fn new(
+        targets: Targets,
+        dead_letter: Option<(PathBuf, std::fs::File)>,
+        metrics: Option<Arc<ExporterMetrics>>,
+    ) -> anyhow::Result<Publisher> {
+        Ok(Publisher {
+            metrics,
+            token: push::token(targets.token_file.as_deref())?,
+            out_dir: targets.out_dir,
+            push_to: targets.push_to,
+            ca_cert: targets.ca_cert,
+            dead_letter,
+            schema: FeatureSchema::handbook(),
+        })
+    }
 }
 
 impl Sink for Publisher {
@@ -243,6 +327,21 @@ impl Sink for Publisher {
                     rows.join(", "),
                     snapshot.bytes.len(),
                     build.as_secs_f64() * 1e3
+                );
+            }
+            Report::Sharded { as_of, path, rows, bytes, took } => {
+                let rows: Vec<String> = self
+                    .schema
+                    .entities()
+                    .iter()
+                    .zip(&rows)
+                    .map(|(e, n)| format!("{n} {}", e.name))
+                    .collect();
+                eprintln!(
+                    "shard as of {as_of}: {} ({}, {bytes} bytes, in {:.0} ms)",
+                    path.display(),
+                    rows.join(", "),
+                    took.as_secs_f64() * 1e3
                 );
             }
             Report::Checkpointed { bytes, took } => {
@@ -321,25 +420,49 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The signer in `path`.
+fn signer(path: &Path) -> anyhow::Result<SnapshotSigner> {
+    let key = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    SnapshotSigner::from_text(&key).with_context(|| format!("{}", path.display()))
+}
+
 fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
-    if args.out_dir.is_none() && args.push_to.is_empty() {
+    let scale_out = match (args.instance, &args.shards) {
+        (Some(instance), Some(shards)) => Some(ScaleOut {
+            instance,
+            by_terminal: args
+                .kafka_topics
+                .transactions_by_terminal
+                .clone()
+                .unwrap_or_else(|| "transactions-by-terminal".to_string()),
+            shards: shards.clone(),
+        }),
+        _ => None,
+    };
+    if scale_out.is_none() && !args.targets.given() {
         bail!("nowhere to publish: give --out-dir DIR and/or --push-to TARGET");
     }
-    let key =
-        std::fs::read_to_string(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
-    let signer = SnapshotSigner::from_text(&key).with_context(|| format!("{}", args.key.display()))?;
-    let schema = FeatureSchema::handbook();
-    let loaded = args.decisioning.load(&schema, &signer)?;
-    let decisioning = loaded.decisioning();
-    let model_id = decisioning.model.map(|(_, id)| id);
-    let reference = match &args.reference_from {
-        Some(path) => Some(reference_from(path, &signer, model_id)?),
-        None => None,
+    // A single exporter signs; an instance holds no key (the assembler signs).
+    let single = match &scale_out {
+        Some(_) => None,
+        None => {
+            let signer = signer(&args.key)?;
+            let loaded = args.decisioning.load(&FeatureSchema::handbook(), &signer)?;
+            Some((signer, loaded))
+        }
     };
-    let decisioning = Decisioning { reference: reference.as_ref(), ..decisioning };
+    let reference = match (&args.reference_from, &single) {
+        (Some(path), Some((signer, loaded))) => {
+            Some(reference_from(path, signer, loaded.decisioning().model.map(|(_, id)| id))?)
+        }
+        (Some(_), None) => bail!(
+            "--reference-from: an instance builds no snapshot and holds only some entity kinds; give it to `tollgate exporter assemble`"
+        ),
+        (None, _) => None,
+    };
     let metrics = match &args.metrics_addr {
         Some(addr) => {
-            let names = schema.features().iter().map(|f| f.name.clone()).collect();
+            let names = FeatureSchema::handbook().features().iter().map(|f| f.name.clone()).collect();
             let metrics = ExporterMetrics::new(reference.as_ref(), names);
             let bound = exporter_metrics::serve(addr, metrics.clone())?;
             eprintln!("exporter: metrics at http://{bound}/metrics");
@@ -382,34 +505,83 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
         kafka,
         feature_sample: if reference.is_some() && metrics.is_some() { args.drift_sample } else { 0 },
     };
-    let mut publisher = Publisher {
-        out_dir: args.out_dir,
-        push_to: args.push_to,
-        token: push::token(args.token_file.as_deref())?,
-        ca_cert: args.ca_cert,
-        dead_letter,
-        schema: schema.clone(),
-        metrics,
-    };
+    let mut publisher = Publisher::new(args.targets, dead_letter, metrics)?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone())?;
     let began = Instant::now();
-    let summary = run_pipeline(&config, &signer, &decisioning, &mut publisher, &stop)?;
+    let summary = match (&scale_out, &single) {
+        (Some(scale_out), _) => run_instance(&config, scale_out, &mut publisher, &stop)?,
+        (None, Some((signer, loaded))) => {
+            let decisioning = Decisioning { reference: reference.as_ref(), ..loaded.decisioning() };
+            run_pipeline(&config, signer, &decisioning, &mut publisher, &stop)?
+        }
+        (None, None) => bail!("a single exporter without its signing key"),
+    };
     let why = match summary.stopped {
         Stopped::Idle => "every partition idle",
         Stopped::StopAt => "reached --stop-at",
         Stopped::Asked => "asked to stop",
     };
+    let what = if scale_out.is_some() { "shards written" } else { "snapshots published" };
     println!(
-        "stopped ({why}) after {:.1} s: {} snapshots published, {} transactions and {} labels folded in all, {} rejected",
+        "stopped ({why}) after {:.1} s: {} {what}, {} transactions and {} labels folded in all, {} rejected",
         began.elapsed().as_secs_f64(),
         summary.published,
         summary.counts.transactions,
         summary.counts.labels,
         summary.counts.rejected_total()
     );
+    if scale_out.is_some() {
+        println!("  {:>8}  labels of transactions not held here", summary.counts.not_held_here);
+    }
     for (reason, n) in &summary.counts.rejected {
         println!("  {n:>8}  {reason}");
+    }
+    Ok(())
+}
+
+fn run_assembler(args: AssembleArgs) -> anyhow::Result<()> {
+    if !args.targets.given() {
+        bail!("nowhere to publish: give --out-dir DIR and/or --push-to TARGET");
+    }
+    let signer = signer(&args.key)?;
+    let loaded = args.decisioning.load(&FeatureSchema::handbook(), &signer)?;
+    let config = AssembleConfig {
+        shards: args.shards,
+        instances: args.instances,
+        poll: Duration::from_millis(100),
+        idle: args.idle,
+        until_idle: args.until_idle,
+    };
+    let mut publisher = Publisher::new(args.targets, None, None)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signals(stop.clone())?;
+    let began = Instant::now();
+    let decisioning = loaded.decisioning();
+    let reference = match &args.reference_from {
+        Some(path) => Some(reference_from(path, &signer, decisioning.model.map(|(_, id)| id))?),
+        None => None,
+    };
+    let decisioning = Decisioning { reference: reference.as_ref(), ..decisioning };
+    let summary = assemble(&config, &signer, &decisioning, &mut publisher, &stop)?;
+    let why = if summary.stopped == Stopped::Idle { "no new shard" } else { "asked to stop" };
+    let last = summary.last.map_or("none".to_string(), |t| t.to_string());
+    println!(
+        "stopped ({why}) after {:.1} s: {} snapshots published, the last as of {last}",
+        began.elapsed().as_secs_f64(),
+        summary.published
+    );
+    for (i, counts) in summary.counts.iter().enumerate() {
+        println!(
+            "  instance {i}: {} transactions, {} labels folded, {} not held here, {} rejected",
+            counts.transactions,
+            counts.labels,
+            counts.not_held_here,
+            counts.rejected_total()
+        );
+    }
+    for (as_of, present) in &summary.waiting {
+        println!("  waiting: as of {as_of}, {present} of {} shards", config.instances);
     }
     Ok(())
 }

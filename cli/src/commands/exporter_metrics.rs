@@ -42,6 +42,8 @@ pub struct ExporterMetrics {
     snapshot_bytes: Gauge,
     snapshot_build: Histogram,
     snapshot_as_of: Gauge,
+    shards: Counter,
+    shard_bytes: Gauge,
     checkpoints: Counter,
     checkpoint_bytes: Gauge,
     checkpoint_seconds: Histogram,
@@ -67,6 +69,8 @@ impl ExporterMetrics {
             snapshot_bytes: Gauge::default(),
             snapshot_build: Histogram::new(exponential_buckets(1e-3, 2.0, 16)),
             snapshot_as_of: Gauge::default(),
+            shards: Counter::default(),
+            shard_bytes: Gauge::default(),
             checkpoints: Counter::default(),
             checkpoint_bytes: Gauge::default(),
             checkpoint_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 16)),
@@ -105,9 +109,11 @@ impl ExporterMetrics {
         );
         registry.register(
             "snapshot_as_of_seconds",
-            "As-of time (Unix seconds) of the last snapshot published",
+            "As-of time (Unix seconds) of the last snapshot published (or shard written)",
             m.snapshot_as_of.clone(),
         );
+        registry.register("shards_written", "Scale-out: shards this instance wrote", m.shards.clone());
+        registry.register("shard_bytes", "Scale-out: size of the last shard written", m.shard_bytes.clone());
         registry.register("checkpoints", "Checkpoints written (state and offsets)", m.checkpoints.clone());
         registry.register("checkpoint_bytes", "Size of the last checkpoint", m.checkpoint_bytes.clone());
         registry.register("checkpoint_seconds", "Time to write a checkpoint", m.checkpoint_seconds.clone());
@@ -141,6 +147,11 @@ impl ExporterMetrics {
                 self.snapshot_bytes.set(snapshot.bytes.len() as i64);
                 self.snapshot_build.observe(build.as_secs_f64());
                 self.snapshot_as_of.set(snapshot.meta.as_of.0);
+            }
+            Report::Sharded { bytes, as_of, .. } => {
+                self.shards.inc();
+                self.shard_bytes.set(*bytes as i64);
+                self.snapshot_as_of.set(as_of.0);
             }
             Report::Checkpointed { bytes, took } => {
                 self.checkpoints.inc();

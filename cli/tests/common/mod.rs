@@ -1,8 +1,11 @@
 //! What the tests of `tollgate serve` and its clients (`push`, `replay`) share: a small simulated
 //! history with signed snapshots of it (the parity corpus's signer and logistic model), and a
-//! running `tollgate serve` process that is killed when dropped.
+//! running `tollgate serve` process that is killed when dropped; [`stream`]: what the continuous
+//! exporter's tests share.
 
 #![allow(dead_code)] // Each test binary uses part of it.
+
+pub mod stream;
 
 use exporter::NoProgress;
 use exporter::Transactions;

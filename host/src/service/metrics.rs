@@ -1,12 +1,12 @@
 //! The service's Prometheus metrics (prometheus-client, OpenMetrics text at `/metrics`).
 
+use crate::monitor::DriftGauges;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use crate::monitor::DriftGauges;
 use std::sync::atomic::AtomicU64;
 
 /// A decision label: `allow`, `review`, `decline`.

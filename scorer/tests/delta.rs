@@ -172,7 +172,7 @@ fn edit(
     let existing: Vec<u64> = table.keys().copied().collect();
     for (i, (key, value)) in edits.iter().enumerate() {
         // Half the edits touch keys the table has, so that updates and deletes happen.
-        let key = if (i + salt) % 2 == 0 && !existing.is_empty() {
+        let key = if (i + salt).is_multiple_of(2) && !existing.is_empty() {
             existing[*key as usize % existing.len()]
         } else {
             *key

@@ -102,7 +102,7 @@ fn main() -> Result<()> {
                     gzipped: gzipped(&delta)?,
                     full: built.bytes.len(),
                     full_gzipped: gzipped(&built.bytes)?,
-                    rows: info.rows_upserted + info.rows_deleted,
+                    rows: info.rows_updated + info.rows_inserted + info.rows_deleted,
                     apply,
                 });
             }

@@ -94,7 +94,7 @@ fn applying_a_delta_rebuilds_the_next_snapshot_exactly() {
         assert!(delta.len() * 4 < next.len(), "delta {} bytes, snapshot {}", delta.len(), next.len());
         let info = DeltaInfo::read(&delta).unwrap();
         assert_eq!(info.result_len, next.len() as u64);
-        assert_eq!(info.rows_deleted, 1);
+        assert_eq!((info.rows_deleted, info.rows_inserted, info.rows_updated), (1, 1, 11));
         assert!(info.patched >= 2 && info.copied >= 1, "{info:?}");
         assert_eq!(info.copied + info.patched + info.literal, info.sections);
     }
@@ -185,8 +185,13 @@ fn edit(
     out
 }
 
+/// Proptest cases per property: `TOLLGATE_FUZZ_CASES` or 300 (each case builds snapshots).
+fn fuzz_cases() -> u32 {
+    std::env::var("TOLLGATE_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn apply_of_build_is_the_next_snapshot(

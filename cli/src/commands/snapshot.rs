@@ -220,7 +220,10 @@ fn print_delta(info: &DeltaInfo) {
         "{:<18} {} sections: {} copied, {} patched by rows, {} literal",
         "sections", info.sections, info.copied, info.patched, info.literal
     );
-    println!("{:<18} {} upserted, {} deleted", "rows", info.rows_upserted, info.rows_deleted);
+    println!(
+        "{:<18} {} updated, {} inserted, {} deleted",
+        "rows", info.rows_updated, info.rows_inserted, info.rows_deleted
+    );
 }
 
 fn read_text(path: &Path) -> anyhow::Result<String> {

@@ -123,10 +123,12 @@ pub struct DeltaInfo {
     pub patched: usize,
     /// Sections carried as literal bytes.
     pub literal: usize,
-    /// Keys deleted over all row patches.
+    /// Rows deleted over all row patches.
     pub rows_deleted: u64,
-    /// Rows inserted or replaced over all row patches.
-    pub rows_upserted: u64,
+    /// Rows changed in place over all row patches.
+    pub rows_updated: u64,
+    /// Rows inserted over all row patches.
+    pub rows_inserted: u64,
 }
 
 impl DeltaInfo {
@@ -143,16 +145,18 @@ impl DeltaInfo {
             patched: 0,
             literal: 0,
             rows_deleted: 0,
-            rows_upserted: 0,
+            rows_updated: 0,
+            rows_inserted: 0,
         };
         for op in &parsed.ops {
             match op {
                 Op::Literal(_) => info.literal += 1,
                 Op::Copy(..) => info.copied += 1,
-                Op::Rows { deletes, upserts, width, .. } => {
+                Op::Rows { patch, .. } => {
                     info.patched += 1;
-                    info.rows_deleted += (deletes.len() / 8) as u64;
-                    info.rows_upserted += (upserts.len() / width) as u64;
+                    info.rows_deleted += patch.deleted;
+                    info.rows_updated += patch.updated;
+                    info.rows_inserted += patch.inserted;
                 }
             }
         }
@@ -277,7 +281,7 @@ pub fn build_delta(base: &[u8], next: &[u8]) -> Result<Vec<u8>, DeltaError> {
             out.extend_from_slice(&(i as u32).to_le_bytes());
             continue;
         }
-        let patch = (*place).filter(|p| p.1 >= 8).and_then(|p| {
+        let patch = (*place).filter(|p| p.1 >= 8 && p.1.is_multiple_of(4)).and_then(|p| {
             let i = base_places.iter().position(|b| *b == Some(p)).filter(|&i| !used[i])?;
             let b = &base_sections[i];
             let base_rows = &base[b.offset..b.offset + b.len];
@@ -302,8 +306,10 @@ pub fn build_delta(base: &[u8], next: &[u8]) -> Result<Vec<u8>, DeltaError> {
     Ok(out)
 }
 
-/// The row patch (deletion count, upsert count, deleted keys, upserted rows) that turns the sorted
-/// `base` rows into the sorted `next` rows; `None` when either is not strictly ascending.
+/// The row patch that turns the sorted `base` rows into the sorted `next` rows (layout in
+/// `docs/snapshot-format.md`, "Deltas"): deleted and updated rows by their index in `base`, an
+/// update as the 4-byte words that changed, inserted rows whole. `None` when either is not
+/// strictly ascending.
 fn row_patch(base: &[u8], next: &[u8], width: usize) -> Option<Vec<u8>> {
     let key = |rows: &[u8], i: usize| u64_at(rows, i * width);
     let (nb, nn) = (base.len() / width, next.len() / width);
@@ -311,7 +317,10 @@ fn row_patch(base: &[u8], next: &[u8], width: usize) -> Option<Vec<u8>> {
     if !ascending(base, nb) || !ascending(next, nn) {
         return None;
     }
-    let (mut deletes, mut upserts) = (Vec::new(), Vec::new());
+    let (mut deletes, mut updates, mut inserts) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut n_deletes, mut n_updates) = (0u64, 0u64);
+    let (mut last_delete, mut last_update) = (None, None);
+    let words = width / 4;
     let (mut i, mut j) = (0, 0);
     while i < nb || j < nn {
         let (kb, kn) =
@@ -320,38 +329,78 @@ fn row_patch(base: &[u8], next: &[u8], width: usize) -> Option<Vec<u8>> {
             (Some(b), Some(n)) if b == n => {
                 let (rb, rn) = (&base[i * width..][..width], &next[j * width..][..width]);
                 if rb != rn {
-                    upserts.extend_from_slice(rn);
+                    put_gap(&mut updates, &mut last_update, i);
+                    let mut mask = alloc::vec![0u8; words.div_ceil(8)];
+                    let mut changed = Vec::new();
+                    for w in 0..words {
+                        if rb[w * 4..w * 4 + 4] != rn[w * 4..w * 4 + 4] {
+                            mask[w / 8] |= 1 << (w % 8);
+                            changed.extend_from_slice(&rn[w * 4..w * 4 + 4]);
+                        }
+                    }
+                    updates.extend_from_slice(&mask);
+                    updates.extend_from_slice(&changed);
+                    n_updates += 1;
                 }
                 i += 1;
                 j += 1;
             }
             (Some(b), Some(n)) if b < n => {
-                deletes.extend_from_slice(&b.to_le_bytes());
+                put_gap(&mut deletes, &mut last_delete, i);
+                n_deletes += 1;
                 i += 1;
             }
-            (Some(b), None) => {
-                deletes.extend_from_slice(&b.to_le_bytes());
+            (Some(_), None) => {
+                put_gap(&mut deletes, &mut last_delete, i);
+                n_deletes += 1;
                 i += 1;
             }
             _ => {
-                upserts.extend_from_slice(&next[j * width..][..width]);
+                inserts.extend_from_slice(&next[j * width..][..width]);
                 j += 1;
             }
         }
     }
-    let mut out = Vec::with_capacity(16 + deletes.len() + upserts.len());
-    out.extend_from_slice(&((deletes.len() / 8) as u64).to_le_bytes());
-    out.extend_from_slice(&((upserts.len() / width) as u64).to_le_bytes());
+    let mut out = Vec::with_capacity(30 + deletes.len() + updates.len() + inserts.len());
+    put_varint(&mut out, n_deletes);
+    put_varint(&mut out, n_updates);
+    put_varint(&mut out, (inserts.len() / width) as u64);
     out.extend_from_slice(&deletes);
-    out.extend_from_slice(&upserts);
+    out.extend_from_slice(&updates);
+    out.extend_from_slice(&inserts);
     Some(out)
+}
+
+/// Appends row index `i` as its gap from the `last` one written (`i` itself for the first).
+fn put_gap(out: &mut Vec<u8>, last: &mut Option<usize>, i: usize) {
+    put_varint(out, last.map_or(i, |l| i - l - 1) as u64);
+    *last = Some(i);
+}
+
+/// Appends `v` as an unsigned LEB128 varint (7 bits a byte, low bits first).
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// One op of a parsed delta, borrowing its bytes from the delta.
 enum Op<'d> {
     Literal(&'d [u8]),
     Copy(usize, u64),
-    Rows { base: usize, width: usize, deletes: &'d [u8], upserts: &'d [u8], at: u64 },
+    Rows { base: usize, width: usize, patch: RowPatch<'d>, at: u64 },
+}
+
+/// A row patch's counts and its three runs of bytes, bounds checked.
+struct RowPatch<'d> {
+    deleted: u64,
+    updated: u64,
+    inserted: u64,
+    deletes: &'d [u8],
+    updates: &'d [u8],
+    inserts: &'d [u8],
 }
 
 /// A delta whose every length and offset has been checked against the delta itself.
@@ -386,6 +435,47 @@ impl<'d> Cursor<'d> {
 
     fn u32(&mut self, what: &'static str) -> Result<u32, DeltaError> {
         Ok(u32_at(self.take(4, what)?, 0))
+    }
+
+    fn varint(&mut self, what: &'static str) -> Result<u64, DeltaError> {
+        let at = self.at;
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let byte = self.take(1, what)?[0];
+            if shift == 63 && byte > 1 {
+                return Err(DeltaError::Malformed { at: at as u64, what: "a varint above 2^64" });
+            }
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DeltaError::Malformed { at: at as u64, what: "a varint longer than 10 bytes" })
+    }
+
+    /// Reads a row patch for rows of `width` bytes (a multiple of 4), checking that every part
+    /// lies in the delta; each deleted or updated row takes at least one byte, so the loops end.
+    fn row_patch(&mut self, width: usize) -> Result<RowPatch<'d>, DeltaError> {
+        let deleted = self.varint("the deleted row count")?;
+        let updated = self.varint("the updated row count")?;
+        let inserted = self.varint("the inserted row count")?;
+        let start = self.at;
+        for _ in 0..deleted {
+            self.varint("a deleted row")?;
+        }
+        let deletes = &self.bytes[start..self.at];
+        let start = self.at;
+        let mask_len = (width / 4).div_ceil(8);
+        for _ in 0..updated {
+            self.varint("an updated row")?;
+            let mask = self.take(mask_len, "an updated row's mask")?;
+            let words = mask.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+            self.take(words * 4, "an updated row's words")?;
+        }
+        let updates = &self.bytes[start..self.at];
+        let inserts = usize::try_from(inserted).ok().and_then(|n| n.checked_mul(width));
+        let inserts = self.take(inserts.unwrap_or(usize::MAX), "inserted rows")?;
+        Ok(RowPatch { deleted, updated, inserted, deletes, updates, inserts })
     }
 
     fn malformed(&self, what: &'static str) -> DeltaError {
@@ -438,19 +528,14 @@ impl<'d> Parsed<'d> {
                 OP_COPY => Op::Copy(c.u32("the base section of a copy")? as usize, op_at as u64),
                 OP_ROWS => {
                     let base = c.u32("the base section of a row patch")? as usize;
-                    if s.kind != SECTION_ENTITY_TABLE || s.width < 8 {
+                    if s.kind != SECTION_ENTITY_TABLE || s.width < 8 || !s.width.is_multiple_of(4) {
                         return Err(DeltaError::Malformed {
                             at: op_at as u64,
                             what: "a row patch for a section that is not an entity table",
                         });
                     }
-                    let deletes = c.u64("the deleted row count")?;
-                    let upserts = c.u64("the upserted row count")?;
-                    let deletes = usize::try_from(deletes).ok().and_then(|n| n.checked_mul(8));
-                    let deletes = c.take(deletes.unwrap_or(usize::MAX), "deleted keys")?;
-                    let upserts = usize::try_from(upserts).ok().and_then(|n| n.checked_mul(s.width));
-                    let upserts = c.take(upserts.unwrap_or(usize::MAX), "upserted rows")?;
-                    Op::Rows { base, width: s.width, deletes, upserts, at: op_at as u64 }
+                    let patch = c.row_patch(s.width)?;
+                    Op::Rows { base, width: s.width, patch, at: op_at as u64 }
                 }
                 _ => return Err(DeltaError::Malformed { at: op_at as u64, what: "unknown op" }),
             };
@@ -500,12 +585,12 @@ pub fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, DeltaError> {
                 }
                 target.copy_from_slice(&base[b.offset..b.offset + b.len]);
             }
-            Op::Rows { base: i, width, deletes, upserts, at } => {
+            Op::Rows { base: i, width, patch, at } => {
                 let b = take_base(*i, *at)?;
                 if b.kind != SECTION_ENTITY_TABLE || b.width != *width || b.entity != s.entity {
                     return Err(bad_base(*at, "a row patch against a base section of another table"));
                 }
-                merge_rows(&base[b.offset..b.offset + b.len], deletes, upserts, *width, target)
+                merge_rows(&base[b.offset..b.offset + b.len], patch, *width, target)
                     .map_err(|what| bad_base(*at, what))?;
             }
         }
@@ -516,71 +601,110 @@ pub fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, DeltaError> {
     Ok(out)
 }
 
-/// Writes the sorted `base` rows without the `deletes` keys and with the `upserts` rows (sorted,
-/// replacing a base row of the same key) into `target`, which must be filled exactly.
+/// Row indices from a run of gap varints (checked by [`Cursor::row_patch`]); `None` past the end,
+/// an index beyond `usize` as `usize::MAX` (no base has that many rows, so it is refused).
+struct Gaps<'d> {
+    cursor: Cursor<'d>,
+    last: Option<usize>,
+}
+
+impl Gaps<'_> {
+    fn next_index(&mut self) -> Option<usize> {
+        if self.cursor.at >= self.cursor.bytes.len() {
+            return None;
+        }
+        let gap = usize::try_from(self.cursor.varint("").ok()?).unwrap_or(usize::MAX);
+        let i = self.last.map_or(Some(gap), |l| l.checked_add(1).and_then(|l| l.checked_add(gap)));
+        let i = i.unwrap_or(usize::MAX);
+        self.last = Some(i);
+        Some(i)
+    }
+}
+
+/// An updated row: its index in the base, its word mask and the new words.
+type Update<'d> = (usize, &'d [u8], &'d [u8]);
+
+/// The updated rows of a row patch (checked by [`Cursor::row_patch`]), in order.
+struct Updates<'d> {
+    cursor: Cursor<'d>,
+    last: Option<usize>,
+    mask_len: usize,
+}
+
+impl<'d> Updates<'d> {
+    fn next_update(&mut self) -> Result<Option<Update<'d>>, &'static str> {
+        let c = &mut self.cursor;
+        if c.at >= c.bytes.len() {
+            return Ok(None);
+        }
+        let gap = usize::try_from(c.varint("").map_err(|_| "an updated row")?).unwrap_or(usize::MAX);
+        let i = self.last.map_or(Some(gap), |l| l.checked_add(1).and_then(|l| l.checked_add(gap)));
+        let i = i.unwrap_or(usize::MAX);
+        self.last = Some(i);
+        let mask = c.take(self.mask_len, "").map_err(|_| "an updated row's mask")?;
+        let n = mask.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+        let words = c.take(n * 4, "").map_err(|_| "an updated row's words")?;
+        Ok(Some((i, mask, words)))
+    }
+}
+
+/// Writes the sorted `base` rows without the deleted ones, with the updated words changed and
+/// with the inserted rows in key order into `target`, which must be filled exactly.
 fn merge_rows(
     base: &[u8],
-    deletes: &[u8],
-    upserts: &[u8],
+    patch: &RowPatch<'_>,
     width: usize,
     target: &mut [u8],
 ) -> Result<(), &'static str> {
-    if !base.len().is_multiple_of(width) {
-        return Err("the base section is not whole rows");
+    if !base.len().is_multiple_of(width) || !target.len().is_multiple_of(width) {
+        return Err("the base section or the section is not whole rows");
     }
-    let mut rows = base.chunks_exact(width).peekable();
-    let mut deleted = deletes.chunks_exact(8).map(|k| u64_at(k, 0)).peekable();
-    let mut upserted = upserts.chunks_exact(width).peekable();
-    if !target.len().is_multiple_of(width) {
-        return Err("the section is not whole rows");
-    }
+    let mut deletes = Gaps { cursor: Cursor { bytes: patch.deletes, at: 0 }, last: None };
+    let mut updates = Updates {
+        cursor: Cursor { bytes: patch.updates, at: 0 },
+        last: None,
+        mask_len: (width / 4).div_ceil(8),
+    };
+    let mut inserts = patch.inserts.chunks_exact(width).peekable();
     let mut out = target.chunks_exact_mut(width);
-    let mut last_delete = None;
-    let mut last_upsert = None;
-    loop {
-        let base_key = rows.peek().map(|r| u64_at(r, 0));
-        let upsert_key = upserted.peek().map(|r| u64_at(r, 0));
-        let row = match (base_key, upsert_key) {
-            (None, None) => break,
-            (Some(b), u) => {
-                if let Some(&d) = deleted.peek()
-                    && d <= b
-                {
-                    if d < b || last_delete.is_some_and(|l| l >= d) {
-                        return Err("a deleted key is not in the base, or keys are not ascending");
-                    }
-                    last_delete = Some(d);
-                    deleted.next();
-                    rows.next();
-                    continue;
-                }
-                match u {
-                    Some(u) if u <= b => {
-                        if last_upsert.is_some_and(|l| l >= u) {
-                            return Err("upserted rows are not in ascending key order");
-                        }
-                        last_upsert = Some(u);
-                        if u == b {
-                            rows.next();
-                        }
-                        upserted.next()
-                    }
-                    _ => rows.next(),
-                }
+    let mut delete = deletes.next_index();
+    let mut update = updates.next_update()?;
+    let mut last_insert = None;
+    let mut row = alloc::vec![0u8; width];
+    let mut emit_inserts_below = |key: Option<u64>, out: &mut core::slice::ChunksExactMut<'_, u8>| {
+        while let Some(r) = inserts.next_if(|r| key.is_none_or(|k| u64_at(r, 0) < k)) {
+            let k = u64_at(r, 0);
+            if last_insert.is_some_and(|l| l >= k) {
+                return Err("inserted rows are not in ascending key order");
             }
-            (None, Some(u)) => {
-                if last_upsert.is_some_and(|l| l >= u) {
-                    return Err("upserted rows are not in ascending key order");
-                }
-                last_upsert = Some(u);
-                upserted.next()
+            last_insert = Some(k);
+            out.next().ok_or("the patched rows are longer than the section")?.copy_from_slice(r);
+        }
+        Ok(())
+    };
+    for (i, base_row) in base.chunks_exact(width).enumerate() {
+        let updated = update.filter(|u| u.0 == i);
+        if delete == Some(i) {
+            if updated.is_some() {
+                return Err("a row is both deleted and updated");
             }
-        };
-        let slot = out.next().ok_or("the patched rows are longer than the section")?;
-        slot.copy_from_slice(row.ok_or("the patched rows are longer than the section")?);
+            delete = deletes.next_index();
+            continue;
+        }
+        row.copy_from_slice(base_row);
+        if let Some((_, mask, words)) = updated {
+            let mut words = words.chunks_exact(4);
+            for w in (0..width / 4).filter(|w| mask[w / 8] & (1 << (w % 8)) != 0) {
+                row[w * 4..w * 4 + 4].copy_from_slice(words.next().ok_or("an updated row's words")?);
+            }
+            update = updates.next_update()?;
+        }
+        emit_inserts_below(Some(u64_at(&row, 0)), &mut out)?;
+        out.next().ok_or("the patched rows are longer than the section")?.copy_from_slice(&row);
     }
-    if deleted.next().is_some() {
-        return Err("a deleted key is not in the base");
+    emit_inserts_below(None, &mut out)?;
+    if delete.is_some() || update.is_some() {
+        return Err("a deleted or updated row is not in the base");
     }
     if out.next().is_some() {
         return Err("the patched rows are shorter than the section");

@@ -360,8 +360,6 @@ fn now() -> Timestamp {
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let key =
-        EdgeKey::from_text(&read_text(&args.key)?).with_context(|| format!("{}", args.key.display()))?;
     let mut bytes = read(&args.file)?;
     if is_delta(&bytes) {
         let info = DeltaInfo::read(&bytes).with_context(|| format!("{}", args.file.display()))?;
@@ -372,6 +370,9 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             apply_delta(&read(base)?, &bytes).with_context(|| format!("applying {}", args.file.display()))?;
         println!("{:<18} applied to {}:", "result", base.display());
     }
+    // A delta alone needs no key (it is not signed); a snapshot is verified.
+    let key =
+        EdgeKey::from_text(&read_text(&args.key)?).with_context(|| format!("{}", args.key.display()))?;
     let began = Instant::now();
     let snapshot = Snapshot::load(&bytes, std::slice::from_ref(&key))
         .with_context(|| format!("{}", args.file.display()))?;

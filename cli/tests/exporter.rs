@@ -2,7 +2,8 @@
 //! mock cluster, in this process, on 127.0.0.1), killed with SIGKILL in the middle and
 //! restarted: every snapshot it publishes is byte-for-byte the batch exporter's snapshot as of
 //! the same time. And a bad message is counted and logged without stopping the run. With
-//! `--delta` it pushes deltas to a real `tollgate serve` and writes them beside the snapshots.
+//! `--delta` it pushes deltas to a real `tollgate serve` and writes them beside the snapshots,
+//! across a restart too.
 
 mod common;
 
@@ -368,11 +369,21 @@ fn with_delta_it_pushes_deltas_to_a_host_and_writes_them_beside_the_snapshots() 
     let more = ["--checkpoint", "ck", "--out-dir", "out", "--until-idle", "--idle", "2s", "--delta"];
     let push = ["--token-file", "admin.token", "--push-to", &server.base];
     let run = [&run[..], &more, &push].concat();
-    let log = Running::start(d, &run, "run.log")?.wait(Duration::from_secs(60))?;
+    // Stopped after three days and started again: the first publish after the restart is a delta
+    // too, from the newest snapshot in --out-dir.
+    let first = [&run[..], &["--stop-at", "2018-04-04"]].concat();
+    let log = Running::start(d, &first, "first.log")?.wait(Duration::from_secs(60))?;
+    let before = snapshots(&d.join("out"))?.len();
+    let log = log + &Running::start(d, &run, "run.log")?.wait(Duration::from_secs(60))?;
+    assert!(log.contains("resumed from the checkpoint"), "{log}");
 
     // Every snapshot but the first went to the host as a delta; the host serves the last one.
     let published = snapshots(&d.join("out"))?;
-    assert!(published.len() >= 20, "{} snapshots:\n{log}", published.len());
+    assert!(
+        published.len() >= 20 && before >= 8 && before < published.len() - 8,
+        "{before}, {}:\n{log}",
+        published.len()
+    );
     let sent = log.matches("sent a delta of").count();
     assert_eq!(sent, published.len() - 1, "{log}");
     assert!(!log.contains("refused"), "{log}");

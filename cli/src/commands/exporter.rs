@@ -169,6 +169,18 @@ struct Publisher {
     sent: Vec<String>,
 }
 
+/// The newest `snapshot-*.tgs` in `dir` from before the snapshot named `name` (names sort by
+/// as-of): its name and bytes. None when there is none or it cannot be read.
+fn previous_file(dir: &Path, name: &str) -> Option<(String, Arc<[u8]>)> {
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("snapshot-") && n.ends_with(".tgs") && n.as_str() < name)
+        .max()?;
+    let bytes = std::fs::read(dir.join(&newest)).ok()?;
+    Some((newest, bytes.into()))
+}
+
 /// `snapshot-NEXT.from-PREVIOUS.tgd`: the file name of the delta between two snapshot files.
 fn delta_name(next: &str, previous: &str) -> String {
     let stem = |n: &str| n.strip_prefix("snapshot-").unwrap_or(n).trim_end_matches(".tgs").to_string();
@@ -194,6 +206,18 @@ impl Sink for Publisher {
         let name = file_name(snapshot.meta.as_of);
         let bytes: Arc<[u8]> = snapshot.bytes.as_slice().into();
         self.sent.clear();
+        if self.delta && self.previous.is_none() {
+            // After a start: the newest snapshot already in --out-dir from before this one, which
+            // an HTTP target most likely serves (a 409 sends the whole file).
+            self.previous = self.out_dir.as_deref().and_then(|dir| previous_file(dir, &name));
+            if let Some((_, previous)) = &self.previous {
+                for target in
+                    self.push_to.iter().filter(|t| t.starts_with("http://") || t.starts_with("https://"))
+                {
+                    self.pushed.entry(target.clone()).or_insert_with(|| previous.clone());
+                }
+            }
+        }
         // The delta from the previous snapshot, for the directories and the log line.
         let delta = match (&self.previous, self.delta) {
             (Some((previous_name, previous)), true) => {

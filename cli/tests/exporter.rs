@@ -1,7 +1,10 @@
 //! `tollgate exporter`: the continuous exporter against a real Kafka-protocol broker (librdkafka's
 //! mock cluster, in this process, on 127.0.0.1), killed with SIGKILL in the middle and
 //! restarted: every snapshot it publishes is byte-for-byte the batch exporter's snapshot as of
-//! the same time. And a bad message is counted and logged without stopping the run.
+//! the same time. And a bad message is counted and logged without stopping the run. With
+//! `--delta` it pushes deltas to a real `tollgate serve` and writes them beside the snapshots,
+//! across a restart too. Its metrics count what it folds, and its drift alarm fires on a shifted
+//! stream only.
 
 mod common;
 
@@ -10,7 +13,7 @@ use common::{Result, tollgate};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use scorer::snapshot::{EdgeKey, Snapshot};
+use scorer::snapshot::{EdgeKey, Snapshot, apply_delta};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -348,4 +351,69 @@ fn metrics_count_the_stream_and_drift_alarms_fire_on_a_shifted_one_only() -> Res
         eprintln!("{name}: TX_AMOUNT PSI {amount_psi:.3}, alarms {alarms:?}");
     }
     Ok(())
+}
+
+#[test]
+fn with_delta_it_pushes_deltas_to_a_host_and_writes_them_beside_the_snapshots() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    handbook_slice(&d.join("tx.csv"), 6)?;
+    ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
+    std::fs::copy(d.join("keys/edge.key"), d.join("edge.key"))?;
+    std::fs::write(d.join("admin.token"), common::TOKEN)?;
+    let server = common::Server::start(d, &[])?;
+    let cluster = cluster_with_topics()?;
+    let brokers = cluster.bootstrap_servers();
+    let replay = ["exporter", "replay-to-kafka", "--input", "tx.csv", "--brokers", &brokers];
+    ok(tollgate(d, &replay)?, "replay-to-kafka")?;
+
+    // As `run_args`, every 6 hours.
+    let run = ["exporter", "run", "--brokers", &brokers, "--key", "keys/signing.key", "--every", "6h"];
+    let more = ["--checkpoint", "ck", "--out-dir", "out", "--until-idle", "--idle", "2s", "--delta"];
+    let push = ["--token-file", "admin.token", "--push-to", &server.base];
+    let run = [&run[..], &more, &push].concat();
+    // Stopped after three days and started again: the first publish after the restart is a delta
+    // too, from the newest snapshot in --out-dir.
+    let first = [&run[..], &["--stop-at", "2018-04-04"]].concat();
+    let log = Running::start(d, &first, "first.log")?.wait(Duration::from_secs(60))?;
+    let before = snapshots(&d.join("out"))?.len();
+    let log = log + &Running::start(d, &run, "run.log")?.wait(Duration::from_secs(60))?;
+    assert!(log.contains("resumed from the checkpoint"), "{log}");
+
+    // Every snapshot but the first went to the host as a delta; the host serves the last one.
+    let published = snapshots(&d.join("out"))?;
+    assert!(
+        published.len() >= 20 && before >= 8 && before < published.len() - 8,
+        "{before}, {}:\n{log}",
+        published.len()
+    );
+    let sent = log.matches("sent a delta of").count();
+    assert_eq!(sent, published.len() - 1, "{log}");
+    assert!(!log.contains("refused"), "{log}");
+    let (last_name, last) = published.iter().next_back().ok_or("no snapshot")?;
+    let edge = EdgeKey::from_text(&std::fs::read_to_string(d.join("edge.key"))?)?;
+    let last_id = Snapshot::load(last, std::slice::from_ref(&edge))?.meta().snapshot_id.clone();
+    let client = common::agent(None)?;
+    assert_eq!(common::serving(&client, &server.base)?, last_id, "{last_name}");
+    let metrics = client.get(&format!("{}/metrics", server.base)).call()?.body_mut().read_to_string()?;
+    assert!(
+        metrics.contains(&format!("tollgate_snapshot_updates_total{{kind=\"delta\"}} {sent}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tollgate_snapshot_updates_total{kind=\"full\"} 1"), "{metrics}");
+
+    // Beside each snapshot but the first, the delta from the one before, which rebuilds it, and
+    // its size in the published line.
+    let names: Vec<&String> = published.keys().collect();
+    for pair in names.windows(2) {
+        let stem = |n: &str| n.trim_start_matches("snapshot-").trim_end_matches(".tgs").to_string();
+        let delta_name = format!("snapshot-{}.from-{}.tgd", stem(pair[1]), stem(pair[0]));
+        let delta =
+            std::fs::read(d.join("out").join(&delta_name)).map_err(|e| format!("{delta_name}: {e}"))?;
+        assert!(delta.len() < published[pair[1]].len(), "{delta_name}: {} bytes", delta.len());
+        assert_eq!(&apply_delta(&published[pair[0]], &delta)?, &published[pair[1]], "{delta_name}");
+        assert!(log.contains(&format!("; delta: {} bytes (", delta.len())), "{delta_name}:\n{log}");
+    }
+    eprintln!("{}", log.lines().rfind(|l| l.contains("; delta: ")).unwrap_or_default());
+    server.terminate()
 }

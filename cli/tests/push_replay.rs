@@ -1,7 +1,9 @@
 //! `tollgate push` and `tollgate replay` against a real `tollgate serve` process: a signed
 //! snapshot pushed over HTTP serves, a badly signed or corrupt one is refused and the old one
 //! keeps serving, the admin token is required, a push to a directory replaces the file
-//! atomically, and a replay reports one decision per transaction of the day.
+//! atomically, a delta (`snapshot delta`, `push --delta-from`) serves the next snapshot and falls
+//! back to the whole file when the host serves another, and a replay reports one decision per
+//! transaction of the day.
 
 #![cfg(unix)]
 
@@ -224,4 +226,65 @@ fn replay_reports_one_decision_per_transaction_of_the_day() -> Result<()> {
     assert!(!empty.status.success());
     assert!(stderr(&empty).contains("no transaction between 2017-01-01"), "{}", stderr(&empty));
     Ok(())
+}
+
+#[test]
+fn a_delta_made_by_snapshot_delta_and_pushed_with_delta_from_serves_the_next_snapshot() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let (history, server) = serving_a(d)?;
+    let client = agent(None)?;
+    // `c.tgs`: an hour after `b.tgs`.
+    history.write_snapshot("c.tgs", "tg-c", Timestamp(history.last_day()?.0 + 3600))?;
+
+    let made = tollgate(d, &["snapshot", "delta", "a.tgs", "b.tgs", "-o", "ab.tgd"])?;
+    assert!(made.status.success(), "{}", stderr(&made));
+    let (b, ab) = (std::fs::read(d.join("b.tgs"))?, std::fs::read(d.join("ab.tgd"))?);
+    let text = stdout(&made);
+    assert!(text.contains(&format!("{} bytes (", ab.len())), "{text}");
+    assert!(text.contains(&format!("{} bytes (", b.len())), "{text}");
+    assert!(ab.len() < b.len(), "delta {} bytes, snapshot {}", ab.len(), b.len());
+
+    // `inspect` names a delta, and with --base inspects the snapshot it makes.
+    let inspected = tollgate(d, &["snapshot", "inspect", "ab.tgd"])?;
+    assert!(inspected.status.success(), "{}", stderr(&inspected));
+    assert!(stdout(&inspected).contains("snapshot delta"), "{}", stdout(&inspected));
+    let applied = tollgate(d, &["snapshot", "inspect", "ab.tgd", "--key", "edge.key", "--base", "a.tgs"])?;
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert!(stdout(&applied).contains("tg-b"), "{}", stdout(&applied));
+
+    let pushed = tollgate(
+        d,
+        &["push", "b.tgs", "--delta-from", "a.tgs", "--to", &server.base, "--token-file", "admin.token"],
+    )?;
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    assert!(stdout(&pushed).contains(&format!("sent a delta of {} bytes", ab.len())), "{}", stdout(&pushed));
+    assert_eq!(serving(&client, &server.base)?, "tg-b");
+    assert_eq!(answered_by(&client, &server.base)?, "tg-b");
+
+    // The host serves tg-b, not tg-a: the delta from a is refused (409) and c goes whole.
+    let fallback = tollgate(
+        d,
+        &["push", "c.tgs", "--delta-from", "a.tgs", "--to", &server.base, "--token-file", "admin.token"],
+    )?;
+    assert!(fallback.status.success(), "{}", stderr(&fallback));
+    let text = stdout(&fallback);
+    assert!(
+        text.contains("the host refused the delta") && text.contains("sent the whole snapshot"),
+        "{text}"
+    );
+    assert_eq!(serving(&client, &server.base)?, "tg-c");
+
+    // A corrupt delta (against the serving tg-c) is refused with its reason; tg-c keeps serving.
+    let cb = tollgate(d, &["snapshot", "delta", "c.tgs", "b.tgs", "-o", "cb.tgd"])?;
+    assert!(cb.status.success(), "{}", stderr(&cb));
+    let mut corrupt = std::fs::read(d.join("cb.tgd"))?;
+    let at = corrupt.len() - 3;
+    corrupt[at] ^= 0x10;
+    std::fs::write(d.join("corrupt.tgd"), &corrupt)?;
+    let refused = tollgate(d, &["push", "corrupt.tgd", "--to", &server.base, "--token-file", "admin.token"])?;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("snapshot delta refused"), "{}", stderr(&refused));
+    assert_eq!(serving(&client, &server.base)?, "tg-c");
+    server.terminate()
 }

@@ -92,6 +92,17 @@ pub enum HostError {
     /// `promote_shadow` with no shadow snapshot loaded.
     #[error("there is no shadow snapshot to promote")]
     NoShadow,
+    /// A snapshot delta made against another snapshot than the serving one (or with none serving).
+    #[error("snapshot delta was made against base blake3:{expected}, but the serving snapshot is {found}")]
+    DeltaBase {
+        /// BLAKE3 (hex) of the base the delta was made against.
+        expected: String,
+        /// `blake3:` and the BLAKE3 (hex) of the serving snapshot, or `none`.
+        found: String,
+    },
+    /// A snapshot delta that is corrupt or does not rebuild a snapshot.
+    #[error("snapshot delta refused: {0}")]
+    DeltaRefused(String),
 }
 
 /// What the host knows about a loaded snapshot.
@@ -408,6 +419,44 @@ impl Scorer {
     /// refused snapshot changes nothing.
     pub fn load_snapshot(&self, bytes: Vec<u8>) -> Result<Arc<SnapshotInfo>, HostError> {
         let _admin = lock(&self.inner.admin);
+        let snapshot = self.verify(bytes)?;
+        let info = snapshot.info.clone();
+        let module = self.inner.live.load().version.module.clone();
+        self.install(Version { module, snapshot: Some(snapshot) })?;
+        Ok(info)
+    }
+
+    /// Applies a snapshot delta (`scorer::snapshot::apply_delta`) to the serving snapshot's bytes,
+    /// then verifies and swaps in the result exactly as [`Scorer::load_snapshot`] does. A delta
+    /// against another base ([`HostError::DeltaBase`]) or a corrupt one ([`HostError::DeltaRefused`])
+    /// changes nothing.
+    pub fn load_snapshot_delta(&self, delta: Vec<u8>) -> Result<Arc<SnapshotInfo>, HostError> {
+        use scorer::snapshot::{DeltaError, apply_delta};
+        let _admin = lock(&self.inner.admin);
+        let live = self.inner.live.load();
+        let hex = |d: &[u8; 32]| blake3::Hash::from_bytes(*d).to_hex().to_string();
+        let Some(base) = live.version.snapshot.as_ref() else {
+            self.count_refused();
+            let expected = scorer::snapshot::DeltaInfo::read(&delta)
+                .map(|i| hex(&i.base_digest))
+                .map_err(|e| HostError::DeltaRefused(e.to_string()))?;
+            return Err(HostError::DeltaBase { expected, found: "none".into() });
+        };
+        let bytes = match apply_delta(&base.bytes, &delta) {
+            Ok(bytes) => bytes,
+            Err(DeltaError::WrongBase { expected, found }) => {
+                self.count_refused();
+                return Err(HostError::DeltaBase {
+                    expected: hex(&expected),
+                    found: format!("blake3:{}", hex(&found)),
+                });
+            }
+            Err(e) => {
+                self.count_refused();
+                return Err(HostError::DeltaRefused(e.to_string()));
+            }
+        };
+        drop(live);
         let snapshot = self.verify(bytes)?;
         let info = snapshot.info.clone();
         let module = self.inner.live.load().version.module.clone();

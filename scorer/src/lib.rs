@@ -10,6 +10,8 @@
 //!   [`policy::Policy`]) ready to turn a [`score::Request`] into an [`score::Outcome`]: score,
 //!   [`policy::Decision`], reasons. `Scorer::score_bytes` is the MessagePack/JSON wire path that
 //!   `scorer.wasm` exports (`docs/abi.md`).
+//! * [`snapshot::build_delta`] / [`snapshot::apply_delta`]: the bytes that turn one snapshot
+//!   file into the next (only the rows that changed); the result is loaded like any snapshot.
 //!
 //! Later modules add the feature definitions (`features`), the snapshot reader (`snapshot`), the
 //! model evaluators (`model`) and the decision policy (`policy`).

@@ -77,6 +77,12 @@ pub struct Targets {
     /// For https:// targets: trust the PEM certificate(s) in FILE.
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// Publish deltas: to an http(s):// target, the delta from the snapshot last published to it
+    /// (the whole file on the first publish and when the host serves another snapshot); into
+    /// directories, the whole file and beside it the delta from the previous snapshot
+    /// (`snapshot-NEXT.from-PREVIOUS.tgd`). `kv-local:` targets get the whole file.
+    #[arg(long)]
+    delta: bool,
 }
 
 impl Targets {
@@ -234,6 +240,37 @@ struct Publisher {
     dead_letter: Option<(PathBuf, std::fs::File)>,
     schema: FeatureSchema,
     metrics: Option<Arc<ExporterMetrics>>,
+    /// `--delta`: publish deltas.
+    delta: bool,
+    /// With `--delta`: the previous snapshot published (its file name and bytes), since start.
+    previous: Option<(String, Arc<[u8]>)>,
+    /// With `--delta`: per http(s) target, the bytes of the snapshot last pushed to it.
+    pushed: std::collections::HashMap<String, Arc<[u8]>>,
+    /// What the last publish sent as deltas, for its log line.
+    sent: Vec<String>,
+}
+
+/// The newest `snapshot-*.tgs` in `dir` from before the snapshot named `name` (names sort by
+/// as-of): its name and bytes. None when there is none or it cannot be read.
+fn previous_file(dir: &Path, name: &str) -> Option<(String, Arc<[u8]>)> {
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("snapshot-") && n.ends_with(".tgs") && n.as_str() < name)
+        .max()?;
+    let bytes = std::fs::read(dir.join(&newest)).ok()?;
+    Some((newest, bytes.into()))
+}
+
+/// `snapshot-NEXT.from-PREVIOUS.tgd`: the file name of the delta between two snapshot files.
+fn delta_name(next: &str, previous: &str) -> String {
+    let stem = |n: &str| n.strip_prefix("snapshot-").unwrap_or(n).trim_end_matches(".tgs").to_string();
+    format!("snapshot-{}.from-{}.tgd", stem(next), stem(previous))
+}
+
+/// True for a `--push-to` target that is a directory (not http(s):// or kv-local:).
+fn is_dir_target(target: &str) -> bool {
+    !(target.starts_with("http://") || target.starts_with("https://") || target.starts_with("kv-local:"))
 }
 
 /// `snapshot-YYYYMMDDTHHMMSS.tgs`: the file name of the snapshot as of `as_of`.
@@ -259,6 +296,10 @@ impl Publisher {
             ca_cert: targets.ca_cert,
             dead_letter,
             schema: FeatureSchema::handbook(),
+            delta: targets.delta,
+            previous: None,
+            pushed: Default::default(),
+            sent: Vec::new(),
         })
     }
 }
@@ -266,19 +307,81 @@ impl Publisher {
 impl Sink for Publisher {
     fn publish(&mut self, snapshot: &BuiltSnapshot) -> Result<(), String> {
         let name = file_name(snapshot.meta.as_of);
-        if let Some(dir) = &self.out_dir {
-            push::push_dir(&snapshot.bytes, dir, Path::new(&name)).map_err(|e| format!("{e:#}"))?;
+        let bytes: Arc<[u8]> = snapshot.bytes.as_slice().into();
+        self.sent.clear();
+        if self.delta && self.previous.is_none() {
+            // After a start: the newest snapshot already in --out-dir from before this one, which
+            // an HTTP target most likely serves (a 409 sends the whole file).
+            self.previous = self.out_dir.as_deref().and_then(|dir| previous_file(dir, &name));
+            if let Some((_, previous)) = &self.previous {
+                for target in
+                    self.push_to.iter().filter(|t| t.starts_with("http://") || t.starts_with("https://"))
+                {
+                    self.pushed.entry(target.clone()).or_insert_with(|| previous.clone());
+                }
+            }
         }
-        for target in &self.push_to {
-            let done = push::push_to(
-                &snapshot.bytes,
-                target,
-                Path::new(&name),
-                self.token.as_deref(),
-                self.ca_cert.as_deref(),
-            )
-            .map_err(|e| format!("{e:#}"))?;
+        // The delta from the previous snapshot, for the directories and the log line.
+        let delta = match (&self.previous, self.delta) {
+            (Some((previous_name, previous)), true) => {
+                let delta = scorer::snapshot::build_delta(previous, &bytes).map_err(|e| e.to_string())?;
+                Some((delta_name(&name, previous_name), previous.clone(), delta))
+            }
+            _ => None,
+        };
+        let mut dirs: Vec<&Path> = self.out_dir.iter().map(PathBuf::as_path).collect();
+        dirs.extend(self.push_to.iter().filter(|t| is_dir_target(t)).map(Path::new));
+        for dir in dirs {
+            push::push_dir(&bytes, dir, Path::new(&name)).map_err(|e| format!("{e:#}"))?;
+            if let Some((delta_file, _, delta)) = &delta {
+                let path = push::push_dir(delta, dir, Path::new(delta_file)).map_err(|e| format!("{e:#}"))?;
+                self.sent.push(format!("written to {}", path.display()));
+            }
+        }
+        for target in self.push_to.iter().filter(|t| !is_dir_target(t)) {
+            let http = target.starts_with("http://") || target.starts_with("https://");
+            let last = self.pushed.get(target).filter(|_| self.delta && http);
+            let done = match last {
+                Some(last) => {
+                    // Usually the previous snapshot (its delta is made already); after a failed
+                    // push to this target, the one it last took.
+                    let own;
+                    let delta = match &delta {
+                        Some((_, base, d)) if Arc::ptr_eq(base, last) => d,
+                        _ => {
+                            own = scorer::snapshot::build_delta(last, &bytes).map_err(|e| e.to_string())?;
+                            &own
+                        }
+                    };
+                    let tls = push::tls_config(self.ca_cert.as_deref()).map_err(|e| format!("{e:#}"))?;
+                    let pushed = push::push_http_delta(&bytes, delta, target, self.token.as_deref(), tls)
+                        .map_err(|e| format!("{e:#}"))?;
+                    match &pushed.full_because {
+                        None => self.sent.push(format!("{} bytes sent to {target}", pushed.delta_bytes)),
+                        Some(_) => self.sent.push(format!("refused by {target}, sent whole")),
+                    }
+                    pushed.describe(bytes.len())
+                }
+                None => push::push_to(
+                    &bytes,
+                    target,
+                    Path::new(&name),
+                    self.token.as_deref(),
+                    self.ca_cert.as_deref(),
+                )
+                .map_err(|e| format!("{e:#}"))?,
+            };
+            if self.delta && http {
+                self.pushed.insert(target.clone(), bytes.clone());
+            }
             eprintln!("  {done}");
+        }
+        if self.delta {
+            if let Some((_, _, delta)) = &delta {
+                let gz = crate::commands::snapshot::gzipped_len(delta).map_err(|e| e.to_string())?;
+                self.sent.insert(0, format!("{} bytes ({gz} gzipped) from the previous", delta.len()));
+            }
+            self.previous = Some((name, bytes));
         }
         Ok(())
     }
@@ -320,8 +423,12 @@ impl Sink for Publisher {
                     .zip(&snapshot.rows)
                     .map(|(e, n)| format!("{n} {}", e.name))
                     .collect();
+                let delta = match self.sent.is_empty() {
+                    true => String::new(),
+                    false => format!("; delta: {}", self.sent.join(", ")),
+                };
                 eprintln!(
-                    "published {} as of {}: {}, {} bytes, built in {:.0} ms",
+                    "published {} as of {}: {}, {} bytes, built in {:.0} ms{delta}",
                     snapshot.meta.snapshot_id,
                     snapshot.meta.as_of,
                     rows.join(", "),

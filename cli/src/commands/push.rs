@@ -1,5 +1,6 @@
 //! `tollgate push SNAPSHOT --to TARGET`: hands a snapshot to a running host (HTTP), a directory
-//! (an atomic file replace) or a local Workers KV directory (`kv-local:DIR`).
+//! (an atomic file replace) or a local Workers KV directory (`kv-local:DIR`); to a host, optionally
+//! as the delta from the snapshot it serves (`--delta-from`).
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,10 @@ pub struct Args {
     /// certificate) instead of the built-in web roots.
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// For an http(s):// target: send only the delta from snapshot BASE (the one the host
+    /// serves) to SNAPSHOT; when the host serves another snapshot (409), send the whole file.
+    #[arg(long, value_name = "BASE")]
+    delta_from: Option<PathBuf>,
 }
 
 /// Runs `tollgate push`.
@@ -30,6 +35,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::fs::read(&args.snapshot).with_context(|| format!("reading {}", args.snapshot.display()))?;
     let name = args.snapshot.file_name().context("the snapshot path has no file name")?;
     let token = token(args.token_file.as_deref())?;
+    if let Some(base_path) = &args.delta_from {
+        if !(args.to.starts_with("http://") || args.to.starts_with("https://")) {
+            bail!("--delta-from needs an http:// or https:// target, not {}", args.to);
+        }
+        let base = std::fs::read(base_path).with_context(|| format!("reading {}", base_path.display()))?;
+        let tls = tls_config(args.ca_cert.as_deref())?;
+        let delta = scorer::snapshot::build_delta(&base, &bytes)
+            .with_context(|| format!("making the delta from {}", base_path.display()))?;
+        let pushed = push_http_delta(&bytes, &delta, &args.to, token.as_deref(), tls)?;
+        println!("{}", pushed.describe(bytes.len()));
+        return Ok(());
+    }
     let done = push_to(&bytes, &args.to, Path::new(name), token.as_deref(), args.ca_cert.as_deref())?;
     println!("{done}");
     Ok(())
@@ -94,30 +111,105 @@ pub fn agent(tls: TlsConfig) -> ureq::Agent {
 
 /// `PUT {base}/v1/snapshot` with the bearer token; the host's refusal reason on failure.
 fn push_http(bytes: &[u8], base: &str, token: Option<&str>, tls: TlsConfig) -> anyhow::Result<String> {
+    let (url, status, body) = put_snapshot(bytes, base, token, &agent(tls))?;
+    if !status.is_success() {
+        return Err(refusal(&url, status, &body, token));
+    }
+    Ok(format!("{url}: {}", body.trim()))
+}
+
+/// `PUT {base}/v1/snapshot` of `bytes` (a snapshot or a delta): the URL, status and body.
+fn put_snapshot(
+    bytes: &[u8],
+    base: &str,
+    token: Option<&str>,
+    agent: &ureq::Agent,
+) -> anyhow::Result<(String, ureq::http::StatusCode, String)> {
     let url = format!("{}/v1/snapshot", base.trim_end_matches('/'));
-    let mut request = agent(tls).put(&url).header("content-type", "application/octet-stream");
+    let mut request = agent.put(&url).header("content-type", "application/octet-stream");
     if let Some(t) = token {
         request = request.header("authorization", &format!("Bearer {t}"));
     }
     let mut response = request.send(bytes).with_context(|| format!("PUT {url}"))?;
     let status = response.status();
     let body = response.body_mut().read_to_string().unwrap_or_default();
-    if !status.is_success() {
-        // The host's problem answers are JSON with the reason in "error".
-        let reason = serde_json::from_str::<serde_json::Value>(&body)
+    Ok((url, status, body))
+}
+
+/// The error for a host's refusal: its reason (the problem answer's "error") and what to do.
+fn refusal(url: &str, status: ureq::http::StatusCode, body: &str, token: Option<&str>) -> anyhow::Error {
+    let reason = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string());
+    match (status.as_u16(), token) {
+        (401, None) => anyhow::anyhow!(
+            "{url} needs the admin token ({status}: {reason}): pass --token-file FILE or set \
+             TOLLGATE_ADMIN_TOKEN"
+        ),
+        (401, Some(_)) => anyhow::anyhow!("{url} did not accept the admin token ({status}: {reason})"),
+        _ => anyhow::anyhow!("{url} refused the snapshot ({status}): {reason}"),
+    }
+}
+
+/// What [`push_http_delta`] sent.
+#[derive(Debug)]
+pub struct DeltaPush {
+    /// Bytes of the delta (sent first).
+    pub delta_bytes: usize,
+    /// Set when the host served another snapshot than the base (409) and the whole snapshot was
+    /// sent instead: the host's reason.
+    pub full_because: Option<String>,
+    /// The host's answer to the push that took effect.
+    pub answer: String,
+}
+
+impl DeltaPush {
+    /// One line for the log: what was sent, and why the whole file when it was.
+    pub fn describe(&self, snapshot_bytes: usize) -> String {
+        match &self.full_because {
+            None => format!(
+                "sent a delta of {} bytes (snapshot {snapshot_bytes} bytes): {}",
+                self.delta_bytes, self.answer
+            ),
+            Some(why) => format!(
+                "the host refused the delta ({why}); sent the whole snapshot ({snapshot_bytes} bytes) instead: {}",
+                self.answer
+            ),
+        }
+    }
+}
+
+/// Pushes `delta` (from `scorer::snapshot::build_delta`) to a host; when the host serves another
+/// snapshot than the delta's base (409), pushes `next`, the snapshot the delta makes, whole.
+pub fn push_http_delta(
+    next: &[u8],
+    delta: &[u8],
+    to: &str,
+    token: Option<&str>,
+    tls: TlsConfig,
+) -> anyhow::Result<DeltaPush> {
+    let agent = agent(tls);
+    let (url, status, body) = put_snapshot(delta, to, token, &agent)?;
+    if status.as_u16() == 409 {
+        let why = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_string))
             .unwrap_or_else(|| body.trim().to_string());
-        match (status.as_u16(), token) {
-            (401, None) => bail!(
-                "{url} needs the admin token ({status}: {reason}): pass --token-file FILE or set \
-                 TOLLGATE_ADMIN_TOKEN"
-            ),
-            (401, Some(_)) => bail!("{url} did not accept the admin token ({status}: {reason})"),
-            _ => bail!("{url} refused the snapshot ({status}): {reason}"),
+        let (url, status, body) = put_snapshot(next, to, token, &agent)?;
+        if !status.is_success() {
+            return Err(refusal(&url, status, &body, token));
         }
+        return Ok(DeltaPush {
+            delta_bytes: delta.len(),
+            full_because: Some(why),
+            answer: format!("{url}: {}", body.trim()),
+        });
     }
-    Ok(format!("{url}: {}", body.trim()))
+    if !status.is_success() {
+        return Err(refusal(&url, status, &body, token));
+    }
+    Ok(DeltaPush { delta_bytes: delta.len(), full_because: None, answer: format!("{url}: {}", body.trim()) })
 }
 
 /// Writes `bytes` as `dir/name` atomically: a temporary file in `dir`, synced, then renamed over

@@ -1,4 +1,5 @@
-//! `tollgate snapshot build | inspect`: signed feature snapshots for the edge.
+//! `tollgate snapshot build | inspect | delta`: signed feature snapshots for the edge, and the
+//! deltas between two of them.
 
 use crate::commands::ingest::SourceArgs;
 use crate::progress::Bars;
@@ -8,7 +9,9 @@ use scorer::Timestamp;
 use scorer::features::{Aggregate, FeatureSchema};
 use scorer::model::Model;
 use scorer::policy::{BlockList, Policy, ReasonCode};
-use scorer::snapshot::{EdgeKey, ModelLineage, Snapshot, SnapshotSigner};
+use scorer::snapshot::{
+    DeltaInfo, EdgeKey, ModelLineage, Snapshot, SnapshotSigner, apply_delta, build_delta, is_delta, write_hex,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,8 +21,24 @@ pub enum Command {
     /// Build a signed snapshot of every entity's windowed aggregates as of a time, from a
     /// transaction history.
     Build(Box<BuildArgs>),
-    /// Verify a snapshot and print its meta, its sizes and, on request, one entity's row.
+    /// Verify a snapshot and print its meta, its sizes and, on request, one entity's row; or
+    /// describe a snapshot delta (and, with --base, inspect the snapshot it makes).
     Inspect(InspectArgs),
+    /// Write the delta that turns snapshot BASE into snapshot NEXT (`docs/snapshot-format.md`,
+    /// "Deltas") and print its size, raw and gzipped, against NEXT's.
+    Delta(DeltaArgs),
+}
+
+/// Arguments of `tollgate snapshot delta`.
+#[derive(clap::Args)]
+pub struct DeltaArgs {
+    /// The snapshot the receiver holds.
+    base: PathBuf,
+    /// The snapshot the receiver should hold after applying the delta.
+    next: PathBuf,
+    /// Where to write the delta.
+    #[arg(short, long)]
+    out: PathBuf,
 }
 
 /// Arguments of `tollgate snapshot build`.
@@ -150,6 +169,9 @@ pub struct InspectArgs {
     /// Print the row of one entity, e.g. `--entity CUSTOMER_ID=596` (repeatable).
     #[arg(long = "entity", value_name = "KIND=ID")]
     entities: Vec<String>,
+    /// When FILE is a delta: the base snapshot to apply it to, then inspect the result.
+    #[arg(long, value_name = "BASE")]
+    base: Option<PathBuf>,
 }
 
 /// Runs `tollgate snapshot ...`.
@@ -157,7 +179,52 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Build(args) => build(*args),
         Command::Inspect(args) => inspect(args),
+        Command::Delta(args) => delta(args),
     }
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn delta(args: DeltaArgs) -> anyhow::Result<()> {
+    let (base, next) = (read(&args.base)?, read(&args.next)?);
+    let began = Instant::now();
+    let delta = build_delta(&base, &next)?;
+    let took = began.elapsed();
+    std::fs::write(&args.out, &delta).with_context(|| format!("writing {}", args.out.display()))?;
+    let info = DeltaInfo::read(&delta)?;
+    println!("{:<18} {}", "delta", args.out.display());
+    println!("{:<18} {} bytes ({} gzipped), built in {took:.1?}", "size", delta.len(), gzipped_len(&delta)?);
+    println!("{:<18} {} bytes ({} gzipped)", "next snapshot", next.len(), gzipped_len(&next)?);
+    print_delta(&info);
+    Ok(())
+}
+
+/// Bytes of `bytes` gzipped at the default level (what an HTTP transfer with gzip would carry).
+pub fn gzipped_len(bytes: &[u8]) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes)?;
+    Ok(gz.finish()?.len())
+}
+
+fn print_delta(info: &DeltaInfo) {
+    let hex = |d: &[u8; 32]| {
+        let mut text = String::new();
+        let _ = write_hex(&mut text, d);
+        text
+    };
+    println!("{:<18} {} bytes, blake3:{}", "base", info.base_len, hex(&info.base_digest));
+    println!("{:<18} {} bytes, blake3:{}", "result", info.result_len, hex(&info.result_digest));
+    println!(
+        "{:<18} {} sections: {} copied, {} patched by rows, {} literal",
+        "sections", info.sections, info.copied, info.patched, info.literal
+    );
+    println!(
+        "{:<18} {} updated, {} inserted, {} deleted",
+        "rows", info.rows_updated, info.rows_inserted, info.rows_deleted
+    );
 }
 
 fn read_text(path: &Path) -> anyhow::Result<String> {
@@ -294,9 +361,19 @@ fn now() -> Timestamp {
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let mut bytes = read(&args.file)?;
+    if is_delta(&bytes) {
+        let info = DeltaInfo::read(&bytes).with_context(|| format!("{}", args.file.display()))?;
+        println!("{:<18} {} ({} bytes)", "snapshot delta", args.file.display(), bytes.len());
+        print_delta(&info);
+        let Some(base) = &args.base else { return Ok(()) };
+        bytes =
+            apply_delta(&read(base)?, &bytes).with_context(|| format!("applying {}", args.file.display()))?;
+        println!("{:<18} applied to {}:", "result", base.display());
+    }
+    // A delta alone needs no key (it is not signed); a snapshot is verified.
     let key =
         EdgeKey::from_text(&read_text(&args.key)?).with_context(|| format!("{}", args.key.display()))?;
-    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let began = Instant::now();
     let snapshot = Snapshot::load(&bytes, std::slice::from_ref(&key))
         .with_context(|| format!("{}", args.file.display()))?;

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub snapshot_age: Gauge<f64, AtomicU64>,
     /// Snapshot swaps (pushes and rollbacks) that succeeded.
     pub swaps: Counter,
+    /// Snapshot pushes that took effect, by kind: `full` or `delta`.
+    pub snapshot_updates: Family<KindLabel, Counter>,
     /// Retries answered from the idempotency window.
     pub replays: Counter,
     /// Webhook alerts sent, failed, dropped and retried.
@@ -59,6 +61,12 @@ impl Default for Metrics {
         let snapshot_age = Gauge::<f64, AtomicU64>::default();
         let swaps = Counter::default();
         let replays = Counter::default();
+        let snapshot_updates = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "snapshot_updates",
+            "Snapshot pushes that took effect, by kind (full, delta)",
+            snapshot_updates.clone(),
+        );
         let labels = Counter::default();
         registry.register(
             "labels_published",
@@ -135,6 +143,7 @@ impl Default for Metrics {
             errors,
             snapshot_age,
             swaps,
+            snapshot_updates,
             replays,
             alerts,
             decision_log: log,

@@ -24,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use metrics::DecisionLabel;
+use metrics::{DecisionLabel, KindLabel};
 use serde_json::json;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -612,23 +612,33 @@ fn snapshot_json(s: &crate::SnapshotInfo) -> serde_json::Value {
 }
 
 async fn push_snapshot(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    match load_pushed(&state, request, Scorer::load_snapshot, "swap_failed").await {
-        Ok(info) => {
+    // A body that starts with the delta magic is a delta against the serving snapshot.
+    let load = |scorer: &Scorer, bytes: Vec<u8>| {
+        if scorer::snapshot::is_delta(&bytes) {
+            scorer.load_snapshot_delta(bytes).map(|info| (info, "delta"))
+        } else {
+            scorer.load_snapshot(bytes).map(|info| (info, "full"))
+        }
+    };
+    match load_pushed(&state, request, load, "swap_failed").await {
+        Ok((info, kind)) => {
             state.metrics.swaps.inc();
-            json_answer(StatusCode::OK, json!({ "ok": true, "snapshot": snapshot_json(&info) }))
+            state.metrics.snapshot_updates.get_or_create(&KindLabel { kind }).inc();
+            json_answer(StatusCode::OK, json!({ "ok": true, "kind": kind, "snapshot": snapshot_json(&info) }))
         }
         Err(r) => *r,
     }
 }
 
 /// An admin upload of snapshot bytes: authorised, size-limited, then handed to `load` off the
-/// async threads. A refused snapshot answers 422; any other failure 500 with `failure` as kind.
-async fn load_pushed(
+/// async threads. A refused snapshot (or delta) answers 422, a delta against another snapshot than
+/// the serving one 409 naming both digests; any other failure 500 with `failure` as kind.
+async fn load_pushed<T: Send + 'static>(
     state: &Arc<AppState>,
     request: Request,
-    load: fn(&Scorer, Vec<u8>) -> Result<Arc<crate::SnapshotInfo>, HostError>,
+    load: fn(&Scorer, Vec<u8>) -> Result<T, HostError>,
     failure: &'static str,
-) -> Result<Arc<crate::SnapshotInfo>, Box<Response>> {
+) -> Result<T, Box<Response>> {
     authorize(state, request.headers())?;
     // Admins only (checked above): no body timeout, a large snapshot may take a while.
     let (_, bytes) = body(state, request, state.config.max_snapshot, None).await?;
@@ -636,8 +646,25 @@ async fn load_pushed(
     let answer = |status, kind, message: String| Box::new(problem(state, status, kind, message));
     match tokio::task::spawn_blocking(move || load(&scorer, bytes.to_vec())).await {
         Ok(Ok(info)) => Ok(info),
-        Ok(Err(e @ HostError::SnapshotRefused(_))) => {
-            Err(answer(StatusCode::UNPROCESSABLE_ENTITY, "snapshot_refused", e.to_string()))
+        Ok(Err(e @ (HostError::SnapshotRefused(_) | HostError::DeltaRefused(_)))) => {
+            let kind =
+                if matches!(e, HostError::DeltaRefused(_)) { "delta_refused" } else { "snapshot_refused" };
+            Err(answer(StatusCode::UNPROCESSABLE_ENTITY, kind, e.to_string()))
+        }
+        Ok(Err(HostError::DeltaBase { expected, found })) => {
+            state.metrics.error("delta_base_mismatch");
+            let message =
+                HostError::DeltaBase { expected: expected.clone(), found: found.clone() }.to_string();
+            Err(Box::new(json_answer(
+                StatusCode::CONFLICT,
+                json!({
+                    "ok": false,
+                    "error": message,
+                    "error_kind": "delta_base_mismatch",
+                    "delta_base": format!("blake3:{expected}"),
+                    "serving": found,
+                }),
+            )))
         }
         Ok(Err(e)) => Err(answer(StatusCode::INTERNAL_SERVER_ERROR, failure, e.to_string())),
         Err(e) => Err(answer(StatusCode::INTERNAL_SERVER_ERROR, failure, format!("snapshot load: {e}"))),

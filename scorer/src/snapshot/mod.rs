@@ -4,12 +4,17 @@
 //! The layout is documented byte by byte in `docs/snapshot-format.md`.
 
 mod build;
+mod delta;
 mod keys;
 mod meta;
 mod read;
 mod reference;
 
 pub use build::{BuildError, build_snapshot, build_snapshot_in_parts, build_snapshot_with};
+pub use delta::{
+    DELTA_HEADER_LEN, DELTA_MAGIC, DELTA_MAJOR, DELTA_MINOR, DeltaError, DeltaInfo, apply_delta, build_delta,
+    is_delta, write_hex,
+};
 pub use keys::{
     EdgeKey, EntityKey, IdHashKey, KeyError, KeyListError, MAX_EDGE_KEYS, SnapshotSigner, edge_keys_from_text,
 };

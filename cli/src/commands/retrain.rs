@@ -85,8 +85,8 @@ pub struct RollbackArgs {
     to: Option<String>,
 }
 
-/// The code version recorded in lineage: the crate version, `+` the git commit when the build
-/// was given one in `TOLLGATE_GIT_COMMIT`.
+/// The code version recorded in lineage: the crate version, `+` the git commit the binary was
+/// built from (`TOLLGATE_GIT_COMMIT`, set by the build script from git, or by the builder).
 pub fn code_version() -> String {
     match option_env!("TOLLGATE_GIT_COMMIT").filter(|c| !c.is_empty()) {
         Some(commit) => format!("{}+{commit}", env!("CARGO_PKG_VERSION")),

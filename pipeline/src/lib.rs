@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+mod ids;
 pub mod message;
 pub mod replay;
 pub mod run;

@@ -5,7 +5,7 @@
 use crate::ids::{IdKey, IdMap};
 use crate::message::{LabelEvent, Reason, Rejection, Transaction};
 use scorer::Timestamp;
-use scorer::features::{Aggregates, EntityWindows, FeatureSchema};
+use scorer::features::{Aggregates, EntityWindows, FeatureSchema, MAX_ENTITIES};
 use scorer::snapshot::{EntityKey, IdHashKey};
 use scorer::time::SECONDS_PER_DAY;
 use std::collections::{BTreeMap, VecDeque};
@@ -186,22 +186,35 @@ impl State {
         }
         self.clock = tx.time;
         self.forget_older_than(tx.time);
-        for ((kind, id), def) in self.kinds.iter_mut().zip(&tx.entities).zip(self.schema.entities()) {
-            let layout = &def.layout;
-            let k = match kind.index.get(id) {
+        // Every entity found first and its state read ahead, then stepped: the cache misses of
+        // the entities overlap.
+        // (A transaction built with fewer ids than kinds steps only those, as ever.)
+        let mut entities = [u32::MAX; MAX_ENTITIES];
+        for (((kind, id), def), k) in
+            self.kinds.iter_mut().zip(&tx.entities).zip(self.schema.entities()).zip(&mut entities)
+        {
+            *k = match kind.index.get(id) {
                 Some(k) => k,
                 None => {
                     let k = kind.ids.len() as u32;
                     kind.index.insert(IdKey::new(id), k);
                     kind.ids.push(id.clone());
-                    kind.windows.push(EntityWindows::new(layout));
+                    kind.windows.push(EntityWindows::new(&def.layout));
                     k
                 }
             };
-            let windows = &mut kind.windows[k as usize];
-            // Advancing as we go drops what no window needs any more, as the batch exporter does.
-            windows.advance_to(layout, tx.time);
-            let index = windows.push(tx.time, tx.amount, false);
+            kind.windows[*k as usize].prefetch();
+        }
+        for ((kind, def), &k) in self.kinds.iter_mut().zip(self.schema.entities()).zip(&entities) {
+            let index = match kind.windows.get_mut(k as usize) {
+                Some(windows) => {
+                    // Advancing as we go drops what no window needs any more, as the batch
+                    // exporter does.
+                    windows.advance_to(&def.layout, tx.time);
+                    windows.push(tx.time, tx.amount, false)
+                }
+                None => 0,
+            };
             if tx.id.is_some() {
                 self.held.at.push_back((k, index));
             }
@@ -232,7 +245,7 @@ impl State {
         };
         let mut applied = false;
         for ((kind, (k, index)), def) in self.kinds.iter_mut().zip(at).zip(self.schema.entities()) {
-            let windows = &mut kind.windows[k as usize];
+            let Some(windows) = kind.windows.get_mut(k as usize) else { continue };
             windows.advance_to(&def.layout, now);
             applied |= windows.set_fraud(index, label.fraud);
         }

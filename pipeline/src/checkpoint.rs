@@ -3,6 +3,7 @@
 //! `TGCKPT`, a format version (u16, little endian), the BLAKE3 hash of the body, then the body
 //! in MessagePack (rmp-serde). A damaged file or one of another version is refused by name.
 
+use crate::ids::IdKey;
 use crate::state::{Counts, Kind, NOT_HERE, State};
 use scorer::Timestamp;
 use scorer::features::{EntityWindows, FeatureSchema, FixedAmount};
@@ -132,11 +133,7 @@ pub fn encode(state: &State, position: &Position) -> Vec<u8> {
                 .collect(),
         })
         .collect();
-    let held = state
-        .retained
-        .iter()
-        .filter_map(|(t, id)| state.held.get(id).map(|at| (*t, text(id), at.to_vec())))
-        .collect();
+    let held = state.held.iter(state.kinds.len()).map(|(t, id, at)| (t, id.text(), at)).collect();
     let body = Body {
         schema_hash: state.schema.hash(),
         position: position.clone(),
@@ -224,7 +221,7 @@ pub fn decode(
                 windows.advance_to(layout, state.clock);
             }
             let id: Box<[u8]> = id.into_bytes().into();
-            kind.index.insert(id.clone(), kind.ids.len() as u32);
+            kind.index.insert(IdKey::new(&id), kind.ids.len() as u32);
             kind.ids.push(id);
             kind.windows.push(windows);
         }
@@ -238,9 +235,8 @@ pub fn decode(
         {
             return Err(damaged(format!("held transaction {id}: entity out of range")));
         }
-        let id: std::sync::Arc<[u8]> = id.into_bytes().into();
-        state.retained.push_back((t, id.clone()));
-        state.held.insert(id, at.into_boxed_slice());
+        state.held.at.extend(at);
+        state.held.push(t, IdKey::new(id.as_bytes()));
     }
     Ok((state, body.position))
 }

@@ -32,6 +32,7 @@
 
 pub mod assemble;
 pub mod checkpoint;
+mod ids;
 pub mod message;
 pub mod replay;
 pub mod run;

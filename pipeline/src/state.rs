@@ -2,27 +2,80 @@
 //! transactions still held by some window (so that a late label finds its events), and the
 //! counts of what was not folded.
 
+use crate::ids::{IdKey, IdMap};
 use crate::message::{LabelEvent, Reason, Rejection, Transaction};
 use scorer::Timestamp;
-use scorer::features::{Aggregates, EntityWindows, FeatureSchema, TxFacts};
+use scorer::features::{Aggregates, EntityWindows, FeatureSchema, MAX_ENTITIES, TxFacts};
 use scorer::snapshot::{EntityKey, IdHashKey};
 use scorer::time::SECONDS_PER_DAY;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
-
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use std::collections::{BTreeMap, VecDeque};
 
 /// One entity kind's entities: ids interned to dense indices, and their windows.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Kind {
-    pub(crate) index: Map<Box<[u8]>, u32>,
+    pub(crate) index: IdMap<u32>,
     pub(crate) ids: Vec<Box<[u8]>>,
     pub(crate) windows: Vec<EntityWindows>,
 }
 
-/// Where a held transaction's event sits: per entity kind, (entity, absolute index); the entity
-/// is [`NOT_HERE`] for a kind this state did not fold it into (scale-out).
-pub(crate) type Held = Box<[(u32, u64)]>;
+/// The held transactions, oldest first, without an allocation per transaction: their times and
+/// ids, and per entity kind where their event sits, (entity, absolute index), `kinds` entries a
+/// transaction. `ids` maps an id to its sequence number (`first` is the oldest held one's); the
+/// ids of forgotten transactions are swept out in bulk (a scan of the map) rather than one by
+/// one (a cache miss each).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Held {
+    pub(crate) ids: IdMap<u64>,
+    pub(crate) times: VecDeque<(i64, IdKey)>,
+    pub(crate) at: VecDeque<(u32, u64)>,
+    pub(crate) first: u64,
+}
+
+impl Held {
+    /// The sequence number of the held transaction `id`.
+    fn seq(&self, id: &[u8]) -> Option<u64> {
+        self.ids.get(id).filter(|&seq| seq >= self.first)
+    }
+
+    /// Number of transactions held.
+    pub(crate) fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    /// Where the events of the transaction `id` sit, if it is held.
+    pub(crate) fn get(&self, id: &[u8], kinds: usize) -> Option<impl Iterator<Item = (u32, u64)> + '_> {
+        let i = (self.seq(id)? - self.first) as usize * kinds;
+        Some(self.at.range(i..i + kinds).copied())
+    }
+
+    /// Forgets the oldest transaction.
+    fn pop(&mut self, kinds: usize) {
+        if self.times.pop_front().is_some() {
+            self.at.drain(..kinds);
+            self.first += 1;
+        }
+        // Sweep once the forgotten ids outnumber the held ones: amortised, a scan of two map
+        // entries per transaction.
+        if self.ids.len() > 2 * self.times.len() + 1024 {
+            let first = self.first;
+            self.ids.retain(|seq| seq >= first);
+        }
+    }
+
+    /// The held transactions in time order: time, id, where their events sit.
+    pub(crate) fn iter(&self, kinds: usize) -> impl Iterator<Item = (i64, &IdKey, Vec<(u32, u64)>)> + '_ {
+        self.times
+            .iter()
+            .enumerate()
+            .map(move |(i, (t, id))| (*t, id, self.at.range(i * kinds..(i + 1) * kinds).copied().collect()))
+    }
+
+    /// Holds one more transaction (its events' places pushed onto `at` already).
+    pub(crate) fn push(&mut self, time: i64, id: IdKey) {
+        self.ids.insert(id.clone(), self.first + self.times.len() as u64);
+        self.times.push_back((time, id));
+    }
+}
 
 /// The entity of a held transaction in a kind it was not folded into.
 pub(crate) const NOT_HERE: u32 = u32::MAX;
@@ -52,9 +105,8 @@ impl KindSet {
 pub struct State {
     pub(crate) schema: FeatureSchema,
     pub(crate) kinds: Vec<Kind>,
-    pub(crate) held: Map<Arc<[u8]>, Held>,
-    // The held transaction ids in time order, to forget them once they leave every window.
-    pub(crate) retained: VecDeque<(i64, Arc<[u8]>)>,
+    // The held transactions in time order, to forget them once they leave every window.
+    pub(crate) held: Held,
     pub(crate) clock: Timestamp,
     pub(crate) first_tx: Option<Timestamp>,
     pub(crate) last_tx: Option<Timestamp>,
@@ -102,8 +154,7 @@ impl State {
         State {
             schema,
             kinds,
-            held: Map::default(),
-            retained: VecDeque::new(),
+            held: Held::default(),
             clock: Timestamp(i64::MIN),
             first_tx: None,
             last_tx: None,
@@ -154,12 +205,15 @@ impl State {
                 detail: format!("time {} is before the event time already folded, {}", tx.time, self.clock),
             });
         }
-        let already = match &tx.id {
-            Some(id) => self.held.get(id).map(|at| at.to_vec()),
-            None => None,
+        // Scale-out: the copy of a held transaction from the other topic folds into its other kinds.
+        let n = self.kinds.len();
+        let folded_into = |held: &Held, k: usize| {
+            let id = tx.id.as_deref()?;
+            let i = (held.seq(id)? - held.first) as usize * n + k;
+            held.at.get(i).map(|&(e, _)| e != NOT_HERE)
         };
-        if let (Some(id), Some(at)) = (&tx.id, &already)
-            && at.iter().enumerate().any(|(k, &(e, _))| e != NOT_HERE && kinds.contains(k))
+        if let Some(id) = &tx.id
+            && (0..n).any(|k| kinds.contains(k) && folded_into(&self.held, k) == Some(true))
         {
             return Err(Rejection {
                 reason: Reason::DuplicateTransaction,
@@ -168,34 +222,53 @@ impl State {
         }
         self.clock = tx.time;
         self.forget_older_than(tx.time);
-        let mut at = already.unwrap_or_else(|| vec![(NOT_HERE, 0); self.kinds.len()]);
-        let new = at.iter().all(|&(e, _)| e == NOT_HERE);
-        for (k, ((kind, id), def)) in
-            self.kinds.iter_mut().zip(&tx.entities).zip(self.schema.entities()).enumerate()
+        // Every entity found first and its state read ahead, then stepped: the cache misses of
+        // the entities overlap. (A transaction built with fewer ids than kinds steps only those.)
+        let mut entities = [NOT_HERE; MAX_ENTITIES];
+        for (k, (((kind, id), def), e)) in
+            self.kinds.iter_mut().zip(&tx.entities).zip(self.schema.entities()).zip(&mut entities).enumerate()
         {
             if !kinds.contains(k) {
                 continue;
             }
-            let layout = &def.layout;
-            let e = match kind.index.get(id) {
-                Some(&e) => e,
+            *e = match kind.index.get(id) {
+                Some(e) => e,
                 None => {
                     let e = kind.ids.len() as u32;
-                    kind.index.insert(id.clone(), e);
+                    kind.index.insert(IdKey::new(id), e);
                     kind.ids.push(id.clone());
-                    kind.windows.push(EntityWindows::new(layout));
+                    kind.windows.push(EntityWindows::new(&def.layout));
                     e
                 }
             };
-            let windows = &mut kind.windows[e as usize];
-            // Advancing as we go drops what no window needs any more, as the batch exporter does.
-            windows.advance_to(layout, tx.time);
-            at[k] = (e, windows.push(tx.time, tx.amount, false));
+            kind.windows[*e as usize].prefetch();
+        }
+        let mut at = [(NOT_HERE, 0u64); MAX_ENTITIES];
+        for (((kind, def), &e), at) in
+            self.kinds.iter_mut().zip(self.schema.entities()).zip(&entities).zip(&mut at)
+        {
+            if let Some(windows) = kind.windows.get_mut(e as usize) {
+                // Advancing as we go drops what no window needs any more, as the batch exporter
+                // does.
+                windows.advance_to(&def.layout, tx.time);
+                *at = (e, windows.push(tx.time, tx.amount, false));
+            }
         }
         if let Some(id) = &tx.id {
-            self.held.insert(id.clone(), at.into_boxed_slice());
-            if new {
-                self.retained.push_back((tx.time.0, id.clone()));
+            match self.held.seq(id) {
+                // Held already (folded into other kinds): its places in the kinds folded now.
+                Some(seq) => {
+                    let base = (seq - self.held.first) as usize * n;
+                    for (k, &place) in at.iter().enumerate().take(n) {
+                        if place.0 != NOT_HERE {
+                            self.held.at[base + k] = place;
+                        }
+                    }
+                }
+                None => {
+                    self.held.at.extend(&at[..n]);
+                    self.held.push(tx.time.0, IdKey::new(id));
+                }
             }
         }
         self.first_tx.get_or_insert(tx.time);
@@ -213,7 +286,7 @@ impl State {
         let mut aggregates = Vec::with_capacity(self.kinds.len());
         for ((kind, id), def) in self.kinds.iter_mut().zip(&tx.entities).zip(self.schema.entities()) {
             let row = match kind.index.get(id) {
-                Some(&k) => {
+                Some(k) => {
                     let windows = &mut kind.windows[k as usize];
                     windows.advance_to(&def.layout, tx.time);
                     windows.aggregates(&def.layout)
@@ -231,7 +304,7 @@ impl State {
         self.clock = self.clock.max(label.reported_at);
         let now = self.clock;
         self.forget_older_than(now);
-        let Some(at) = self.held.get(&label.transaction_id[..]) else {
+        let Some(at) = self.held.get(&label.transaction_id, self.kinds.len()) else {
             return Err(Rejection {
                 reason: Reason::UnknownTransaction,
                 detail: format!(
@@ -241,11 +314,9 @@ impl State {
             });
         };
         let mut applied = false;
-        for ((kind, &(k, index)), def) in self.kinds.iter_mut().zip(at.iter()).zip(self.schema.entities()) {
-            if k == NOT_HERE {
-                continue;
-            }
-            let windows = &mut kind.windows[k as usize];
+        for ((kind, (k, index)), def) in self.kinds.iter_mut().zip(at).zip(self.schema.entities()) {
+            // NOT_HERE (a kind this instance did not fold it into) is no entity.
+            let Some(windows) = kind.windows.get_mut(k as usize) else { continue };
             windows.advance_to(&def.layout, now);
             applied |= windows.set_fraud(index, label.fraud);
         }
@@ -315,13 +386,11 @@ impl State {
     /// Forgets the ids of transactions that have left every window by `now`.
     fn forget_older_than(&mut self, now: Timestamp) {
         let limit = now.0.saturating_sub(self.span);
-        while let Some((t, _)) = self.retained.front() {
+        while let Some((t, _)) = self.held.times.front() {
             if *t > limit {
                 break;
             }
-            if let Some((_, id)) = self.retained.pop_front() {
-                self.held.remove(&id);
-            }
+            self.held.pop(self.kinds.len());
         }
     }
 }

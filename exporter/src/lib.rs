@@ -8,6 +8,7 @@
 //! * [`ingest`]: reads CSV (plain or gzip) and Parquet into [`Transactions`], validating every
 //!   row; [`write`](crate::write) writes them back in the handbook's layout.
 //! * [`reference`]: the feature and score distributions a snapshot carries for drift monitoring.
+//! * [`durable`]: replacing a file atomically and durably, for every tool that writes one.
 //! * [`Progress`]: how long work reports how far it got (the CLI draws the bars).
 //!
 //! Later issues add feature computation (calling `scorer::features`), training sets and snapshots.
@@ -19,6 +20,7 @@
 //! # Ok::<(), exporter::simulate::SimulationError>(())
 //! ```
 
+pub mod durable;
 pub mod features;
 pub mod format;
 pub mod ingest;

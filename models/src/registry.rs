@@ -520,20 +520,10 @@ impl Drop for RegistryLock {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it to `path`.
+/// Replaces the file at `path` with `bytes` atomically ([`exporter::durable::replace_file`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(name);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RegistryError::Io { path, source }
-    };
-    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(bytes).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io(path))
+    exporter::durable::replace_file(path, bytes)
+        .map_err(|source| RegistryError::Io { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use exporter::snapshot::{Decisioning, build_from_aggregates};
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
 use scorer::snapshot::SnapshotSigner;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -61,14 +60,8 @@ fn read_progress(path: &Path) -> Result<Option<Timestamp>, ShardError> {
 
 fn write_progress(dir: &Path, as_of: Timestamp) -> Result<(), ShardError> {
     let path = dir.join(PROGRESS_FILE);
-    let tmp = dir.join(format!(".{PROGRESS_FILE}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        writeln!(f, "{}", as_of.0)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    };
-    write().map_err(|source| ShardError::Io { path, source })
+    exporter::durable::replace_file(&path, format!("{}\n", as_of.0).as_bytes())
+        .map_err(|source| ShardError::Io { path, source })
 }
 
 /// Runs the assembler until `stop` is set or, with `until_idle`, no shard has appeared for

@@ -8,7 +8,6 @@ use crate::state::{Counts, Kind, NOT_HERE, State};
 use scorer::Timestamp;
 use scorer::features::{EntityWindows, FeatureSchema, FixedAmount};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 6] = b"TGCKPT";
@@ -260,14 +259,9 @@ pub fn load(dir: &Path, schema: &FeatureSchema) -> Result<Option<(State, Positio
 pub fn save(dir: &Path, state: &State, position: &Position) -> Result<usize, CheckpointError> {
     let path = path_in(dir);
     let bytes = encode(state, position);
-    let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
+        exporter::durable::replace_file(&path, &bytes)
     };
     write().map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
     Ok(bytes.len())

@@ -11,7 +11,6 @@ use scorer::snapshot::{EntityKey, IdHashKey};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -234,15 +233,10 @@ pub fn write(dir: &Path, shard: &Shard) -> Result<(PathBuf, usize), ShardError> 
     let path = path(dir, shard.as_of, shard.instance);
     let bytes = encode(shard);
     let folder = as_of_dir(dir, shard.as_of);
-    // A leading dot: the assembler never takes a half-written file.
-    let tmp = folder.join(format!(".{}-of-{}.shard.tmp", shard.instance.index, shard.instance.count));
+    // Written under a dot name and renamed: the assembler never takes a half-written file.
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(&folder)?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(&folder)?.sync_all()
+        exporter::durable::replace_file(&path, &bytes)
     };
     write().map_err(|source| ShardError::Io { path: path.clone(), source })?;
     Ok((path, bytes.len()))

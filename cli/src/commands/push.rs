@@ -215,22 +215,9 @@ pub fn push_http_delta(
 /// Writes `bytes` as `dir/name` atomically: a temporary file in `dir`, synced, then renamed over
 /// the target, so that a reader sees the old snapshot or the new one, never a part.
 pub fn push_dir(bytes: &[u8], dir: &Path, name: &Path) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let target = dir.join(name);
-    let tmp = dir.join(format!(".{}.tmp{}", name.display(), std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)?;
-        // Make the rename itself durable.
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+    exporter::durable::replace_file(&target, bytes)
         .with_context(|| format!("writing {}", target.display()))?;
     Ok(target)
 }

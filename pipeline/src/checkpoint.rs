@@ -3,6 +3,7 @@
 //! `TGCKPT`, a format version (u16, little endian), the BLAKE3 hash of the body, then the body
 //! in MessagePack (rmp-serde). A damaged file or one of another version is refused by name.
 
+use crate::framed::{self, FrameError};
 use crate::ids::IdKey;
 use crate::state::{Counts, Kind, NOT_HERE, State};
 use scorer::Timestamp;
@@ -16,7 +17,6 @@ const MAGIC: &[u8; 6] = b"TGCKPT";
 pub const VERSION: u16 = 2;
 /// The oldest checkpoint format this build reads (1: before scale-out, a single exporter's).
 pub const OLDEST_VERSION: u16 = 1;
-const HEADER: usize = MAGIC.len() + 2 + 32;
 /// The checkpoint's file name inside the `--checkpoint` directory.
 pub const FILE_NAME: &str = "exporter.checkpoint";
 
@@ -147,13 +147,7 @@ pub fn encode(state: &State, position: &Position) -> Vec<u8> {
         not_held_here: state.counts.not_held_here,
     };
     // Plain data (strings, integers, vectors): encoding into memory cannot fail.
-    let body = rmp_serde::to_vec(&body).unwrap_or_default();
-    let mut out = Vec::with_capacity(HEADER + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(blake3::hash(&body).as_bytes());
-    out.extend_from_slice(&body);
-    out
+    framed::seal(MAGIC, VERSION, &rmp_serde::to_vec(&body).unwrap_or_default())
 }
 
 /// Decodes checkpoint bytes (read from `path`, named in errors) into a state for `schema`.
@@ -163,17 +157,13 @@ pub fn decode(
     schema: &FeatureSchema,
 ) -> Result<(State, Position), CheckpointError> {
     let damaged = |reason: String| CheckpointError::Damaged { path: path.to_path_buf(), reason };
-    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(damaged("it does not start with the checkpoint magic TGCKPT".into()));
-    }
-    let version = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if !(OLDEST_VERSION..=VERSION).contains(&version) {
-        return Err(CheckpointError::Version { path: path.to_path_buf(), found: version });
-    }
-    let body = &bytes[HEADER..];
-    if blake3::hash(body).as_bytes() != &bytes[8..HEADER] {
-        return Err(damaged("its content does not match its hash (cut short or altered)".into()));
-    }
+    let body = match framed::open(bytes, MAGIC, OLDEST_VERSION..=VERSION) {
+        Ok((_, body)) => body,
+        Err(FrameError::Damaged(reason)) => return Err(damaged(format!("not a checkpoint: {reason}"))),
+        Err(FrameError::Version(found)) => {
+            return Err(CheckpointError::Version { path: path.to_path_buf(), found });
+        }
+    };
     let body: Body =
         rmp_serde::from_slice(body).map_err(|e| damaged(format!("its body does not decode: {e}")))?;
     if body.schema_hash != schema.hash() {

@@ -32,6 +32,7 @@
 
 pub mod assemble;
 pub mod checkpoint;
+mod framed;
 mod ids;
 pub mod message;
 pub mod replay;

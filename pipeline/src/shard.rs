@@ -4,6 +4,7 @@
 //! `TGSHRD`, a format version (u16, little endian), the BLAKE3 hash of the body, then the body in
 //! MessagePack. Rows are keyed by the entities' own ids: instances hold no key.
 
+use crate::framed::{self, FrameError};
 use crate::state::Counts;
 use scorer::Timestamp;
 use scorer::features::{Aggregates, FeatureSchema, MAX_SLOTS};
@@ -17,7 +18,6 @@ use std::str::FromStr;
 const MAGIC: &[u8; 6] = b"TGSHRD";
 /// The shard format this build writes and reads.
 pub const VERSION: u16 = 1;
-const HEADER: usize = MAGIC.len() + 2 + 32;
 
 /// Instance `index` of `count` (`I/N` on the command line): it owns the partitions `p` of each
 /// transaction topic with `p % N == I`.
@@ -168,29 +168,19 @@ pub fn encode(shard: &Shard) -> Vec<u8> {
             .collect(),
     };
     // Plain data: encoding into memory cannot fail.
-    let body = rmp_serde::to_vec(&body).unwrap_or_default();
-    let mut out = Vec::with_capacity(HEADER + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(blake3::hash(&body).as_bytes());
-    out.extend_from_slice(&body);
-    out
+    framed::seal(MAGIC, VERSION, &rmp_serde::to_vec(&body).unwrap_or_default())
 }
 
 /// Decodes shard bytes read from `path` (named in errors).
 pub fn decode(bytes: &[u8], path: &Path) -> Result<Shard, ShardError> {
     let damaged = |reason: String| ShardError::Damaged { path: path.to_path_buf(), reason };
-    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(damaged("it does not start with the shard magic TGSHRD".into()));
-    }
-    let version = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if version != VERSION {
-        return Err(damaged(format!("format version {version}, this build reads version {VERSION}")));
-    }
-    let body = &bytes[HEADER..];
-    if blake3::hash(body).as_bytes() != &bytes[8..HEADER] {
-        return Err(damaged("its content does not match its hash (cut short or altered)".into()));
-    }
+    let body = match framed::open(bytes, MAGIC, VERSION..=VERSION) {
+        Ok((_, body)) => body,
+        Err(FrameError::Damaged(reason)) => return Err(damaged(format!("not a shard: {reason}"))),
+        Err(FrameError::Version(v)) => {
+            return Err(damaged(format!("format version {v}, this build reads version {VERSION}")));
+        }
+    };
     let body: Body =
         rmp_serde::from_slice(body).map_err(|e| damaged(format!("its body does not decode: {e}")))?;
     if body.count == 0 || body.index >= body.count {

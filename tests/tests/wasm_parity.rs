@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::Instant;
 use tollgate_tests::parity::{Fixture, Rng, fixture, logistic, signer, trees};
 use tollgate_tests::{scorer_wasm, scorer_wasm_small};
-use wasmtime::{Engine, Instance, Memory, Module, Store, TypedFunc};
+use wasmtime::{Engine, Linker, Memory, Module, Store, TypedFunc};
 
 /// Transactions scored per run at least (the parity bar).
 const MIN_CORPUS: usize = 10_000;
@@ -40,7 +40,10 @@ struct Guest {
 impl Guest {
     fn new(engine: &Engine, module: &Module) -> Result<Guest> {
         let mut store = Store::new(engine, ());
-        let instance = Instance::new(&mut store, module, &[])?;
+        // The host's imports (ed25519 and BLAKE3 for the snapshot checks), as the host gives them.
+        let mut linker = Linker::new(engine);
+        host::imports::add_imports(&mut linker)?;
+        let instance = linker.instantiate(&mut store, module)?;
         let memory = instance.get_memory(&mut store, "memory").context("no memory export")?;
         Ok(Guest {
             memory,
@@ -134,7 +137,13 @@ fn module_at(path: &std::path::Path) -> Result<(Engine, Module)> {
     let engine = Engine::default();
     let module =
         Module::from_file(&engine, path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?;
-    ensure!(module.imports().len() == 0, "scorer.wasm must import nothing");
+    // Only the host's crypto (docs/abi.md, "Imports").
+    let imports: Vec<String> = module.imports().map(|i| format!("{}.{}", i.module(), i.name())).collect();
+    ensure!(
+        imports == ["tollgate.tg_ed25519_verify", "tollgate.tg_blake3"]
+            || imports == ["tollgate.tg_blake3", "tollgate.tg_ed25519_verify"],
+        "scorer.wasm must import only the host's crypto, imports {imports:?}"
+    );
     Ok((engine, module))
 }
 
@@ -281,6 +290,78 @@ fn swap_to_trees(build: &str, engine: &Engine, module: &Module, lr: &Fixture, gb
     eprintln!(
         "trees ({build}): {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score"
     );
+    Ok(())
+}
+
+/// The snapshot checks run in the module with the host's crypto imports: every damaged or foreign
+/// snapshot is refused with the status and text native `Snapshot::load` gives (the in-crate
+/// ed25519-dalek and blake3), and the undamaged one still loads and serves afterwards.
+#[test]
+fn host_crypto_refuses_tampered_snapshots_exactly_as_native_code() -> Result<()> {
+    use scorer::snapshot::{IdHashKey, SnapshotError, SnapshotSigner};
+    let fixture = fixture(&logistic(), "lr-parity-v1")?;
+    let good = &fixture.snapshot;
+    let sections = u32::from_le_bytes(good[12..16].try_into()?) as usize;
+    let signature_at = 64 + 64 * sections;
+    let flip = |at: usize| {
+        let mut bytes = good.clone();
+        bytes[at] ^= 0x10;
+        bytes
+    };
+    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+        ("a flipped signature byte", flip(signature_at + 5), 15),
+        ("the signature's last byte flipped", flip(signature_at + 63), 15),
+        ("a flipped byte in the signed section table (a digest)", flip(64 + 40), 15),
+        ("a flipped byte in the first section", flip(signature_at + 64 + 3), 17),
+        ("a flipped byte in the last section", flip(good.len() - 20), 17),
+    ];
+    let edge = signer().edge_key();
+    let stranger = SnapshotSigner::from_secret([3; 32], IdHashKey([5; 16])).edge_key();
+    for (build, (engine, module)) in ["fast", "small"].iter().zip(both_modules()?) {
+        let mut guest = loaded_guest(&engine, &module, good)?;
+        let request = &fixture.requests[0];
+        let want = guest.score(request)?;
+        for (what, bytes, status) in &cases {
+            let native = match Snapshot::load(bytes, std::slice::from_ref(&edge)) {
+                Err(e) => e,
+                Ok(_) => bail!("{what}: native code loaded it; the case proves nothing"),
+            };
+            let got = guest.load(bytes)?;
+            let text = guest.last_error()?;
+            eprintln!("{build}: {what}: status {got}, {text}");
+            ensure!(got == *status, "{build}: {what}: status {got}, want {status} ({text})");
+            ensure!(text == native.to_string(), "{build}: {what}: {text:?} but native says {native}");
+            ensure!(guest.score(request)? == want, "{build}: {what}: the serving snapshot changed");
+        }
+        // A key the edge does not trust, then a key that is not a valid ed25519 point.
+        let mut other = Guest::new(&engine, &module)?;
+        ensure!(other.set_edge_keys(&stranger.to_text())? == 0, "{build}: the stranger's key was refused");
+        let got = other.load(good)?;
+        let native = Snapshot::load(good, std::slice::from_ref(&stranger)).err().context("loaded")?;
+        ensure!(matches!(native, SnapshotError::UnknownSigner { .. }), "{native}");
+        ensure!(got == 14 && other.last_error()? == native.to_string(), "{build}: unknown signer: {got}");
+        // A key that native code finds is no ed25519 point (about half of all y values are not).
+        let bad_point = (2u8..=255)
+            .map(|y| {
+                let mut key = [0u8; 32];
+                key[0] = y;
+                key
+            })
+            .find(|k| !scorer::snapshot::crypto::ed25519_key_is_valid(k))
+            .context("every candidate is a point")?;
+        let text = edge.to_text();
+        let start = text.find("verify-key = ").context("no verify-key line")? + "verify-key = ".len();
+        let hex: String = bad_point.iter().map(|b| format!("{b:02x}")).collect();
+        let bad = format!("{}{}{}", &text[..start], hex, &text[start + 64..]);
+        let native =
+            scorer::snapshot::edge_keys_from_text(&bad).err().context("native accepted a bad point")?;
+        let got = other.set_edge_keys(&bad)?;
+        ensure!(got == 3, "{build}: an invalid point was accepted ({got})");
+        ensure!(other.last_error()? == format!("edge keys: {native}"), "{build}: {}", other.last_error()?);
+        // After all that the good snapshot still loads under the trusted key.
+        ensure!(other.set_edge_keys(&edge.to_text())? == 0 && other.load(good)? == 0, "{build}: reload");
+        ensure!(other.score(request)? == want, "{build}: another answer after the reload");
+    }
     Ok(())
 }
 

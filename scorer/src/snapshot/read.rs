@@ -555,7 +555,7 @@ impl<'a> Snapshot<'a> {
             }
             check_zero(bytes, next, e.offset)?;
             let body = &bytes[e.offset..e.offset + e.len];
-            if blake3::hash(body).as_bytes() != &e.digest {
+            if super::crypto::blake3(body) != e.digest {
                 return Err(SnapshotError::SectionDigest { section: s });
             }
             next = e.offset + e.len;
@@ -593,7 +593,7 @@ impl<'a> Snapshot<'a> {
             })?;
             check_zero(core, next, start)?;
             let body = &core[start..end];
-            if blake3::hash(body).as_bytes() != &e.digest {
+            if super::crypto::blake3(body) != e.digest {
                 return Err(SnapshotError::SectionDigest { section: s });
             }
             next = end;
@@ -679,7 +679,7 @@ impl<'a> Snapshot<'a> {
                 found: bytes.len() as u64,
             });
         }
-        if blake3::hash(&bytes).as_bytes() != &entry.digest {
+        if super::crypto::blake3(&bytes) != entry.digest {
             return Err(SnapshotError::SectionDigest { section: entry.section });
         }
         let loaded = TablePart::new(Cow::Owned(bytes), table.width, entity, (part, table.part_bits))?;

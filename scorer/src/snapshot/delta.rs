@@ -96,7 +96,7 @@ impl core::error::Error for DeltaError {}
 
 /// Writes `bytes` as lowercase hex.
 pub fn write_hex(f: &mut impl fmt::Write, bytes: &[u8]) -> fmt::Result {
-    bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    crate::text::write_hex(f, bytes)
 }
 
 /// True when `bytes` start with [`DELTA_MAGIC`] (a delta rather than a full snapshot).

@@ -54,15 +54,38 @@ pub enum KeyError {
     BadVerifyKey,
 }
 
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl KeyError {
+    /// Writes the `Display` text through `write_str` alone (no `core::fmt` formatter).
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
         match self {
-            KeyError::NotAKeyFile(kind) => write!(f, "not a tollgate {kind} key file"),
-            KeyError::BadLine(line) => write!(f, "line {line}: expected `name = value`"),
-            KeyError::Missing(field) => write!(f, "the field {field} is missing"),
-            KeyError::BadHex(field) => write!(f, "the field {field} is not hex of the right length"),
+            KeyError::NotAKeyFile(kind) => {
+                f.write_str("not a tollgate ")?;
+                f.write_str(kind)?;
+                f.write_str(" key file")
+            }
+            KeyError::BadLine(line) => {
+                f.write_str("line ")?;
+                crate::text::write_u64(f, *line as u64)?;
+                f.write_str(": expected `name = value`")
+            }
+            KeyError::Missing(field) => {
+                f.write_str("the field ")?;
+                f.write_str(field)?;
+                f.write_str(" is missing")
+            }
+            KeyError::BadHex(field) => {
+                f.write_str("the field ")?;
+                f.write_str(field)?;
+                f.write_str(" is not hex of the right length")
+            }
             KeyError::BadVerifyKey => f.write_str("verify-key is not a valid ed25519 public key"),
         }
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 
@@ -179,17 +202,35 @@ pub enum KeyListError {
     Key(usize, KeyError),
 }
 
-impl fmt::Display for KeyListError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl KeyListError {
+    /// Writes the `Display` text through `write_str` alone (no `core::fmt` formatter).
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        use crate::text::write_u64;
         match self {
             KeyListError::NotAKeyFile => {
-                write!(f, "not a tollgate edge key file (it must start with \"{EDGE_HEADER}\")")
+                f.write_str("not a tollgate edge key file (it must start with \"")?;
+                f.write_str(EDGE_HEADER)?;
+                f.write_str("\")")
             }
             KeyListError::TooMany(n) => {
-                write!(f, "{n} keys given, at most {MAX_EDGE_KEYS} can be trusted")
+                write_u64(f, *n as u64)?;
+                f.write_str(" keys given, at most ")?;
+                write_u64(f, MAX_EDGE_KEYS as u64)?;
+                f.write_str(" can be trusted")
             }
-            KeyListError::Key(n, e) => write!(f, "key {n}: {e}"),
+            KeyListError::Key(n, e) => {
+                f.write_str("key ")?;
+                write_u64(f, *n as u64)?;
+                f.write_str(": ")?;
+                e.write_to(f)
+            }
         }
+    }
+}
+
+impl fmt::Display for KeyListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 

@@ -365,6 +365,49 @@ fn host_crypto_refuses_tampered_snapshots_exactly_as_native_code() -> Result<()>
     Ok(())
 }
 
+/// Issue 5's goal for the size-optimised module as `cargo xtask test` ships it (`--profile wasm`,
+/// then `wasm-opt -Oz` with the target's features; run here again on the given module, which
+/// leaves an optimised one as it is): at most 100 KiB raw and 40 KiB gzipped (level 9).
+#[test]
+fn scorer_wasm_is_at_most_100_kib_raw_and_40_kib_gzipped() -> Result<()> {
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write as _;
+    const RAW_GOAL: usize = 100 * 1024;
+    const GZIP_GOAL: usize = 40 * 1024;
+    let module = scorer_wasm_small()?;
+    let wasm_opt = tollgate_tests::worker::wasm_opt();
+    let out = std::env::temp_dir().join(format!("tollgate-size-{}.wasm", std::process::id()));
+    // The list xtask passes (WASM_FEATURES in xtask/src/main.rs).
+    let features = [
+        "--enable-bulk-memory",
+        "--enable-bulk-memory-opt",
+        "--enable-sign-ext",
+        "--enable-mutable-globals",
+        "--enable-nontrapping-float-to-int",
+        "--enable-multivalue",
+        "--enable-reference-types",
+    ];
+    let status = std::process::Command::new(&wasm_opt)
+        .arg("-Oz")
+        .args(features)
+        .arg(&module)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .with_context(|| format!("running {} (npm ci, or set TOLLGATE_WASM_OPT)", wasm_opt.display()))?;
+    ensure!(status.success(), "wasm-opt failed on {}", module.display());
+    let bytes = std::fs::read(&out);
+    let _ = std::fs::remove_file(&out);
+    let bytes = bytes?;
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    gz.write_all(&bytes)?;
+    let gzip = gz.finish()?.len();
+    eprintln!("scorer.wasm after wasm-opt -Oz: {} B raw, {gzip} B gzip -9", bytes.len());
+    ensure!(bytes.len() <= RAW_GOAL, "scorer.wasm is {} B, over the {RAW_GOAL} B goal", bytes.len());
+    ensure!(gzip <= GZIP_GOAL, "scorer.wasm is {gzip} B gzipped, over the {GZIP_GOAL} B goal");
+    Ok(())
+}
+
 #[test]
 fn no_input_traps_the_module() -> Result<()> {
     let (engine, module) = engine_and_module()?;

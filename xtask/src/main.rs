@@ -291,7 +291,7 @@ fn build_scorer_module(profile: &str, name: &str) -> Result<PathBuf> {
     // binaryen write the crypto imports in a newer encoding (custom descriptors' exact imports)
     // that wasmtime and V8 cannot read.
     let mut args = vec!["-Oz"];
-    args.extend(WASM_FEATURES.iter().map(|f| f.as_str()));
+    args.extend(WASM_FEATURES);
     args.extend([&*input, "-o", &*output]);
     run(&wasm_opt.to_string_lossy(), &args)?;
     let size = std::fs::metadata(&path).with_context(|| format!("{} was not written", path.display()))?.len();

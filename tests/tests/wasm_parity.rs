@@ -408,6 +408,73 @@ fn scorer_wasm_is_at_most_100_kib_raw_and_40_kib_gzipped() -> Result<()> {
     Ok(())
 }
 
+/// Loads a large snapshot (`LOAD_ROWS` rows per entity kind, 32 MB) natively and in both
+/// modules: each must accept it; the times are printed (`docs/benchmarks.md`, Size: the crypto
+/// runs in the host since ABI 1.3). `TOLLGATE_LOAD_MODULES` (paths, `:`-separated) times other
+/// modules too, e.g. an older build without the imports.
+#[test]
+fn reports_snapshot_load_time_for_a_large_snapshot() -> Result<()> {
+    use scorer::Timestamp;
+    use scorer::features::{Aggregates, FeatureSchema};
+    use scorer::snapshot::{EntityKey, SnapshotMeta, build_snapshot_with};
+    const LOAD_ROWS: usize = 400_000;
+    let signer = signer();
+    let schema = FeatureSchema::handbook();
+    let meta = SnapshotMeta {
+        snapshot_id: "tg-load-time".into(),
+        as_of: Timestamp(1_700_000_000),
+        created_at: Timestamp(1_700_000_000),
+        data_range: None,
+        exporter_version: "test".into(),
+        id_key_fingerprint: signer.id_hash().fingerprint(),
+        schema: schema.clone(),
+        model_id: Some("lr-load".into()),
+        lineage: None,
+        reference: None,
+    };
+    let mut rng = Rng(7);
+    let tables = schema
+        .entities()
+        .iter()
+        .map(|_| {
+            let mut keys: Vec<u64> = (0..LOAD_ROWS).map(|_| rng.next_u64()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.into_iter().map(|k| (EntityKey(k), Aggregates::ZERO)).collect()
+        })
+        .collect();
+    let snapshot = build_snapshot_with(&meta, tables, Some(&logistic()), None, &signer)?;
+    let t = Instant::now();
+    black_box(Snapshot::load(&snapshot, &[signer.edge_key()])?);
+    let native = t.elapsed();
+    eprintln!("load {} B snapshot: native Snapshot::load {native:.2?}", snapshot.len());
+    let mut paths = vec![scorer_wasm()?, scorer_wasm_small()?];
+    if let Some(more) = std::env::var_os("TOLLGATE_LOAD_MODULES") {
+        paths.extend(std::env::split_paths(&more));
+    }
+    for path in paths {
+        let engine = Engine::default();
+        let module =
+            Module::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..3 {
+            let mut guest = Guest::new(&engine, &module)?;
+            ensure!(guest.set_edge_keys(&signer.edge_key().to_text())? == 0, "edge key refused");
+            let ptr = guest.put(&snapshot)?;
+            let t = Instant::now();
+            let status = guest.load_snapshot.call(&mut guest.store, (ptr, snapshot.len() as u32))?;
+            best = best.min(t.elapsed());
+            ensure!(status == 0, "{}: refused ({status}): {}", path.display(), guest.last_error()?);
+        }
+        eprintln!(
+            "load {} B snapshot: {} tg_load_snapshot {best:.2?} (best of 3)",
+            snapshot.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn no_input_traps_the_module() -> Result<()> {
     let (engine, module) = engine_and_module()?;

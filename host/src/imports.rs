@@ -84,6 +84,65 @@ fn outside(what: &str, ptr: u32, len: u32, size: usize) -> wasmtime::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmtime::{Engine, Module, Store};
+
+    /// A guest that calls the imports with the pointers it is given: one page of memory, "abc"
+    /// at 0, a signature at 64 and a key at 128 written by the test.
+    const GUEST: &str = r#"
+        (module
+          (import "tollgate" "tg_ed25519_verify" (func $verify (param i32 i32 i32 i32) (result i32)))
+          (import "tollgate" "tg_blake3" (func $blake3 (param i32 i32 i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "abc")
+          (func (export "verify") (param i32 i32 i32 i32) (result i32)
+            (call $verify (local.get 0) (local.get 1) (local.get 2) (local.get 3)))
+          (func (export "blake3") (param i32 i32 i32)
+            (call $blake3 (local.get 0) (local.get 1) (local.get 2))))
+    "#;
+
+    #[test]
+    fn a_guest_gets_native_results_and_traps_on_pointers_outside_its_memory() -> wasmtime::Result<()> {
+        let engine = Engine::default();
+        let module = Module::new(&engine, wat::parse_str(GUEST)?)?;
+        let mut linker = Linker::new(&engine);
+        add_imports(&mut linker)?;
+        let mut store = Store::new(&engine, ());
+        let instance = linker.instantiate(&mut store, &module)?;
+        let memory =
+            instance.get_memory(&mut store, "memory").ok_or_else(|| wasmtime::Error::msg("memory"))?;
+        let blake3 = instance.get_typed_func::<(u32, u32, u32), ()>(&mut store, "blake3")?;
+        let verify = instance.get_typed_func::<(u32, u32, u32, u32), u32>(&mut store, "verify")?;
+
+        blake3.call(&mut store, (0, 3, 1000))?;
+        assert_eq!(&memory.data(&store)[1000..1032], &crypto::blake3(b"abc"));
+        let signer =
+            scorer::snapshot::SnapshotSigner::from_secret([7; 32], scorer::snapshot::IdHashKey([1; 16]));
+        let key = &signer.edge_key().to_text();
+        let key_hex = key.split("verify-key = ").nth(1).map(|rest| &rest[..64]).unwrap_or_default();
+        let key_bytes: Vec<u8> =
+            (0..32).map(|i| u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).unwrap_or_default()).collect();
+        memory.write(&mut store, 64, &signer.sign(b"abc"))?;
+        memory.write(&mut store, 128, &key_bytes)?;
+        assert_eq!(verify.call(&mut store, (0, 3, 64, 128))?, 0, "a good signature");
+        assert_eq!(verify.call(&mut store, (0, 2, 64, 128))?, 1, "another message");
+
+        // Outside the 64 KiB page: each call traps, the host stays up and the memory unchanged.
+        let page = 65_536u32;
+        let before = memory.data(&store).to_vec();
+        for (args, what) in
+            [((0, page + 1, 1000), "input"), ((0, 3, page - 31), "output"), ((u32::MAX, 2, 0), "wrap")]
+        {
+            let err = blake3.call(&mut store, args).expect_err(what);
+            assert!(format!("{err:?}").contains("outside the guest's 65536-byte memory"), "{what}: {err:?}");
+        }
+        for args in
+            [(0, page + 1, 64, 128), (0, 3, page - 63, 128), (0, 3, 64, page - 31), (u32::MAX, 1, 64, 128)]
+        {
+            assert!(verify.call(&mut store, args).is_err(), "{args:?} did not trap");
+        }
+        assert!(memory.data(&store) == before.as_slice(), "a trapping call wrote memory");
+        Ok(())
+    }
 
     #[test]
     fn ranges_inside_memory_are_given_and_others_refused() {

@@ -41,7 +41,7 @@ pub fn write_hex_u64<W: fmt::Write + ?Sized>(out: &mut W, n: u64) -> fmt::Result
 mod tests {
     use super::*;
     use alloc::format;
-    use alloc::string::String;
+    use alloc::string::{String, ToString};
 
     #[test]
     fn numbers_read_as_core_fmt_writes_them() {
@@ -56,5 +56,42 @@ mod tests {
         let mut s = String::new();
         write_hex(&mut s, &[0, 0x0f, 0xa0, 0xff]).unwrap();
         assert_eq!(s, "000fa0ff");
+    }
+
+    #[test]
+    fn error_texts_with_numbers_read_as_before() {
+        use crate::snapshot::{KeyError, KeyListError, MetaError, SnapshotError};
+        let cases: [(String, &str); 7] = [
+            (
+                SnapshotError::PartLength { entity: 1, part: 12, expected: 4096, found: 40 }.to_string(),
+                "snapshot entity table 1, part 12: 40 bytes, the section table says 4096",
+            ),
+            (
+                SnapshotError::UnknownSigner { key_id: [0xde, 0xad, 0, 1, 2, 3, 4, 0xff] }.to_string(),
+                "snapshot signed by key dead0001020304ff, which this edge does not trust",
+            ),
+            (
+                SnapshotError::UnsupportedVersion { found: 7, supported: 1 }.to_string(),
+                "snapshot format version 7 is not supported (this reader reads version 1); upgrade the scorer",
+            ),
+            (
+                SnapshotError::Meta(MetaError::SchemaHash { recorded: 0xabc, computed: u64::MAX })
+                    .to_string(),
+                "snapshot meta: schema hash 0000000000000abc does not match its definitions (ffffffffffffffff)",
+            ),
+            (
+                SnapshotError::Model(crate::model::ModelError::FeatureCount { model: 3, schema: 15 })
+                    .to_string(),
+                "snapshot model reads 3 features but the schema has 15",
+            ),
+            (KeyListError::TooMany(9).to_string(), "9 keys given, at most 8 can be trusted"),
+            (
+                KeyListError::Key(2, KeyError::BadLine(10)).to_string(),
+                "key 2: line 10: expected `name = value`",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
     }
 }

@@ -36,6 +36,7 @@ mod cache;
 pub mod decision_log;
 mod fallback;
 mod guest;
+pub mod imports;
 pub mod monitor;
 mod scorer;
 pub mod service;

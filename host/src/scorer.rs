@@ -69,7 +69,7 @@ pub enum HostError {
     /// The engine could not be made from the configuration.
     #[error("engine configuration: {0}")]
     Engine(String),
-    /// The module does not compile or does not link (it must import nothing).
+    /// The module does not compile or does not link (it may import only the host's crypto, `docs/abi.md`).
     #[error("module {hash}: {message}")]
     Module {
         /// The module's blake3 hash (hex prefix).
@@ -325,7 +325,8 @@ impl Scorer {
             load_budget: config.load_budget,
             max_memory: config.max_memory,
         };
-        let linker = Linker::new(&engine);
+        let mut linker = Linker::new(&engine);
+        crate::imports::add_imports(&mut linker).map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick);
         let module = Arc::new(Self::compile(&engine, &linker, &config, wasm)?);
         let version = Version { module, snapshot: None };
@@ -366,7 +367,7 @@ impl Scorer {
         let load_time = t.elapsed();
         let pre = linker
             .instantiate_pre(&module)
-            .map_err(|e| err(format!("does not link (scorer.wasm imports nothing): {e:#}")))?;
+            .map_err(|e| err(format!("does not link (scorer.wasm imports only tollgate.tg_ed25519_verify and tollgate.tg_blake3): {e:#}")))?;
         Ok(LoadedModule { pre, info: ModuleInfo { hash, source, load_time } })
     }
 

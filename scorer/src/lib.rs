@@ -31,6 +31,7 @@ pub mod model;
 pub mod policy;
 pub mod score;
 pub mod snapshot;
+pub mod text;
 pub mod time;
 
 pub use time::{Timestamp, TimestampError};

@@ -183,9 +183,25 @@ pub enum PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl PolicyError {
+    /// Writes the `Display` text through `write_str` alone (no `core::fmt` formatter).
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        use crate::text::write_u64;
         match self {
-            PolicyError::Malformed(what) => write!(f, "policy: {what} is malformed"),
-            PolicyError::Missing(what) => write!(f, "policy: {what} is missing"),
+            PolicyError::Malformed(what) => {
+                f.write_str("policy: ")?;
+                f.write_str(what)?;
+                f.write_str(" is malformed")
+            }
+            PolicyError::Missing(what) => {
+                f.write_str("policy: ")?;
+                f.write_str(what)?;
+                f.write_str(" is missing")
+            }
             PolicyError::UnknownField => f.write_str(
                 "policy: a field this scorer does not know (a rule it cannot enforce); upgrade the scorer",
             ),
@@ -194,15 +210,22 @@ impl fmt::Display for PolicyError {
             }
             PolicyError::AmountCap => f.write_str("policy: the amount cap must be a finite number >= 0"),
             PolicyError::BadCode => f.write_str("policy: a reason code must be 1 to 32 of A-Z a-z 0-9 _ - ."),
-            PolicyError::TooManyRules => write!(f, "policy: more than {MAX_BLOCK_LISTS} block lists"),
+            PolicyError::TooManyRules => {
+                f.write_str("policy: more than ")?;
+                write_u64(f, MAX_BLOCK_LISTS as u64)?;
+                f.write_str(" block lists")
+            }
             PolicyError::UnknownEntity { list, entity } => {
-                write!(
-                    f,
-                    "policy: block list {list} names entity kind {entity}, which the schema does not have"
-                )
+                f.write_str("policy: block list ")?;
+                write_u64(f, *list as u64)?;
+                f.write_str(" names entity kind ")?;
+                write_u64(f, u64::from(*entity))?;
+                f.write_str(", which the schema does not have")
             }
             PolicyError::KeysOutOfOrder { list } => {
-                write!(f, "policy: block list {list}: keys are not strictly ascending")
+                f.write_str("policy: block list ")?;
+                write_u64(f, *list as u64)?;
+                f.write_str(": keys are not strictly ascending")
             }
         }
     }

@@ -258,6 +258,17 @@ fn build_scorer_wasm() -> Result<ScorerModules> {
     })
 }
 
+/// What `wasm-opt` may use in scorer.wasm: the wasm32-unknown-unknown target's features.
+const WASM_FEATURES: [&str; 7] = [
+    "--enable-bulk-memory",
+    "--enable-bulk-memory-opt",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-multivalue",
+    "--enable-reference-types",
+];
+
 /// Builds `scorer.wasm` with `profile` and writes it optimised as `name` beside the build.
 fn build_scorer_module(profile: &str, name: &str) -> Result<PathBuf> {
     run(
@@ -276,7 +287,13 @@ fn build_scorer_module(profile: &str, name: &str) -> Result<PathBuf> {
     }
     let path = built.with_file_name(name);
     let (input, output) = (built.to_string_lossy(), path.to_string_lossy());
-    run(&wasm_opt.to_string_lossy(), &["-Oz", "--all-features", &input, "-o", &output])?;
+    // The features rustc's wasm32 target emits, named one by one: `--all-features` would let
+    // binaryen write the crypto imports in a newer encoding (custom descriptors' exact imports)
+    // that wasmtime and V8 cannot read.
+    let mut args = vec!["-Oz"];
+    args.extend(WASM_FEATURES);
+    args.extend([&*input, "-o", &*output]);
+    run(&wasm_opt.to_string_lossy(), &args)?;
     let size = std::fs::metadata(&path).with_context(|| format!("{} was not written", path.display()))?.len();
     eprintln!("xtask: {} is {size} bytes after wasm-opt", path.display());
     Ok(path)

@@ -173,26 +173,52 @@ pub enum SchemaError {
     DuplicateName(String),
 }
 
-impl fmt::Display for SchemaError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl SchemaError {
+    /// Writes the `Display` text through `write_str` alone (no `core::fmt` formatter).
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        use crate::text::write_u64;
         match self {
             SchemaError::EntityCount(n) => {
-                write!(f, "a schema needs 1 to {MAX_ENTITIES} entity kinds, not {n}")
+                f.write_str("a schema needs 1 to ")?;
+                write_u64(f, MAX_ENTITIES as u64)?;
+                f.write_str(" entity kinds, not ")?;
+                write_u64(f, *n as u64)
             }
             SchemaError::UnknownEntity { feature, entity } => {
-                write!(f, "feature {feature}: entity index {entity} is not in the schema")
+                f.write_str("feature ")?;
+                f.write_str(feature)?;
+                f.write_str(": entity index ")?;
+                write_u64(f, u64::from(*entity))?;
+                f.write_str(" is not in the schema")
             }
             SchemaError::EmptyWindow { feature } => {
-                write!(f, "feature {feature}: a window must be at least one day")
+                f.write_str("feature ")?;
+                f.write_str(feature)?;
+                f.write_str(": a window must be at least one day")
             }
             SchemaError::RiskWithoutDelay { feature } => {
-                write!(f, "feature {feature}: a risk window needs a delay, labels are not known at once")
+                f.write_str("feature ")?;
+                f.write_str(feature)?;
+                f.write_str(": a risk window needs a delay, labels are not known at once")
             }
             SchemaError::TooManySlots { entity } => {
-                write!(f, "entity {entity}: its row would need more than {MAX_SLOTS} aggregates")
+                f.write_str("entity ")?;
+                f.write_str(entity)?;
+                f.write_str(": its row would need more than ")?;
+                write_u64(f, MAX_SLOTS as u64)?;
+                f.write_str(" aggregates")
             }
-            SchemaError::DuplicateName(name) => write!(f, "two features are named {name}"),
+            SchemaError::DuplicateName(name) => {
+                f.write_str("two features are named ")?;
+                f.write_str(name)
+            }
         }
+    }
+}
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 

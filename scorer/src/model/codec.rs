@@ -31,17 +31,34 @@ pub enum ModelError {
     },
 }
 
-impl fmt::Display for ModelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ModelError {
+    /// Writes the `Display` text through `write_str` alone (no `core::fmt` formatter).
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        use crate::text::write_u64;
         match self {
             ModelError::Truncated => f.write_str("model: the bytes end too early"),
             ModelError::TrailingBytes => f.write_str("model: unexpected bytes after the model"),
-            ModelError::Unsupported(what) => write!(f, "model: unsupported {what}"),
-            ModelError::Invalid(what) => write!(f, "model: {what}"),
+            ModelError::Unsupported(what) => {
+                f.write_str("model: unsupported ")?;
+                f.write_str(what)
+            }
+            ModelError::Invalid(what) => {
+                f.write_str("model: ")?;
+                f.write_str(what)
+            }
             ModelError::FeatureCount { model, schema } => {
-                write!(f, "model reads {model} features but the schema has {schema}")
+                f.write_str("model reads ")?;
+                write_u64(f, *model as u64)?;
+                f.write_str(" features but the schema has ")?;
+                write_u64(f, *schema as u64)
             }
         }
+    }
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 

@@ -4,7 +4,6 @@
 
 use super::Problem;
 use alloc::vec::Vec;
-use core::fmt::Write as _;
 
 /// Deepest nesting of arrays and maps accepted in a request (extra fields included).
 pub const MAX_DEPTH: u32 = 32;
@@ -804,6 +803,6 @@ impl Sink for JsonWriter<'_> {
         if neg && abs != 0 {
             self.out.push(b'-');
         }
-        let _ = write!(VecWrite(self.out), "{abs}");
+        let _ = crate::text::write_u64(&mut VecWrite(self.out), abs);
     }
 }

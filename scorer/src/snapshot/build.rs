@@ -203,7 +203,7 @@ pub fn build_snapshot_in_parts(
         entry[8..16].copy_from_slice(&(offset as u64).to_le_bytes());
         entry[16..24].copy_from_slice(&(body.len() as u64).to_le_bytes());
         entry[24..32].copy_from_slice(&rows.to_le_bytes());
-        entry[32..64].copy_from_slice(blake3::hash(body).as_bytes());
+        entry[32..64].copy_from_slice(&super::crypto::blake3(body));
         out[offset..offset + body.len()].copy_from_slice(body);
     }
     let signature = signer.sign(&signed_message(&out[..table_end]));

@@ -96,7 +96,7 @@ impl core::error::Error for DeltaError {}
 
 /// Writes `bytes` as lowercase hex.
 pub fn write_hex(f: &mut impl fmt::Write, bytes: &[u8]) -> fmt::Result {
-    bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    crate::text::write_hex(f, bytes)
 }
 
 /// True when `bytes` start with [`DELTA_MAGIC`] (a delta rather than a full snapshot).
@@ -250,9 +250,9 @@ pub fn build_delta(base: &[u8], next: &[u8]) -> Result<Vec<u8>, DeltaError> {
     out.extend_from_slice(&DELTA_MINOR.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&(base.len() as u64).to_le_bytes());
-    out.extend_from_slice(blake3::hash(base).as_bytes());
+    out.extend_from_slice(&super::crypto::blake3(base));
     out.extend_from_slice(&(next.len() as u64).to_le_bytes());
-    out.extend_from_slice(blake3::hash(next).as_bytes());
+    out.extend_from_slice(&super::crypto::blake3(next));
     out.extend_from_slice(&next[..head_len]);
 
     // Base sections by digest (and length), each used at most once.
@@ -554,7 +554,7 @@ impl<'d> Parsed<'d> {
 /// Never panics, whatever the bytes.
 pub fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, DeltaError> {
     let parsed = Parsed::read(delta)?;
-    let found = *blake3::hash(base).as_bytes();
+    let found = super::crypto::blake3(base);
     if found != parsed.base_digest || base.len() as u64 != parsed.base_len {
         return Err(DeltaError::WrongBase { expected: parsed.base_digest, found });
     }
@@ -595,7 +595,7 @@ pub fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, DeltaError> {
             }
         }
     }
-    if *blake3::hash(&out).as_bytes() != parsed.result_digest {
+    if super::crypto::blake3(&out) != parsed.result_digest {
         return Err(DeltaError::ResultDigest);
     }
     Ok(out)

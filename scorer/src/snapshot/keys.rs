@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt;
 use core::hash::Hasher;
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use siphasher::sip::SipHasher13;
 
 /// An entity id as stored in a snapshot: the keyed 64-bit hash of the raw id.
@@ -54,15 +54,38 @@ pub enum KeyError {
     BadVerifyKey,
 }
 
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl KeyError {
+    /// Writes the `Display` text through `write_str` alone (no `core::fmt` formatter).
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
         match self {
-            KeyError::NotAKeyFile(kind) => write!(f, "not a tollgate {kind} key file"),
-            KeyError::BadLine(line) => write!(f, "line {line}: expected `name = value`"),
-            KeyError::Missing(field) => write!(f, "the field {field} is missing"),
-            KeyError::BadHex(field) => write!(f, "the field {field} is not hex of the right length"),
+            KeyError::NotAKeyFile(kind) => {
+                f.write_str("not a tollgate ")?;
+                f.write_str(kind)?;
+                f.write_str(" key file")
+            }
+            KeyError::BadLine(line) => {
+                f.write_str("line ")?;
+                crate::text::write_u64(f, *line as u64)?;
+                f.write_str(": expected `name = value`")
+            }
+            KeyError::Missing(field) => {
+                f.write_str("the field ")?;
+                f.write_str(field)?;
+                f.write_str(" is missing")
+            }
+            KeyError::BadHex(field) => {
+                f.write_str("the field ")?;
+                f.write_str(field)?;
+                f.write_str(" is not hex of the right length")
+            }
             KeyError::BadVerifyKey => f.write_str("verify-key is not a valid ed25519 public key"),
         }
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 
@@ -78,7 +101,9 @@ pub struct SnapshotSigner {
 /// What every edge holds: the ed25519 key that verifies snapshots and the id-hash key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EdgeKey {
-    verify: VerifyingKey,
+    // The ed25519 public key, checked to be a valid point when read; decoded at each
+    // verification by [`super::crypto`] (the module asks its host, native code the crate).
+    verify: [u8; 32],
     id_hash: IdHashKey,
 }
 
@@ -93,7 +118,7 @@ impl SnapshotSigner {
 
     /// The key that edges need to verify this signer's snapshots.
     pub fn edge_key(&self) -> EdgeKey {
-        EdgeKey { verify: self.signing.verifying_key(), id_hash: self.id_hash.clone() }
+        EdgeKey { verify: self.signing.verifying_key().to_bytes(), id_hash: self.id_hash.clone() }
     }
 
     /// The id-hash key.
@@ -130,7 +155,7 @@ impl EdgeKey {
     /// The first 8 bytes of the verify key: names the key in a snapshot's header.
     pub fn key_id(&self) -> [u8; 8] {
         let mut id = [0; 8];
-        id.copy_from_slice(&self.verify.as_bytes()[..8]);
+        id.copy_from_slice(&self.verify[..8]);
         id
     }
 
@@ -141,16 +166,12 @@ impl EdgeKey {
 
     /// True when `signature` is this key's signature of `message`.
     pub fn verifies(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        self.verify.verify(message, &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
+        super::crypto::ed25519_verify(&self.verify, message, signature) == super::crypto::Verdict::Valid
     }
 
     /// The key file text.
     pub fn to_text(&self) -> String {
-        format!(
-            "{EDGE_HEADER}\nverify-key = {}\nid-hash-key = {}\n",
-            hex(self.verify.as_bytes()),
-            hex(&self.id_hash.0)
-        )
+        format!("{EDGE_HEADER}\nverify-key = {}\nid-hash-key = {}\n", hex(&self.verify), hex(&self.id_hash.0))
     }
 
     /// Reads a key file written by [`EdgeKey::to_text`].
@@ -158,8 +179,10 @@ impl EdgeKey {
         if !text.starts_with(EDGE_HEADER) {
             return Err(KeyError::NotAKeyFile("edge"));
         }
-        let verify = VerifyingKey::from_bytes(&field::<32>(text, "verify-key")?)
-            .map_err(|_| KeyError::BadVerifyKey)?;
+        let verify = field::<32>(text, "verify-key")?;
+        if !super::crypto::ed25519_key_is_valid(&verify) {
+            return Err(KeyError::BadVerifyKey);
+        }
         let id_hash = IdHashKey(field::<16>(text, "id-hash-key")?);
         Ok(EdgeKey { verify, id_hash })
     }
@@ -179,17 +202,35 @@ pub enum KeyListError {
     Key(usize, KeyError),
 }
 
-impl fmt::Display for KeyListError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl KeyListError {
+    /// Writes the `Display` text through `write_str` alone (no `core::fmt` formatter).
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        use crate::text::write_u64;
         match self {
             KeyListError::NotAKeyFile => {
-                write!(f, "not a tollgate edge key file (it must start with \"{EDGE_HEADER}\")")
+                f.write_str("not a tollgate edge key file (it must start with \"")?;
+                f.write_str(EDGE_HEADER)?;
+                f.write_str("\")")
             }
             KeyListError::TooMany(n) => {
-                write!(f, "{n} keys given, at most {MAX_EDGE_KEYS} can be trusted")
+                write_u64(f, *n as u64)?;
+                f.write_str(" keys given, at most ")?;
+                write_u64(f, MAX_EDGE_KEYS as u64)?;
+                f.write_str(" can be trusted")
             }
-            KeyListError::Key(n, e) => write!(f, "key {n}: {e}"),
+            KeyListError::Key(n, e) => {
+                f.write_str("key ")?;
+                write_u64(f, *n as u64)?;
+                f.write_str(": ")?;
+                e.write_to(f)
+            }
         }
+    }
+}
+
+impl fmt::Display for KeyListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 

@@ -84,20 +84,39 @@ pub enum MetaError {
     },
 }
 
-impl core::fmt::Display for MetaError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl MetaError {
+    /// Writes the `Display` text through `write_str` alone (no `core::fmt` formatter).
+    pub fn write_to<W: core::fmt::Write + ?Sized>(&self, f: &mut W) -> core::fmt::Result {
+        use crate::text::write_hex_u64;
         match self {
-            MetaError::Malformed(what) => write!(f, "meta: {what} is malformed"),
-            MetaError::Missing(what) => write!(f, "meta: {what} is missing"),
-            MetaError::Reference(what) => write!(f, "meta: {what} is malformed"),
-            MetaError::Schema(e) => write!(f, "meta: schema: {e}"),
+            MetaError::Malformed(what) | MetaError::Reference(what) => {
+                f.write_str("meta: ")?;
+                f.write_str(what)?;
+                f.write_str(" is malformed")
+            }
+            MetaError::Missing(what) => {
+                f.write_str("meta: ")?;
+                f.write_str(what)?;
+                f.write_str(" is missing")
+            }
+            MetaError::Schema(e) => {
+                f.write_str("meta: schema: ")?;
+                e.write_to(f)
+            }
             MetaError::SchemaHash { recorded, computed } => {
-                write!(
-                    f,
-                    "meta: schema hash {recorded:016x} does not match its definitions ({computed:016x})"
-                )
+                f.write_str("meta: schema hash ")?;
+                write_hex_u64(f, *recorded)?;
+                f.write_str(" does not match its definitions (")?;
+                write_hex_u64(f, *computed)?;
+                f.write_str(")")
             }
         }
+    }
+}
+
+impl core::fmt::Display for MetaError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.write_to(f)
     }
 }
 

@@ -4,6 +4,7 @@
 //! The layout is documented byte by byte in `docs/snapshot-format.md`.
 
 mod build;
+pub mod crypto;
 mod delta;
 mod keys;
 mod meta;

@@ -117,69 +117,123 @@ pub enum SnapshotError {
     Policy(PolicyError),
 }
 
-impl fmt::Display for SnapshotError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl SnapshotError {
+    /// Writes the `Display` text through `write_str` alone (no `core::fmt` formatter):
+    /// `scorer.wasm`'s `tg_last_error` text.
+    pub fn write_to<W: fmt::Write + ?Sized>(&self, f: &mut W) -> fmt::Result {
+        use crate::text::{write_hex, write_u64};
+        let entity_table = |f: &mut W, entity: usize| {
+            f.write_str("snapshot entity table ")?;
+            write_u64(f, entity as u64)
+        };
+        let part = |f: &mut W, part: usize| {
+            f.write_str(", part ")?;
+            write_u64(f, part as u64)
+        };
         match self {
             SnapshotError::Truncated { needed, found } => {
-                write!(f, "snapshot truncated: needs at least {needed} bytes, has {found}")
+                f.write_str("snapshot truncated: needs at least ")?;
+                write_u64(f, *needed)?;
+                f.write_str(" bytes, has ")?;
+                write_u64(f, *found)
             }
             SnapshotError::NotASnapshot => f.write_str("not a tollgate snapshot (bad magic bytes)"),
-            SnapshotError::UnsupportedVersion { found, supported } => write!(
-                f,
-                "snapshot format version {found} is not supported (this reader reads version {supported}); upgrade the scorer"
-            ),
+            SnapshotError::UnsupportedVersion { found, supported } => {
+                f.write_str("snapshot format version ")?;
+                write_u64(f, u64::from(*found))?;
+                f.write_str(" is not supported (this reader reads version ")?;
+                write_u64(f, u64::from(*supported))?;
+                f.write_str("); upgrade the scorer")
+            }
             SnapshotError::LengthMismatch { declared, found } => {
-                write!(
-                    f,
-                    "snapshot length is {found} bytes but its header says {declared} (truncated or extended)"
-                )
+                f.write_str("snapshot length is ")?;
+                write_u64(f, *found)?;
+                f.write_str(" bytes but its header says ")?;
+                write_u64(f, *declared)?;
+                f.write_str(" (truncated or extended)")
             }
             SnapshotError::UnknownSigner { key_id } => {
                 f.write_str("snapshot signed by key ")?;
-                for b in key_id {
-                    write!(f, "{b:02x}")?;
-                }
+                write_hex(f, key_id)?;
                 f.write_str(", which this edge does not trust")
             }
             SnapshotError::BadSignature => f.write_str("snapshot signature does not verify"),
             SnapshotError::SectionLayout { section } => {
-                write!(f, "snapshot section {section} is out of place")
+                f.write_str("snapshot section ")?;
+                write_u64(f, *section as u64)?;
+                f.write_str(" is out of place")
             }
             SnapshotError::SectionDigest { section } => {
-                write!(f, "snapshot section {section} does not match its signed digest (corrupted)")
+                f.write_str("snapshot section ")?;
+                write_u64(f, *section as u64)?;
+                f.write_str(" does not match its signed digest (corrupted)")
             }
             SnapshotError::NonZeroPadding { offset } => {
-                write!(f, "snapshot padding at byte {offset} is not zero")
+                f.write_str("snapshot padding at byte ")?;
+                write_u64(f, *offset)?;
+                f.write_str(" is not zero")
             }
-            SnapshotError::Sections(what) => write!(f, "snapshot sections: {what}"),
-            SnapshotError::Meta(e) => write!(f, "snapshot {e}"),
+            SnapshotError::Sections(what) => {
+                f.write_str("snapshot sections: ")?;
+                f.write_str(what)
+            }
+            SnapshotError::Meta(e) => {
+                f.write_str("snapshot ")?;
+                e.write_to(f)
+            }
             SnapshotError::IdHashKeyMismatch => {
                 f.write_str("snapshot ids were hashed with another id-hash key than this edge's")
             }
             SnapshotError::RowLayout { entity, expected, found } => {
-                write!(
-                    f,
-                    "snapshot entity table {entity}: rows of {found} bytes, the schema needs {expected}"
-                )
+                entity_table(f, *entity)?;
+                f.write_str(": rows of ")?;
+                write_u64(f, *found)?;
+                f.write_str(" bytes, the schema needs ")?;
+                write_u64(f, *expected)
             }
             SnapshotError::RowsOutOfOrder { entity, row } => {
-                write!(f, "snapshot entity table {entity}: row {row} is not in ascending key order")
+                entity_table(f, *entity)?;
+                f.write_str(": row ")?;
+                write_u64(f, *row)?;
+                f.write_str(" is not in ascending key order")
             }
-            SnapshotError::PartRange { entity, part, row } => write!(
-                f,
-                "snapshot entity table {entity}, part {part}: row {row} has a key outside the part's range"
-            ),
+            SnapshotError::PartRange { entity, part: p, row } => {
+                entity_table(f, *entity)?;
+                part(f, *p)?;
+                f.write_str(": row ")?;
+                write_u64(f, *row)?;
+                f.write_str(" has a key outside the part's range")
+            }
             SnapshotError::NoSuchPart { entity, part } => {
-                write!(f, "snapshot has no part {part} of entity table {entity}")
+                f.write_str("snapshot has no part ")?;
+                write_u64(f, *part as u64)?;
+                f.write_str(" of entity table ")?;
+                write_u64(f, *entity as u64)
             }
-            SnapshotError::PartLength { entity, part, expected, found } => write!(
-                f,
-                "snapshot entity table {entity}, part {part}: {found} bytes, the section table says {expected}"
-            ),
+            SnapshotError::PartLength { entity, part: p, expected, found } => {
+                entity_table(f, *entity)?;
+                part(f, *p)?;
+                f.write_str(": ")?;
+                write_u64(f, *found)?;
+                f.write_str(" bytes, the section table says ")?;
+                write_u64(f, *expected)
+            }
             SnapshotError::Empty => f.write_str("snapshot holds no entity at all"),
-            SnapshotError::Model(e) => write!(f, "snapshot {e}"),
-            SnapshotError::Policy(e) => write!(f, "snapshot {e}"),
+            SnapshotError::Model(e) => {
+                f.write_str("snapshot ")?;
+                e.write_to(f)
+            }
+            SnapshotError::Policy(e) => {
+                f.write_str("snapshot ")?;
+                e.write_to(f)
+            }
         }
+    }
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 
@@ -555,7 +609,7 @@ impl<'a> Snapshot<'a> {
             }
             check_zero(bytes, next, e.offset)?;
             let body = &bytes[e.offset..e.offset + e.len];
-            if blake3::hash(body).as_bytes() != &e.digest {
+            if super::crypto::blake3(body) != e.digest {
                 return Err(SnapshotError::SectionDigest { section: s });
             }
             next = e.offset + e.len;
@@ -593,7 +647,7 @@ impl<'a> Snapshot<'a> {
             })?;
             check_zero(core, next, start)?;
             let body = &core[start..end];
-            if blake3::hash(body).as_bytes() != &e.digest {
+            if super::crypto::blake3(body) != e.digest {
                 return Err(SnapshotError::SectionDigest { section: s });
             }
             next = end;
@@ -679,7 +733,7 @@ impl<'a> Snapshot<'a> {
                 found: bytes.len() as u64,
             });
         }
-        if blake3::hash(&bytes).as_bytes() != &entry.digest {
+        if super::crypto::blake3(&bytes) != entry.digest {
             return Err(SnapshotError::SectionDigest { section: entry.section });
         }
         let loaded = TablePart::new(Cow::Owned(bytes), table.width, entity, (part, table.part_bits))?;

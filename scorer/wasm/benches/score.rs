@@ -37,7 +37,7 @@ use tollgate_tests::parity::{fixture, signer};
 use tract_onnx::prelude::{
     DatumExt, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, Tensor, TypedSimpleState, tvec,
 };
-use wasmtime::{Engine, Instance, Memory, Module, Store, TypedFunc};
+use wasmtime::{Engine, Linker, Memory, Module, Store, TypedFunc};
 
 const TREES: usize = 300;
 const DEPTH: u32 = 6;
@@ -490,7 +490,10 @@ impl Guest {
         let module =
             Module::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let mut store = Store::new(&engine, ());
-        let instance = Instance::new(&mut store, &module, &[])?;
+        // The host's imports (ed25519 and BLAKE3 for the snapshot checks), as the host gives them.
+        let mut linker = Linker::new(&engine);
+        host::imports::add_imports(&mut linker)?;
+        let instance = linker.instantiate(&mut store, &module)?;
         let memory = instance.get_memory(&mut store, "memory").context("no memory export")?;
         let mut guest = Guest {
             alloc: instance.get_typed_func(&mut store, "tg_alloc")?,

@@ -8,14 +8,14 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
-use core::fmt::Write as _;
 use scorer::score::{
     Field, Format, Problem, RequestError, ScoreError, Scorer, TreeAttribution, error_response,
 };
 use scorer::snapshot::{EdgeKey, KeyListError, Snapshot, SnapshotError, edge_keys_from_text};
 
-/// The ABI version, major in the high 16 bits and minor in the low 16 bits.
-pub const ABI_VERSION: u32 = 0x0001_0002;
+/// The ABI version, major in the high 16 bits and minor in the low 16 bits (1.3: the snapshot's
+/// crypto comes from the host's imports, `docs/abi.md`).
+pub const ABI_VERSION: u32 = 0x0001_0003;
 
 /// `tg_load_snapshot` / `tg_set_edge_keys` status: success.
 pub const STATUS_OK: u32 = 0;
@@ -164,7 +164,8 @@ pub extern "C" fn tg_set_edge_keys(ptr: usize, len: usize) -> u32 {
             STATUS_OK
         }
         Err(message) => {
-            let _ = write!(Text(&mut st.error), "edge keys: {message}");
+            st.error.extend_from_slice(b"edge keys: ");
+            let _ = message.write_to(&mut Text(&mut st.error));
             STATUS_BAD_EDGE_KEY
         }
     }
@@ -182,11 +183,12 @@ enum KeyText {
     List(KeyListError),
 }
 
-impl core::fmt::Display for KeyText {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl KeyText {
+    /// The reason in words, through `write_str` alone (no `core::fmt` formatter in the module).
+    fn write_to(&self, f: &mut impl core::fmt::Write) -> core::fmt::Result {
         match self {
             KeyText::NotUtf8 => f.write_str("the text is not UTF-8"),
-            KeyText::List(e) => write!(f, "{e}"),
+            KeyText::List(e) => e.write_to(f),
         }
     }
 }
@@ -231,7 +233,7 @@ pub extern "C" fn tg_load_snapshot(ptr: usize, len: usize) -> u32 {
                 return STATUS_OK;
             }
             Err(e) => {
-                let _ = write!(Text(&mut st.error), "{e}");
+                let _ = e.write_to(&mut Text(&mut st.error));
                 STATUS_SNAPSHOT + snapshot_error_index(&e)
             }
         }

@@ -369,6 +369,66 @@ fn loads_table_parts_on_demand_and_answers_like_the_whole_file() -> Result<()> {
 }
 
 #[test]
+fn parts_are_evicted_least_recently_used_first() -> Result<()> {
+    let lr = fixture(&logistic(), "lr-parity-v1")?;
+    let parted = lr.in_parts(4096)?;
+    let pieces = SnapshotPieces::split(&parted)?;
+    let size = |set: &[(usize, usize)]| -> usize {
+        set.iter()
+            .filter_map(|&(e, p)| pieces.parts.iter().find(|(pe, pp, _)| (*pe, *pp) == (e, p)))
+            .map(|(_, _, range)| range.len())
+            .sum()
+    };
+    // Three requests whose parts are disjoint: A, B and C.
+    let whole = Snapshot::load(&parted, &[signer().edge_key()])?;
+    let scorer = Scorer::new(whole);
+    let mut picked: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
+    for r in lr.json_requests() {
+        let mut needed = Vec::new();
+        scorer.needed_parts(r.as_bytes(), false, &mut needed);
+        let disjoint = picked.iter().all(|(_, set)| set.iter().all(|p| !needed.contains(p)));
+        if !needed.is_empty() && disjoint {
+            picked.push((r, needed));
+        }
+        if picked.len() == 3 {
+            break;
+        }
+    }
+    ensure!(picked.len() == 3, "no three requests with disjoint parts");
+    let [(a, parts_a), (b, parts_b), (c, parts_c)] = &picked[..] else { bail!("three requests") };
+    // Room for all three but one byte: loading C's parts evicts what was used least recently.
+    let budget = size(parts_a) + size(parts_b) + size(parts_c) - 1;
+    let mut worker = LocalWorker::start(&WorkerConfig {
+        edge_keys: signer().edge_key().to_text(),
+        refresh_seconds: 3600.0,
+        part_budget_bytes: Some(budget),
+    })?;
+    worker.push_snapshot(&parted, SHARD_BYTES)?;
+    let agent = agent();
+    let url = format!("{}/v1/score", worker.url);
+    let fetched = |agent: &Agent| -> Result<u64> {
+        let s = status(agent, &worker)?;
+        s["snapshot"]["parts"]["fetched"].as_u64().context("no parts in the status")
+    };
+    let score = |request: &str| -> Result<u64> {
+        let reply = send(&agent, "POST", &url, request.as_bytes())?;
+        ensure!(reply.status == 200, "status {}", reply.status);
+        fetched(&agent)
+    };
+    ensure!(score(a)? == parts_a.len() as u64, "A fetches its parts");
+    let after_b = score(b)?;
+    ensure!(after_b == (parts_a.len() + parts_b.len()) as u64, "B fetches its parts");
+    ensure!(score(a)? == after_b, "A's parts are still loaded");
+    let after_c = score(c)?;
+    ensure!(after_c == after_b + parts_c.len() as u64, "C fetches its parts");
+    // A was used after B: B's parts went, A's stayed (oldest-first eviction would take A's).
+    ensure!(score(a)? == after_c, "A was evicted although B was used less recently");
+    ensure!(score(b)? > after_c, "B's parts were not evicted");
+    eprintln!("parts: A {parts_a:?}, B {parts_b:?}, C {parts_c:?}; budget {budget} bytes");
+    Ok(())
+}
+
+#[test]
 fn bad_requests_get_json_4xx_with_the_scorers_error() -> Result<()> {
     let lr = fixture(&logistic(), "lr-parity-v1")?;
     let mut worker = start(3600.0)?;

@@ -51,7 +51,8 @@ struct State {
     last_error: Option<String>,
     /// The serving snapshot's manifest when it is in parts (layout 2): where its parts are.
     parts_manifest: Option<Manifest>,
-    /// The loaded parts (entity kind, part, bytes), oldest first: evicted in that order.
+    /// The loaded parts (entity kind, part, bytes), least recently used first: evicted in that
+    /// order.
     parts_loaded: VecDeque<(usize, usize, usize)>,
     /// Bytes of the loaded parts.
     parts_bytes: usize,
@@ -313,6 +314,14 @@ async fn load_parts(env: &Env, needed: &[(usize, usize)]) -> Result<(), String> 
             })
         });
         if loaded {
+            // Used again: it goes to the back of the eviction order.
+            STATE.with_borrow_mut(|s| {
+                if let Some(i) = s.parts_loaded.iter().position(|&(e, p, _)| (e, p) == (entity, part))
+                    && let Some(used) = s.parts_loaded.remove(i)
+                {
+                    s.parts_loaded.push_back(used);
+                }
+            });
             continue;
         }
         let key = manifest.part_key(entity, part);
@@ -359,7 +368,7 @@ fn pin_parts(parts: &[(usize, usize)], pin: bool) {
     });
 }
 
-/// Evicts the oldest unpinned loaded parts until their bytes fit `budget`.
+/// Evicts the least recently used unpinned parts until the loaded parts' bytes fit `budget`.
 fn evict_parts(budget: usize) {
     STATE.with_borrow_mut(|s| {
         let mut i = 0;

@@ -175,6 +175,10 @@ pub struct AssembleArgs {
     /// --reference-from` does).
     #[arg(long, value_name = "SNAPSHOT")]
     reference_from: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`tollgate_exporter_*`: the snapshots
+    /// published, their size, build time and as-of).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
     #[command(flatten)]
     decisioning: DecisioningArgs,
 }
@@ -527,6 +531,16 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The metrics of this process, served at `http://ADDR/metrics` (the address printed), with drift
+/// monitoring against `reference` when given.
+fn serve_metrics(addr: &str, reference: Option<&Reference>) -> anyhow::Result<Arc<ExporterMetrics>> {
+    let names = FeatureSchema::handbook().features().iter().map(|f| f.name.clone()).collect();
+    let metrics = ExporterMetrics::new(reference, names);
+    let bound = exporter_metrics::serve(addr, metrics.clone())?;
+    eprintln!("exporter: metrics at http://{bound}/metrics");
+    Ok(metrics)
+}
+
 /// The signer in `path`.
 fn signer(path: &Path) -> anyhow::Result<SnapshotSigner> {
     let key = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -568,13 +582,7 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
         (None, _) => None,
     };
     let metrics = match &args.metrics_addr {
-        Some(addr) => {
-            let names = FeatureSchema::handbook().features().iter().map(|f| f.name.clone()).collect();
-            let metrics = ExporterMetrics::new(reference.as_ref(), names);
-            let bound = exporter_metrics::serve(addr, metrics.clone())?;
-            eprintln!("exporter: metrics at http://{bound}/metrics");
-            Some(metrics)
-        }
+        Some(addr) => Some(serve_metrics(addr, reference.as_ref())?),
         None => None,
     };
     let stop_at = match &args.stop_at {
@@ -660,7 +668,11 @@ fn run_assembler(args: AssembleArgs) -> anyhow::Result<()> {
         idle: args.idle,
         until_idle: args.until_idle,
     };
-    let mut publisher = Publisher::new(args.targets, None, None)?;
+    let metrics = match &args.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr, None)?),
+        None => None,
+    };
+    let mut publisher = Publisher::new(args.targets, None, metrics)?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone())?;
     let began = Instant::now();

@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::stream::{Running, compare_with_batch, handbook_slice, ok, snapshots, wait_until};
+use common::stream::{
+    Running, cluster_with_topics, compare_with_batch, handbook_slice, ok, snapshots, wait_until,
+};
 use common::{Result, tollgate};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
@@ -29,13 +31,6 @@ fn run_args(brokers: &str, extra: &[&str]) -> Vec<String> {
     common.iter().chain(&more).chain(extra).map(|s| s.to_string()).collect()
 }
 
-fn cluster_with_topics() -> Result<MockCluster<'static, rdkafka::producer::DefaultProducerContext>> {
-    let cluster = MockCluster::new(1)?;
-    cluster.create_topic("transactions", 16, 1)?;
-    cluster.create_topic("labels", 2, 1)?;
-    Ok(cluster)
-}
-
 #[test]
 fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte() -> Result<()> {
     let began = Instant::now();
@@ -43,7 +38,7 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     let d = dir.path();
     handbook_slice(&d.join("tx.csv"), DAYS)?;
     ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
-    let cluster = cluster_with_topics()?;
+    let cluster = cluster_with_topics(&[])?;
     let brokers = cluster.bootstrap_servers();
     // Label delays strictly under the 7-day delay of the risk windows: batch and stream agree.
     let replayed = ok(
@@ -105,7 +100,7 @@ fn bad_messages_are_counted_and_logged_and_the_run_goes_on() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
-    let cluster = cluster_with_topics()?;
+    let cluster = cluster_with_topics(&[])?;
     let brokers = cluster.bootstrap_servers();
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
     let day = 1_522_540_800; // 2018-04-01
@@ -181,7 +176,7 @@ fn sigterm_stops_it_cleanly_after_a_final_checkpoint() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
-    let cluster = cluster_with_topics()?;
+    let cluster = cluster_with_topics(&[])?;
     let brokers = cluster.bootstrap_servers();
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
     let day = 1_522_540_800; // 2018-04-01
@@ -362,7 +357,7 @@ fn with_delta_it_pushes_deltas_to_a_host_and_writes_them_beside_the_snapshots() 
     std::fs::copy(d.join("keys/edge.key"), d.join("edge.key"))?;
     std::fs::write(d.join("admin.token"), common::TOKEN)?;
     let server = common::Server::start(d, &[])?;
-    let cluster = cluster_with_topics()?;
+    let cluster = cluster_with_topics(&[])?;
     let brokers = cluster.bootstrap_servers();
     let replay = ["exporter", "replay-to-kafka", "--input", "tx.csv", "--brokers", &brokers];
     ok(tollgate(d, &replay)?, "replay-to-kafka")?;

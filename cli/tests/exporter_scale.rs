@@ -6,9 +6,10 @@
 
 mod common;
 
-use common::stream::{Running, compare_with_batch, files, handbook_slice, ok, snapshots, wait_until};
+use common::stream::{
+    Running, cluster_with_topics, compare_with_batch, files, handbook_slice, ok, snapshots, wait_until,
+};
 use common::{Result, tollgate};
-use rdkafka::mocking::MockCluster;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -48,10 +49,7 @@ fn two_instances_one_killed_and_restarted_assemble_the_batch_exporters_snapshots
     let d = dir.path();
     handbook_slice(&d.join("tx.csv"), DAYS)?;
     ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
-    let cluster = MockCluster::new(1)?;
-    cluster.create_topic("transactions", 16, 1)?;
-    cluster.create_topic("transactions-by-terminal", 16, 1)?;
-    cluster.create_topic("labels", 2, 1)?;
+    let cluster = cluster_with_topics(&["transactions-by-terminal"])?;
     let brokers = cluster.bootstrap_servers();
     let replay = [
         "exporter",

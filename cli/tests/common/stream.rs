@@ -1,5 +1,5 @@
 //! What the continuous exporter's tests share: a slice of the handbook file, a `tollgate` process
-//! killed when dropped, the snapshots of an out directory, and the comparison of each with the
+//! killed when dropped, a mock Kafka cluster with the exporter's topics, the snapshots of an out directory, and the comparison of each with the
 //! batch exporter's snapshot as of the same time.
 
 use super::Result;
@@ -15,6 +15,20 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// A mock Kafka cluster (librdkafka's, in this process, on 127.0.0.1) with the exporter's topics:
+/// `transactions` (16 partitions), `labels` (2), and each of `more` (16 partitions).
+pub fn cluster_with_topics(
+    more: &[&str],
+) -> Result<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>> {
+    let cluster = rdkafka::mocking::MockCluster::new(1)?;
+    cluster.create_topic("transactions", 16, 1)?;
+    cluster.create_topic("labels", 2, 1)?;
+    for topic in more {
+        cluster.create_topic(topic, 16, 1)?;
+    }
+    Ok(cluster)
+}
 
 /// Standard output and error of a finished command, or an error naming `what` if it failed.
 pub fn ok(o: Output, what: &str) -> Result<String> {

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 6] = b"TGCKPT";
-/// The checkpoint format this build writes (2: with the scale-out instance and its count of labels
-/// not held here, which a build that reads only 1 would misread).
-pub const VERSION: u16 = 2;
+/// The checkpoint format this build writes (3: a scale-out lane's state names its lane; 2 named
+/// a statically assigned instance, and with its count of labels not held here a build that
+/// reads only 1 would misread it).
+pub const VERSION: u16 = 3;
 /// The oldest checkpoint format this build reads (1: before scale-out, a single exporter's).
 pub const OLDEST_VERSION: u16 = 1;
 /// The checkpoint's file name inside the `--checkpoint` directory.
@@ -70,10 +71,11 @@ pub struct Position {
     pub next_boundary: Option<i64>,
     /// Snapshot interval in seconds (a checkpoint is only valid for the same interval).
     pub every: i64,
-    /// Scale-out: `(I, N)` for instance I of N (a checkpoint is only valid for the same one);
-    /// `None` for a single exporter. Absent from checkpoints written before scale-out.
+    /// Scale-out: the lane (transaction topic, partition) whose state this is (a checkpoint is
+    /// only valid for that lane); `None` for a single exporter's whole state. Absent from
+    /// checkpoints written before scale-out.
     #[serde(default)]
-    pub instance: Option<(u32, u32)>,
+    pub lane: Option<(String, i32)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -235,6 +237,15 @@ pub fn path_in(dir: &Path) -> PathBuf {
     dir.join(FILE_NAME)
 }
 
+/// The sub-directory of a checkpoint directory that holds scale-out lanes' checkpoints.
+pub const LANES_DIR: &str = "lanes";
+
+/// The directory of the checkpoint of a scale-out lane, partition `partition` of `topic`, in
+/// the instances' shared checkpoint directory `dir`: `dir/lanes/<topic>/<partition>`.
+pub fn lane_dir(dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    dir.join(LANES_DIR).join(topic).join(partition.to_string())
+}
+
 /// Reads the checkpoint in `dir`, if there is one.
 pub fn load(dir: &Path, schema: &FeatureSchema) -> Result<Option<(State, Position)>, CheckpointError> {
     let path = path_in(dir);
@@ -295,7 +306,7 @@ mod tests {
             offsets: vec![("tx".into(), 0, 200)],
             next_boundary: Some(5),
             every: 3600,
-            instance: None,
+            lane: None,
         };
         let bytes = encode(&state, &position);
         let (mut restored, pos) = decode(&bytes, Path::new("ck"), &schema).expect("decode");
@@ -332,7 +343,7 @@ mod tests {
         let position: Position = rmp_serde::from_slice(&bytes).expect("decode");
         assert_eq!(
             position,
-            Position { offsets: before.offsets, next_boundary: Some(7), every: 60, instance: None }
+            Position { offsets: before.offsets, next_boundary: Some(7), every: 60, lane: None }
         );
     }
 

@@ -41,4 +41,4 @@ pub mod shard;
 pub mod state;
 
 pub use message::{Label, LabelEvent, Reason, Rejection, Transaction};
-pub use state::{Counts, KindSet, State};
+pub use state::{Counts, KindSet, State, Status};

@@ -1,18 +1,21 @@
 //! The always-on loop: read both topics' partitions (assigned by hand at the checkpoint's
 //! offsets), merge them by event time, fold every event into the [`State`], publish a signed
 //! snapshot at every boundary the watermark passes, and checkpoint state and offsets together.
-//! As one instance of a scale-out ([`run_instance`]) it reads its share of the partitions and
-//! writes a shard instead of a snapshot.
+//! As one member of a scale-out consumer group ([`run_instance`]) it reads the partitions Kafka
+//! assigns it, keeps one state per partition (a lane), checkpoints each lane where every instance
+//! can load it, and writes a shard per lane instead of a snapshot.
 
 use crate::checkpoint::{self, CheckpointError, Position};
 use crate::message::{Label, LabelEvent, Reason, Rejection, Transaction};
-use crate::shard::{self, Instance, Shard, ShardError};
-use crate::state::{Counts, KindSet, State};
+use crate::shard::{self, Lane as ShardLane, Shard, ShardError};
+use crate::state::{Counts, KindSet, State, Status};
 use exporter::snapshot::{BuiltSnapshot, Decisioning, ExportError, build_from_aggregates};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
@@ -20,6 +23,7 @@ use scorer::snapshot::SnapshotSigner;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How the exporter runs.
@@ -35,7 +39,8 @@ pub struct Config {
     pub every: Duration,
     /// A partition with nothing new for this long (wall time) stops holding the watermark back.
     pub idle: Duration,
-    /// The directory of the checkpoint file.
+    /// The directory of the checkpoint file; in a scale-out, the directory every instance of the
+    /// group shares, with one checkpoint per lane (`lanes/<topic>/<partition>/`).
     pub checkpoint_dir: PathBuf,
     /// Checkpoint at least this often (besides at every published snapshot).
     pub checkpoint_every: Duration,
@@ -51,15 +56,18 @@ pub struct Config {
     pub feature_sample: u32,
 }
 
-/// Scale-out: this process is one of N instances, each owning a share of the entities.
+/// Scale-out: this process is one member of a consumer group whose instances share the entities.
 #[derive(Clone, Debug)]
 pub struct ScaleOut {
-    /// Which instance (owns the partitions `p % N == I` of both transaction topics).
-    pub instance: Instance,
+    /// The consumer group's name. Kafka assigns the partitions of both transaction topics among
+    /// the running members (groups `<group>.<topic>`, one per topic) and moves them when a member
+    /// joins, leaves or stops answering; the new owner of a partition loads its lane's checkpoint
+    /// from the shared checkpoint directory and goes on from its offsets.
+    pub group: String,
     /// The same transactions as `Config::transactions`, keyed by terminal id: the terminal kind
     /// is folded from it (the customer kind from `Config::transactions`).
     pub by_terminal: String,
-    /// Shards are written under this directory (`<as_of>/<I>-of-<N>.shard`).
+    /// Shards are written under this directory (`<as_of>/k<kind>-p<partition>-of-<P>.shard`).
     pub shards: PathBuf,
 }
 
@@ -70,10 +78,21 @@ pub enum Report<'a> {
     Started {
         /// A checkpoint was loaded.
         resumed: bool,
-        /// Partitions and their start offsets (`None`: from the beginning).
+        /// Partitions and their start offsets (`None`: from the beginning); in a scale-out none
+        /// yet (the group assigns them: [`Report::Rebalanced`]).
         partitions: Vec<(String, i32, Option<i64>)>,
-        /// The state it starts from (the checkpoint's, or empty).
-        state: &'a State,
+        /// What the state it starts from holds (the checkpoint's, or nothing).
+        status: Status,
+    },
+    /// Scale-out: the group moved partitions to or from this instance.
+    Rebalanced {
+        /// Partitions taken over, with the offset each goes on from (`None`: the beginning) and
+        /// whether its lane's checkpoint was loaded.
+        assigned: Vec<(String, i32, Option<i64>, bool)>,
+        /// Partitions given up (their lanes checkpointed first).
+        revoked: Vec<(String, i32)>,
+        /// What the lanes held now hold.
+        status: Status,
     },
     /// A message was not used (it is counted under its reason).
     Rejected {
@@ -115,8 +134,9 @@ pub enum Report<'a> {
     },
     /// Periodic progress (every few seconds).
     Progress {
-        /// The state: its counts, event time, entities and held transactions.
-        state: &'a State,
+        /// The state (all lanes together): its counts, event time, entities and held
+        /// transactions.
+        status: Status,
     },
     /// The features of a sampled transaction (see [`Config::feature_sample`]), one value per
     /// feature of the schema, as the exporter's training sets compute them.
@@ -196,7 +216,8 @@ pub struct Summary {
     pub stopped: Stopped,
     /// Snapshots published (or, scale-out, shards written) in this run.
     pub published: usize,
-    /// The counts (over every run since the first checkpoint).
+    /// The counts (over every run since the first checkpoint; in a scale-out, of the lanes held
+    /// at the end plus the labels not held here in this run).
     pub counts: Counts,
 }
 
@@ -224,6 +245,8 @@ impl Pending {
 struct Source {
     topic: usize,
     partition: i32,
+    // A transaction partition's lane (index into the lanes); unused for labels.
+    lane: usize,
     next_offset: Option<i64>,
     queue: VecDeque<Pending>,
     // Since when the partition has been read to its end with nothing new (librdkafka's
@@ -233,6 +256,10 @@ struct Source {
 }
 
 impl Source {
+    fn new(topic: usize, partition: i32, next_offset: Option<i64>) -> Source {
+        Source { topic, partition, lane: 0, next_offset, queue: VecDeque::new(), caught_up: None, paused: false }
+    }
+
     /// Caught up and quiet for `idle`: it no longer holds the watermark back.
     fn idle(&self, idle: Duration) -> bool {
         self.queue.is_empty() && self.caught_up.is_some_and(|since| since.elapsed() >= idle)
@@ -248,7 +275,7 @@ const RESUME_BELOW: usize = 10_000;
 enum Output<'a> {
     /// One exporter: a whole snapshot, built, signed and handed to the sink.
     Snapshot { signer: &'a SnapshotSigner, decisioning: &'a Decisioning<'a> },
-    /// Scale-out: this instance's shard.
+    /// Scale-out: each lane's shard.
     Shard(&'a ScaleOut),
 }
 
@@ -259,6 +286,174 @@ enum Role {
     Transactions(KindSet),
     /// Labels.
     Labels,
+}
+
+/// A state and the input it reflects, checkpointed together: the single exporter's whole state,
+/// or, in a scale-out, one lane (one partition of a transaction topic, its kind's entities).
+struct Lane {
+    /// Scale-out: the topic (index), the partition and the shard lane; `None` for the single
+    /// exporter.
+    id: Option<(usize, i32, ShardLane)>,
+    kinds: KindSet,
+    state: State,
+    position: Position,
+    /// Per label partition, the first offset this lane folds (`None`: from the beginning); the
+    /// labels before it are in its state already.
+    label_from: Vec<Option<i64>>,
+    /// Its checkpoint directory.
+    dir: PathBuf,
+}
+
+impl Lane {
+    /// Whether the label at `offset` of label partition `partition` is still to be folded here.
+    fn takes_label(&self, partition: i32, offset: i64) -> bool {
+        let from = usize::try_from(partition).ok().and_then(|q| self.label_from.get(q)).copied().flatten();
+        from.is_none_or(|from| offset >= from)
+    }
+
+    /// Whether this lane is partition `partition` of topic `topic` (the single exporter's lane is
+    /// every partition).
+    fn is(&self, topic: usize, partition: i32) -> bool {
+        self.id.is_none_or(|(t, p, _)| t == topic && p == partition)
+    }
+}
+
+/// The topics and schema a lane is opened with.
+struct Layout {
+    topics: Vec<String>,
+    labels: usize,
+    label_partitions: usize,
+    schema: FeatureSchema,
+    every: i64,
+}
+
+impl Layout {
+    /// Opens a lane from its checkpoint in `dir`, or empty if there is none; `(lane, resumed)`.
+    fn open(&self, dir: PathBuf, id: Option<(usize, i32, ShardLane)>, kinds: KindSet) -> Result<(Lane, bool), RunError> {
+        let expected = id.map(|(t, p, _)| (self.topics[t].clone(), p));
+        let (state, position, resumed) = match checkpoint::load(&dir, &self.schema)? {
+            Some((state, position)) => (state, position, true),
+            None => {
+                let position = Position { every: self.every, lane: expected.clone(), ..Position::default() };
+                (State::new(self.schema.clone()), position, false)
+            }
+        };
+        let mismatch = |found: String, expected: String| CheckpointError::Mismatch {
+            path: checkpoint::path_in(&dir),
+            found,
+            expected,
+        };
+        let name = |lane: &Option<(String, i32)>| {
+            lane.as_ref().map_or("a single exporter".to_string(), |(t, p)| format!("partition {p} of {t}"))
+        };
+        if position.lane != expected {
+            return Err(mismatch(name(&position.lane), name(&expected)).into());
+        }
+        if position.every != self.every {
+            let found = format!("snapshots every {} s", position.every);
+            return Err(mismatch(found, format!("every {} s", self.every)).into());
+        }
+        let label_topic = &self.topics[self.labels];
+        let own = |topic: &str| {
+            topic == label_topic || id.map_or(self.topics.iter().any(|t| t == topic), |(t, _, _)| self.topics[t] == topic)
+        };
+        if let Some((topic, _, _)) = position.offsets.iter().find(|(t, _, _)| !own(t)) {
+            let expected = id.map_or(self.topics.join(", "), |(t, _, _)| format!("{}, {label_topic}", self.topics[t]));
+            return Err(mismatch(format!("topic {topic}"), format!("topics {expected}")).into());
+        }
+        let label_from = (0..self.label_partitions as i32)
+            .map(|q| position.offsets.iter().find(|(t, p, _)| t == label_topic && *p == q).map(|o| o.2))
+            .collect();
+        Ok((Lane { id, kinds, state, position, label_from, dir }, resumed))
+    }
+}
+
+/// What a group member's rebalance callback leaves for the loop.
+enum Change {
+    /// Partitions of topic `topic` assigned, their lanes opened and the consumer assigned at their
+    /// offsets: `(lane, resumed)`.
+    Assigned { topic: usize, lanes: Vec<(Lane, bool)> },
+    /// Partitions taken away (the consumer no longer reads them).
+    Revoked { topic: usize, partitions: Vec<i32> },
+    /// A rebalance could not be followed (the loop stops with this error).
+    Failed(RunError),
+}
+
+/// A transaction topic's group membership: what its rebalance callback needs.
+struct Membership {
+    topic: usize,
+    kind: u32,
+    partitions: u32,
+    layout: Arc<Layout>,
+    dir: PathBuf,
+    changes: Arc<Mutex<Vec<Change>>>,
+}
+
+impl Membership {
+    /// Opens the lanes of the assigned partitions and assigns the consumer at their offsets.
+    fn assign(&self, consumer: &BaseConsumer<MemberContext>, assigned: &TopicPartitionList) -> Change {
+        let topic = &self.layout.topics[self.topic];
+        let mut lanes = Vec::new();
+        let mut list = TopicPartitionList::new();
+        for element in assigned.elements() {
+            let p = element.partition();
+            let lane = ShardLane { kind: self.kind, partition: p as u32, partitions: self.partitions };
+            if !(0..self.partitions as i32).contains(&p) {
+                let reason = format!(
+                    "partition {p} assigned, the topic had {} partitions at start: restart the instances after \
+                     repartitioning",
+                    self.partitions
+                );
+                return Change::Failed(RunError::Topic { topic: topic.clone(), reason });
+            }
+            let dir = checkpoint::lane_dir(&self.dir, topic, p);
+            let opened = self.layout.open(dir, Some((self.topic, p, lane)), KindSet::only(self.kind as usize));
+            let (lane, resumed) = match opened {
+                Ok(opened) => opened,
+                Err(e) => return Change::Failed(e),
+            };
+            let stored = lane.position.offsets.iter().find(|(t, q, _)| t == topic && *q == p).map(|o| o.2);
+            if let Err(e) = list.add_partition_offset(topic, p, stored.map_or(Offset::Beginning, Offset::Offset)) {
+                return Change::Failed(e.into());
+            }
+            lanes.push((lane, resumed));
+        }
+        match consumer.assign(&list) {
+            Ok(()) => Change::Assigned { topic: self.topic, lanes },
+            Err(e) => Change::Failed(e.into()),
+        }
+    }
+}
+
+/// The consumers' context: a group member's transaction consumers follow rebalances; the others
+/// (the single exporter's, the labels') are assigned by hand.
+struct MemberContext(Option<Membership>);
+
+impl ClientContext for MemberContext {}
+
+impl ConsumerContext for MemberContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, partitions: &mut TopicPartitionList) {
+        let Some(member) = &self.0 else { return };
+        let change = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => member.assign(consumer, partitions),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => match consumer.unassign() {
+                Ok(()) => Change::Revoked {
+                    topic: member.topic,
+                    partitions: partitions.elements().iter().map(|e| e.partition()).collect(),
+                },
+                Err(e) => Change::Failed(e.into()),
+            },
+            other => {
+                let _ = consumer.unassign();
+                let topic = member.layout.topics[member.topic].clone();
+                Change::Failed(RunError::Topic { topic, reason: format!("rebalance failed: {other:?}") })
+            }
+        };
+        // A poisoned lock means the loop panicked: nobody is left to read the change.
+        if let Ok(mut changes) = member.changes.lock() {
+            changes.push(change);
+        }
+    }
 }
 
 /// Runs the exporter until `stop` is set, every partition is idle (`until_idle`) or `stop_at`
@@ -273,20 +468,113 @@ pub fn run(
     run_with(config, &Output::Snapshot { signer, decisioning }, sink, stop)
 }
 
-/// Runs one instance of a scale-out as [`run`] runs the exporter, except that it reads only its
-/// partitions of the two transaction topics (and every label), and writes its shard at every
-/// boundary instead of a snapshot (the assembler, `crate::assemble`, signs and publishes).
+/// Runs one member of a scale-out group as [`run`] runs the exporter, except that it reads the
+/// partitions of the two transaction topics that the group assigns it (and every label), keeps
+/// a state per partition checkpointed in the shared directory, and writes each one's shard at
+/// every boundary instead of a snapshot (the assembler, `crate::assemble`, signs and publishes).
 pub fn run_instance(
     config: &Config,
     scale_out: &ScaleOut,
     sink: &mut dyn Sink,
     stop: &AtomicBool,
 ) -> Result<Summary, RunError> {
-    let Instance { index, count } = scale_out.instance;
-    if index >= count {
-        return Err(RunError::Config(format!("instance {index}/{count}: I must be less than N")));
+    if scale_out.group.is_empty() {
+        return Err(RunError::Config("the consumer group's name is empty".into()));
     }
     run_with(config, &Output::Shard(scale_out), sink, stop)
+}
+
+/// The partition count of `topic`.
+fn partitions_of(consumer: &BaseConsumer<MemberContext>, topic: &str) -> Result<usize, RunError> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|m| m.name() == topic)
+        .filter(|m| m.error().is_none())
+        .map(|m| m.partitions().len())
+        .unwrap_or(0);
+    if partitions == 0 {
+        return Err(RunError::Topic { topic: topic.to_string(), reason: "does not exist or has no partitions".into() });
+    }
+    Ok(partitions)
+}
+
+/// Writes lane `i`'s checkpoint: its state, its transaction partitions' next offsets and, per
+/// label partition, the next label it has not folded.
+fn save_lane(
+    lanes: &mut [Lane],
+    i: usize,
+    sources: &[Source],
+    layout: &Layout,
+    sink: &mut dyn Sink,
+) -> Result<(), RunError> {
+    let lane = &mut lanes[i];
+    lane.position.offsets = sources
+        .iter()
+        .filter_map(|s| {
+            let next = if s.topic == layout.labels {
+                let from = usize::try_from(s.partition).ok().and_then(|q| lane.label_from.get(q)).copied().flatten();
+                from.max(s.next_offset)
+            } else if s.lane == i {
+                s.next_offset
+            } else {
+                None
+            };
+            next.map(|o| (layout.topics[s.topic].clone(), s.partition, o))
+        })
+        .collect();
+    let began = Instant::now();
+    let bytes = checkpoint::save(&lane.dir, &lane.state, &lane.position)?;
+    sink.report(Report::Checkpointed { bytes, took: began.elapsed() });
+    Ok(())
+}
+
+/// Points each transaction source at its lane (after lanes came or went).
+fn link_lanes(sources: &mut [Source], lanes: &[Lane], labels: usize) {
+    for s in sources.iter_mut().filter(|s| s.topic != labels) {
+        s.lane = lanes.iter().position(|l| l.is(s.topic, s.partition)).unwrap_or(usize::MAX);
+    }
+}
+
+/// Makes the labels consumer read from the earliest label some lane has not folded: at the start,
+/// and when a lane loaded from a checkpoint is behind the others. The lanes already past a label
+/// skip it when it comes again.
+fn align_labels(
+    consumer: &BaseConsumer<MemberContext>,
+    sources: &mut [Source],
+    lanes: &mut [Lane],
+    layout: &Layout,
+    assigned: &mut bool,
+) -> Result<(), RunError> {
+    if lanes.is_empty() {
+        return Ok(());
+    }
+    let want = |q: usize| lanes.iter().map(|l| l.label_from.get(q).copied().flatten()).min().flatten();
+    let labels = |s: &&mut Source| s.topic == layout.labels;
+    let behind = sources.iter_mut().filter(labels).any(|s| want(s.partition as usize) < s.next_offset);
+    if *assigned && !behind {
+        return Ok(());
+    }
+    let wanted: Vec<Option<i64>> = (0..layout.label_partitions).map(want).collect();
+    let mut list = TopicPartitionList::new();
+    for s in sources.iter_mut().filter(labels) {
+        let q = s.partition as usize;
+        for lane in lanes.iter_mut() {
+            if let Some(from) = lane.label_from.get_mut(q) {
+                *from = (*from).max(s.next_offset);
+            }
+        }
+        let from = if *assigned { wanted[q].min(s.next_offset) } else { wanted[q] };
+        s.next_offset = from;
+        s.queue.clear();
+        s.caught_up = None;
+        s.paused = false;
+        list.add_partition_offset(&layout.topics[layout.labels], s.partition, from.map_or(Offset::Beginning, Offset::Offset))?;
+    }
+    consumer.assign(&list)?;
+    *assigned = true;
+    Ok(())
 }
 
 fn run_with(
@@ -304,34 +592,21 @@ fn run_with(
         Output::Shard(s) => Some(*s),
         Output::Snapshot { .. } => None,
     };
-    let instance = scale_out.map(|s| (s.instance.index, s.instance.count));
     if scale_out.is_some() && schema.entities().len() != 2 {
         return Err(RunError::Config(
             "scale-out needs a schema of two entity kinds (customer, terminal)".into(),
         ));
     }
-    let (mut state, mut position, resumed) = match checkpoint::load(&config.checkpoint_dir, &schema)? {
-        Some((state, position)) => (state, position, true),
-        None => (State::new(schema.clone()), Position { every, instance, ..Position::default() }, false),
+    // A checkpoint directory holds one single exporter's checkpoint or a group's lanes, not both.
+    let dir = &config.checkpoint_dir;
+    let (single_file, lanes_dir) = (checkpoint::path_in(dir), dir.join(checkpoint::LANES_DIR));
+    let other = match scale_out {
+        None if lanes_dir.exists() => Some((lanes_dir, "scale-out lanes", "a single exporter")),
+        Some(_) if single_file.exists() => Some((single_file, "a single exporter", "a scale-out instance")),
+        _ => None,
     };
-    if position.instance != instance {
-        let name = |i: Option<(u32, u32)>| {
-            i.map_or("a single exporter".to_string(), |(i, n)| format!("instance {i}/{n}"))
-        };
-        return Err(CheckpointError::Mismatch {
-            path: checkpoint::path_in(&config.checkpoint_dir),
-            found: name(position.instance),
-            expected: name(instance),
-        }
-        .into());
-    }
-    if position.every != every {
-        return Err(CheckpointError::Mismatch {
-            path: checkpoint::path_in(&config.checkpoint_dir),
-            found: format!("snapshots every {} s", position.every),
-            expected: format!("every {every} s"),
-        }
-        .into());
+    if let Some((path, found, expected)) = other {
+        return Err(CheckpointError::Mismatch { path, found: found.into(), expected: expected.into() }.into());
     }
     // Transaction topics first: at equal times a transaction folds before a label, as in one
     // exporter.
@@ -350,21 +625,13 @@ fn run_with(
         .into_iter()
         .unzip(),
     };
-    if resumed
-        && let Some((topic, _, _)) = position.offsets.iter().find(|(t, _, _)| !topics.contains(&t.as_str()))
-    {
-        return Err(CheckpointError::Mismatch {
-            path: checkpoint::path_in(&config.checkpoint_dir),
-            found: format!("topic {topic}"),
-            expected: format!("topics {}", topics.join(", ")),
-        }
-        .into());
-    }
+    let label_t = topics.len() - 1;
 
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)
-        // Offsets live in the checkpoint; the group id only names the client.
+        // Offsets live in the checkpoints; the group id only names the client (or, in a
+        // scale-out, the group that shares the partitions).
         .set("group.id", "tollgate-exporter")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -376,83 +643,93 @@ fn run_with(
     }
     // One consumer per topic: librdkafka's end-of-partition events name the partition only.
     client.set("enable.partition.eof", "true");
-    let consumers: Vec<BaseConsumer> = topics.iter().map(|_| client.create()).collect::<Result<_, _>>()?;
-    let mut sources = Vec::new();
-    let mut started = Vec::new();
+    let probe: BaseConsumer<MemberContext> = client.create_with_context(MemberContext(None))?;
+    let partitions: Vec<usize> = topics.iter().map(|t| partitions_of(&probe, t)).collect::<Result<_, _>>()?;
+    drop(probe);
+    let layout = Arc::new(Layout {
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+        labels: label_t,
+        label_partitions: partitions[label_t],
+        schema: schema.clone(),
+        every,
+    });
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let mut consumers = Vec::new();
     for (t, topic) in topics.iter().enumerate() {
-        let consumer = &consumers[t];
-        let mut assignment = TopicPartitionList::new();
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|m| m.name() == *topic)
-            .filter(|m| m.error().is_none())
-            .map(|m| m.partitions().len())
-            .unwrap_or(0);
-        if partitions == 0 {
-            return Err(RunError::Topic {
-                topic: topic.to_string(),
-                reason: "does not exist or has no partitions".into(),
-            });
-        }
-        if let (Some(s), Role::Transactions(_)) = (scale_out, roles[t])
-            && partitions < s.instance.count as usize
-        {
-            return Err(RunError::Topic {
-                topic: topic.to_string(),
-                reason: format!(
-                    "{partitions} partitions for {} instances: some instances would own none",
-                    s.instance.count
-                ),
-            });
-        }
-        for p in 0..partitions as i32 {
-            if let (Some(s), Role::Transactions(_)) = (scale_out, roles[t])
-                && !s.instance.owns(p)
-            {
-                continue;
+        let member = match (scale_out, roles[t]) {
+            (Some(s), Role::Transactions(kinds)) => {
+                client.set("group.id", format!("{}.{topic}", s.group));
+                let kind = (0..schema.entities().len()).find(|&k| kinds.contains(k)).unwrap_or(0) as u32;
+                Some(Membership {
+                    topic: t,
+                    kind,
+                    partitions: partitions[t] as u32,
+                    layout: layout.clone(),
+                    dir: dir.clone(),
+                    changes: changes.clone(),
+                })
             }
-            let stored =
-                position.offsets.iter().find(|(name, q, _)| name == topic && *q == p).map(|&(_, _, o)| o);
-            let offset = stored.map_or(Offset::Beginning, Offset::Offset);
-            assignment.add_partition_offset(topic, p, offset)?;
-            started.push((topic.to_string(), p, stored));
-            sources.push(Source {
-                topic: t,
-                partition: p,
-                next_offset: stored,
-                queue: VecDeque::new(),
-                caught_up: None,
-                paused: false,
-            });
-        }
-        consumer.assign(&assignment)?;
+            _ => None,
+        };
+        let consumer: BaseConsumer<MemberContext> = client.create_with_context(MemberContext(member))?;
+        consumers.push(consumer);
     }
-    sink.report(Report::Started { resumed, partitions: started, state: &state });
+
+    let mut lanes: Vec<Lane> = Vec::new();
+    let mut sources: Vec<Source> = (0..partitions[label_t] as i32).map(|q| Source::new(label_t, q, None)).collect();
+    let mut labels_assigned = false;
+    let mut started = Vec::new();
+    let mut resumed = false;
+    match scale_out {
+        None => {
+            let (lane, loaded) = layout.open(dir.clone(), None, KindSet::ALL)?;
+            resumed = loaded;
+            let mut assignment = TopicPartitionList::new();
+            for p in 0..partitions[0] as i32 {
+                let stored = lane.position.offsets.iter().find(|(t, q, _)| t == topics[0] && *q == p).map(|o| o.2);
+                assignment.add_partition_offset(topics[0], p, stored.map_or(Offset::Beginning, Offset::Offset))?;
+                started.push((topics[0].to_string(), p, stored));
+                sources.push(Source::new(0, p, stored));
+            }
+            started.extend(lane.label_from.iter().enumerate().map(|(q, &o)| (topics[label_t].to_string(), q as i32, o)));
+            consumers[0].assign(&assignment)?;
+            lanes.push(lane);
+        }
+        Some(_) => {
+            for (t, topic) in topics.iter().enumerate().take(label_t) {
+                consumers[t].subscribe(&[topic])?;
+            }
+        }
+    }
+    link_lanes(&mut sources, &lanes, label_t);
+    align_labels(&consumers[label_t], &mut sources, &mut lanes, &layout, &mut labels_assigned)?;
+    // Labels of transactions no lane here holds, and bad label messages (scale-out: no lane's).
+    let mut unlaned = Counts::default();
+    let status = |lanes: &[Lane], unlaned: &Counts| {
+        let mut status = Status::default();
+        lanes.iter().for_each(|l| status.add(&l.state));
+        status.counts.add(unlaned);
+        status
+    };
+    sink.report(Report::Started { resumed, partitions: started, status: status(&lanes, &unlaned) });
 
     let mut published = 0;
-    // An instance holds some entity kinds only: it cannot compute a transaction's features.
+    // A scale-out lane holds one entity kind: it cannot compute a transaction's features.
     let sample = if scale_out.is_some() { 0 } else { config.feature_sample };
     let (mut features, mut until_sample) = (vec![0.0; schema.len()], sample);
     let mut last_checkpoint = Instant::now();
     let mut last_progress = Instant::now();
-    let save = |state: &State, position: &mut Position, sources: &[Source], sink: &mut dyn Sink| {
-        position.offsets = sources
-            .iter()
-            .filter_map(|s| s.next_offset.map(|o| (topics[s.topic].to_string(), s.partition, o)))
-            .collect();
-        let began = Instant::now();
-        let bytes = checkpoint::save(&config.checkpoint_dir, state, position)?;
-        sink.report(Report::Checkpointed { bytes, took: began.elapsed() });
-        Ok::<(), RunError>(())
+    // The earliest next boundary of any lane (`i64::MIN`: to be worked out at the next event).
+    let mut next_due = i64::MIN;
+    let save_all = |lanes: &mut [Lane], sources: &[Source], sink: &mut dyn Sink| {
+        (0..lanes.len()).try_for_each(|i| save_lane(lanes, i, sources, &layout, sink))
     };
 
     let stopped = 'run: loop {
         if stop.load(Ordering::Relaxed) {
             break Stopped::Asked;
         }
-        // Read what has arrived.
+        // Read what has arrived (a group member's rebalances are served here too).
         for (t, consumer) in consumers.iter().enumerate() {
             let mut got = 0;
             while got < 20_000 {
@@ -483,6 +760,46 @@ fn run_with(
                 got += 1;
             }
         }
+        // What the group's rebalances changed: lanes given up (checkpointed, then dropped) and
+        // lanes taken over (opened from their checkpoints by the callback).
+        let news = changes.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default();
+        if !news.is_empty() {
+            let (mut assigned, mut revoked) = (Vec::new(), Vec::new());
+            for change in news {
+                match change {
+                    Change::Failed(e) => return Err(e),
+                    Change::Revoked { topic, partitions } => {
+                        for p in partitions {
+                            if let Some(i) = lanes.iter().position(|l| l.id.is_some() && l.is(topic, p)) {
+                                save_lane(&mut lanes, i, &sources, &layout, sink)?;
+                                lanes.remove(i);
+                                sources.retain(|s| !(s.topic == topic && s.partition == p));
+                                link_lanes(&mut sources, &lanes, label_t);
+                            }
+                            revoked.push((topics[topic].to_string(), p));
+                        }
+                    }
+                    Change::Assigned { topic, lanes: opened } => {
+                        for (lane, loaded) in opened {
+                            let Some((_, p, _)) = lane.id else { continue };
+                            // Taken again without a revoke in between: the opened lane matches
+                            // the offsets the consumer was just assigned at.
+                            lanes.retain(|l| !(l.id.is_some() && l.is(topic, p)));
+                            sources.retain(|s| !(s.topic == topic && s.partition == p));
+                            let stored =
+                                lane.position.offsets.iter().find(|(t, q, _)| t == topics[topic] && *q == p).map(|o| o.2);
+                            sources.push(Source::new(topic, p, stored));
+                            assigned.push((topics[topic].to_string(), p, stored, loaded));
+                            lanes.push(lane);
+                        }
+                    }
+                }
+            }
+            link_lanes(&mut sources, &lanes, label_t);
+            align_labels(&consumers[label_t], &mut sources, &mut lanes, &layout, &mut labels_assigned)?;
+            next_due = i64::MIN;
+            sink.report(Report::Rebalanced { assigned, revoked, status: status(&lanes, &unlaned) });
+        }
         for s in &mut sources {
             let pause = !s.paused && s.queue.len() > PAUSE_ABOVE;
             let resume = s.paused && s.queue.len() < RESUME_BELOW;
@@ -499,12 +816,18 @@ fn run_with(
             }
         }
 
-        // Fold in event-time order while no partition that may still deliver is empty.
-        for _ in 0..100_000 {
+        // Fold in event-time order while no partition that may still deliver is empty (a
+        // group member with no partitions yet folds nothing).
+        for _ in 0..if lanes.is_empty() { 0 } else { 100_000 } {
             for s in &mut sources {
                 while let Some(Pending { item: Item::Bad(_), .. }) = s.queue.front() {
                     if let Some(Pending { offset, item: Item::Bad(rejection) }) = s.queue.pop_front() {
-                        state.count_rejection(&rejection);
+                        match lanes.get_mut(if s.topic == label_t { 0 } else { s.lane }) {
+                            Some(lane) if lane.id.is_none() || s.topic != label_t => {
+                                lane.state.count_rejection(&rejection)
+                            }
+                            _ => unlaned.reject(&rejection.reason),
+                        }
                         let (topic, partition) = (topics[s.topic], s.partition);
                         sink.report(Report::Rejected { topic, partition, offset, rejection: &rejection });
                         s.next_offset = Some(offset + 1);
@@ -527,107 +850,128 @@ fn run_with(
             if config.stop_at.is_some_and(|at| time >= at) {
                 break 'run Stopped::StopAt;
             }
-            // Every boundary the watermark has passed: its snapshot, then a checkpoint.
-            let boundary = *position.next_boundary.get_or_insert((time.0.div_euclid(every) + 1) * every);
-            if time.0 >= boundary {
-                let mut as_of = boundary;
-                while time.0 >= as_of {
-                    let began = Instant::now();
-                    match output {
-                        Output::Snapshot { signer, decisioning } => {
-                            let tables = state.aggregates_as_of(Timestamp(as_of), signer.id_hash());
-                            let snapshot = build_from_aggregates(
-                                tables,
-                                &schema,
-                                Timestamp(as_of),
-                                // Deterministic: a snapshot built again after a restart is the same bytes.
-                                Timestamp(as_of),
-                                state.data_range(),
-                                signer,
-                                decisioning,
-                            )
-                            .map_err(|source| RunError::Build { as_of: Timestamp(as_of), source })?;
-                            let build = began.elapsed();
-                            sink.publish(&snapshot)
-                                .map_err(|reason| RunError::Publish { as_of: Timestamp(as_of), reason })?;
-                            sink.report(Report::Published { snapshot: &snapshot, build });
+            // Every boundary the watermark has passed: each lane's snapshot or shard, then its
+            // checkpoint.
+            if time.0 >= next_due {
+                next_due = i64::MAX;
+                for l in 0..lanes.len() {
+                    let lane = &mut lanes[l];
+                    let mut as_of = *lane.position.next_boundary.get_or_insert((time.0.div_euclid(every) + 1) * every);
+                    if time.0 >= as_of {
+                        while time.0 >= as_of {
+                            emit(output, lane, &schema, Timestamp(as_of), sink)?;
+                            published += 1;
+                            as_of += every;
+                            lane.position.next_boundary = Some(as_of);
                         }
-                        Output::Shard(scale_out) => {
-                            let rows = state.rows_as_of(Timestamp(as_of));
-                            let shard = Shard {
-                                as_of: Timestamp(as_of),
-                                instance: scale_out.instance,
-                                schema_hash: schema.hash(),
-                                data_range: state.data_range(),
-                                counts: state.counts().clone(),
-                                rows,
-                            };
-                            let (path, bytes) = shard::write(&scale_out.shards, &shard)?;
-                            let rows = shard.rows.iter().map(Vec::len).collect();
-                            let took = began.elapsed();
-                            let as_of = Timestamp(as_of);
-                            sink.report(Report::Sharded { as_of, path: &path, rows, bytes, took });
-                        }
+                        save_lane(&mut lanes, l, &sources, &layout, sink)?;
+                        last_checkpoint = Instant::now();
                     }
-                    published += 1;
-                    as_of += every;
-                    position.next_boundary = Some(as_of);
-                    save(&state, &mut position, &sources, sink)?;
-                    last_checkpoint = Instant::now();
+                    next_due = next_due.min(as_of);
                 }
             }
             let source = &mut sources[i];
             let Some(pending) = source.queue.pop_front() else { break };
-            let folded = match (&pending.item, roles[source.topic]) {
-                (Item::Transaction(tx), Role::Transactions(kinds)) => {
-                    if sample > 0 && tx.time >= state.clock() {
+            match &pending.item {
+                Item::Transaction(tx) => {
+                    let Some(lane) = lanes.get_mut(source.lane) else { break };
+                    if sample > 0 && tx.time >= lane.state.clock() {
                         until_sample = until_sample.saturating_sub(1);
                         if until_sample == 0 {
                             until_sample = sample;
-                            state.features_of(tx, &mut features);
+                            lane.state.features_of(tx, &mut features);
                             sink.report(Report::Features { time: tx.time, values: &features });
                         }
                     }
-                    state.fold_transaction_into(tx, kinds)
+                    if let Err(rejection) = lane.state.fold_transaction_into(tx, lane.kinds) {
+                        lane.state.count_rejection(&rejection);
+                        let (topic, partition, offset) = (topics[source.topic], source.partition, pending.offset);
+                        sink.report(Report::Rejected { topic, partition, offset, rejection: &rejection });
+                    }
                 }
-                (Item::Label(label), _) => state.fold_label(label),
-                _ => Ok(()),
-            };
-            match folded {
-                // Scale-out: another instance holds the transaction (or nobody does).
-                Err(rejection) if scale_out.is_some() && rejection.reason == Reason::UnknownTransaction => {
-                    state.count_not_held_here();
+                Item::Label(label) => {
+                    let (mut held, mut refused) = (false, None);
+                    for (l, lane) in lanes.iter_mut().enumerate() {
+                        if !lane.takes_label(source.partition, pending.offset) {
+                            continue;
+                        }
+                        match lane.state.fold_label(label) {
+                            Ok(()) => held = true,
+                            // Scale-out: another instance holds the transaction (or nobody does).
+                            Err(r) if lane.id.is_some() && r.reason == Reason::UnknownTransaction => {}
+                            Err(r) => refused = Some((l, r)),
+                        }
+                    }
+                    match refused {
+                        Some((l, rejection)) if !held => {
+                            lanes[l].state.count_rejection(&rejection);
+                            let (topic, partition, offset) = (topics[source.topic], source.partition, pending.offset);
+                            sink.report(Report::Rejected { topic, partition, offset, rejection: &rejection });
+                        }
+                        None if !held => unlaned.not_held_here += 1,
+                        _ => {}
+                    }
                 }
-                Ok(()) => {}
-                Err(rejection) => {
-                    state.count_rejection(&rejection);
-                    let (topic, partition) = (topics[source.topic], source.partition);
-                    sink.report(Report::Rejected {
-                        topic,
-                        partition,
-                        offset: pending.offset,
-                        rejection: &rejection,
-                    });
-                }
+                Item::Bad(_) => {}
             }
             source.next_offset = Some(pending.offset + 1);
             if last_checkpoint.elapsed() >= config.checkpoint_every {
-                save(&state, &mut position, &sources, sink)?;
+                save_all(&mut lanes, &sources, sink)?;
                 last_checkpoint = Instant::now();
             }
         }
-        if config.until_idle && sources.iter().all(|s| s.idle(config.idle)) {
+        if config.until_idle && !lanes.is_empty() && sources.iter().all(|s| s.idle(config.idle)) {
             break Stopped::Idle;
         }
         if last_checkpoint.elapsed() >= config.checkpoint_every {
-            save(&state, &mut position, &sources, sink)?;
+            save_all(&mut lanes, &sources, sink)?;
             last_checkpoint = Instant::now();
         }
         if last_progress.elapsed() >= Duration::from_secs(5) {
-            sink.report(Report::Progress { state: &state });
+            sink.report(Report::Progress { status: status(&lanes, &unlaned) });
             last_progress = Instant::now();
         }
     };
-    save(&state, &mut position, &sources, sink)?;
-    Ok(Summary { stopped, published, counts: state.counts().clone() })
+    save_all(&mut lanes, &sources, sink)?;
+    Ok(Summary { stopped, published, counts: status(&lanes, &unlaned).counts })
+}
+
+/// A lane's output as of one boundary: the single exporter's snapshot (built, signed, published)
+/// or a scale-out lane's shard.
+fn emit(
+    output: &Output<'_>,
+    lane: &mut Lane,
+    schema: &FeatureSchema,
+    as_of: Timestamp,
+    sink: &mut dyn Sink,
+) -> Result<(), RunError> {
+    let began = Instant::now();
+    let state = &mut lane.state;
+    match (output, lane.id) {
+        (Output::Snapshot { signer, decisioning }, _) => {
+            let tables = state.aggregates_as_of(as_of, signer.id_hash());
+            // Created "at" its as-of: a snapshot built again after a restart is the same bytes.
+            let snapshot =
+                build_from_aggregates(tables, schema, as_of, as_of, state.data_range(), signer, decisioning)
+                    .map_err(|source| RunError::Build { as_of, source })?;
+            let build = began.elapsed();
+            sink.publish(&snapshot).map_err(|reason| RunError::Publish { as_of, reason })?;
+            sink.report(Report::Published { snapshot: &snapshot, build });
+        }
+        (Output::Shard(scale_out), Some((_, _, lane))) => {
+            let shard = Shard {
+                as_of,
+                lane,
+                schema_hash: schema.hash(),
+                data_range: state.data_range(),
+                counts: state.counts().clone(),
+                rows: state.rows_as_of(as_of),
+            };
+            let (path, bytes) = shard::write(&scale_out.shards, &shard)?;
+            let rows = shard.rows.iter().map(Vec::len).collect();
+            sink.report(Report::Sharded { as_of, path: &path, rows, bytes, took: began.elapsed() });
+        }
+        (Output::Shard(_), None) => {}
+    }
+    Ok(())
 }

@@ -138,6 +138,45 @@ impl Counts {
     pub(crate) fn reject(&mut self, reason: &Reason) {
         *self.rejected.entry(reason.to_string()).or_default() += 1;
     }
+
+    /// Adds `other`'s counts to these (the lanes of a scale-out instance, or of an as-of).
+    pub fn add(&mut self, other: &Counts) {
+        self.transactions += other.transactions;
+        self.labels += other.labels;
+        self.not_held_here += other.not_held_here;
+        for (reason, n) in &other.rejected {
+            *self.rejected.entry(reason.clone()).or_default() += n;
+        }
+    }
+}
+
+/// What a state holds (or the states of a scale-out instance's lanes together), for progress
+/// reports and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// What was folded and rejected.
+    pub counts: Counts,
+    /// The latest event time folded, once something was.
+    pub clock: Option<Timestamp>,
+    /// Entities known, per kind (schema order).
+    pub entities: Vec<usize>,
+    /// Transactions held by some window.
+    pub held: usize,
+}
+
+impl Status {
+    /// Adds a state's holdings to this status.
+    pub fn add(&mut self, state: &State) {
+        self.counts.add(&state.counts);
+        if state.clock != Timestamp(i64::MIN) {
+            self.clock = Some(self.clock.map_or(state.clock, |c| c.max(state.clock)));
+        }
+        self.entities.resize(self.entities.len().max(state.kinds.len()), 0);
+        for (n, kind) in self.entities.iter_mut().zip(&state.kinds) {
+            *n += kind.ids.len();
+        }
+        self.held += state.held.len();
+    }
 }
 
 impl State {

@@ -1,7 +1,7 @@
 //! `tollgate exporter run | assemble | replay-to-kafka`: the always-on exporter (Kafka in, signed
-//! snapshots out, exactly once; the work is in the `pipeline` crate), alone or as N instances
-//! writing shards that `assemble` signs and publishes, and the producer that feeds it a
-//! transaction file for tests and demos.
+//! snapshots out, exactly once; the work is in the `pipeline` crate), alone or as the members of
+//! a consumer group writing shards that `assemble` signs and publishes, and the producer that
+//! feeds it a transaction file for tests and demos.
 
 use crate::commands::exporter_metrics::{self, ExporterMetrics};
 use crate::commands::push;
@@ -13,7 +13,6 @@ use exporter::snapshot::{BuiltSnapshot, Decisioning};
 use pipeline::assemble::{AssembleConfig, assemble};
 use pipeline::replay::{ReplayConfig, replay};
 use pipeline::run::{Config, Report, ScaleOut, Sink, Stopped, run as run_pipeline, run_instance};
-use pipeline::shard::Instance;
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
 use scorer::snapshot::{Reference, Snapshot, SnapshotSigner};
@@ -31,12 +30,16 @@ pub enum Command {
     /// State and offsets are checkpointed together: after a crash it resumes where the last
     /// checkpoint stood and publishes the same snapshots, byte for byte.
     ///
-    /// With --instance I/N it is one of N instances (scale-out): it reads the partitions p with
-    /// p % N == I of the customer-keyed and the terminal-keyed transaction topics and every label,
-    /// and writes its shard of each snapshot under --shards for `tollgate exporter assemble`.
+    /// With --group NAME it is one member of a consumer group (scale-out): Kafka assigns it
+    /// partitions of the customer-keyed and the terminal-keyed transaction topics, it reads every
+    /// label, keeps one state per partition (a lane) checkpointed under the --checkpoint
+    /// directory that all members share, and writes each lane's shard of every snapshot under
+    /// --shards for `tollgate exporter assemble`. When a member joins, leaves or dies, its
+    /// partitions move: the new owner loads their lanes' checkpoints and goes on from there.
     Run(Box<RunArgs>),
-    /// Scale-out: wait until all N instances' shards of an as-of exist, merge them, and sign and
-    /// publish one snapshot (the only process that holds the signing key).
+    /// Scale-out: wait until the shards of every lane (each partition of both transaction topics)
+    /// of an as-of exist, merge them, and sign and publish one snapshot (the only process that
+    /// holds the signing key).
     Assemble(Box<AssembleArgs>),
     /// Write a transaction file to the topics as the exporter reads them: each row a score
     /// request (key: customer id), each fraud a label reported within --label-delay-max.
@@ -55,7 +58,7 @@ pub struct Topics {
     /// The labels topic: `{"transaction_id": 123, "fraud": true, "reported_at": "2018-04-03T10:00:00Z"}`.
     #[arg(long, default_value = "labels")]
     labels: String,
-    /// Scale-out: the same transactions keyed by terminal id (read by `run --instance`, written
+    /// Scale-out: the same transactions keyed by terminal id (read by `run --group`, written
     /// by `replay-to-kafka` when given; in production a re-keying stage writes it).
     #[arg(long, value_name = "TOPIC")]
     transactions_by_terminal: Option<String>,
@@ -106,7 +109,9 @@ pub struct RunArgs {
     /// watermark back.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     idle: Duration,
-    /// Directory of the checkpoint (state and offsets; resumed from when present).
+    /// Directory of the checkpoint (state and offsets; resumed from when present). With --group,
+    /// a directory every member of the group shares (a shared file system): one checkpoint per
+    /// lane under `lanes/<topic>/<partition>/`.
     #[arg(long)]
     checkpoint: PathBuf,
     /// Checkpoint at least this often, besides after every snapshot.
@@ -114,12 +119,14 @@ pub struct RunArgs {
     checkpoint_every: Duration,
     #[command(flatten)]
     targets: Targets,
-    /// Scale-out: run as instance I of N (`I/N`, e.g. `0/2`), each with its own --checkpoint;
-    /// shards go to --shards, and --key and the targets are the assembler's.
-    #[arg(long, value_name = "I/N", requires = "shards", conflicts_with_all = ["out_dir", "push_to"])]
-    instance: Option<Instance>,
-    /// Scale-out: the directory shards are written into (`<as_of>/<I>-of-<N>.shard`).
-    #[arg(long, value_name = "DIR", requires = "instance")]
+    /// Scale-out: run as a member of this consumer group (every member gives the same NAME, the
+    /// same shared --checkpoint and --shards); --key and the targets are the assembler's. Set a
+    /// short `--kafka session.timeout.ms=...` for a dead member's partitions to move sooner.
+    #[arg(long, value_name = "NAME", requires = "shards", conflicts_with_all = ["out_dir", "push_to"])]
+    group: Option<String>,
+    /// Scale-out: the directory shards are written into
+    /// (`<as_of>/k<kind>-p<partition>-of-<partitions>.shard`).
+    #[arg(long, value_name = "DIR", requires = "group")]
     shards: Option<PathBuf>,
     /// Append every rejected message (topic, partition, offset, reason, detail) to FILE as a
     /// JSON line.
@@ -157,9 +164,6 @@ pub struct AssembleArgs {
     /// The directory the instances write their shards into.
     #[arg(long, value_name = "DIR")]
     shards: PathBuf,
-    /// N: how many instances there are (shards per snapshot).
-    #[arg(long, value_name = "N")]
-    instances: u32,
     /// The signing key file (from `tollgate keys new`).
     #[arg(long, default_value = "keys/signing.key")]
     key: PathBuf,
@@ -405,7 +409,29 @@ impl Sink for Publisher {
                         None => format!("{t}[{p}]@start"),
                     })
                     .collect();
-                eprintln!("exporter: {from}; reading {}", list.join(" "));
+                match list.is_empty() {
+                    true => eprintln!("exporter: joining the consumer group"),
+                    false => eprintln!("exporter: {from}; reading {}", list.join(" ")),
+                }
+            }
+            Report::Rebalanced { assigned, revoked, .. } => {
+                let taken: Vec<String> = assigned
+                    .iter()
+                    .map(|(t, p, o, loaded)| {
+                        let at = o.map_or("start".to_string(), |o| o.to_string());
+                        let how = if *loaded { "from its lane's checkpoint" } else { "no checkpoint" };
+                        format!("{t}[{p}]@{at} ({how})")
+                    })
+                    .collect();
+                let given: Vec<String> = revoked.iter().map(|(t, p)| format!("{t}[{p}]")).collect();
+                eprintln!(
+                    "rebalance: took {} partitions{}{}; gave up {}{}",
+                    taken.len(),
+                    if taken.is_empty() { "" } else { ": " },
+                    taken.join(" "),
+                    given.len(),
+                    if given.is_empty() { String::new() } else { format!(": {}", given.join(" ")) }
+                );
             }
             Report::Rejected { topic, partition, offset, rejection } => {
                 eprintln!("rejected {topic}[{partition}]@{offset}: {rejection}");
@@ -458,11 +484,11 @@ impl Sink for Publisher {
             Report::Checkpointed { bytes, took } => {
                 eprintln!("checkpoint: {bytes} bytes in {:.0} ms", took.as_secs_f64() * 1e3);
             }
-            Report::Progress { state } => {
-                let counts = state.counts();
+            Report::Progress { status } => {
+                let counts = &status.counts;
                 eprintln!(
                     "progress: event time {}, {} transactions, {} labels, {} rejected",
-                    state.clock(),
+                    status.clock.map_or("none".to_string(), |t| t.to_string()),
                     counts.transactions,
                     counts.labels,
                     counts.rejected_total()
@@ -548,9 +574,9 @@ fn signer(path: &Path) -> anyhow::Result<SnapshotSigner> {
 }
 
 fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
-    let scale_out = match (args.instance, &args.shards) {
-        (Some(instance), Some(shards)) => Some(ScaleOut {
-            instance,
+    let scale_out = match (&args.group, &args.shards) {
+        (Some(group), Some(shards)) => Some(ScaleOut {
+            group: group.clone(),
             by_terminal: args
                 .kafka_topics
                 .transactions_by_terminal
@@ -663,7 +689,6 @@ fn run_assembler(args: AssembleArgs) -> anyhow::Result<()> {
     let loaded = args.decisioning.load(&FeatureSchema::handbook(), &signer)?;
     let config = AssembleConfig {
         shards: args.shards,
-        instances: args.instances,
         poll: Duration::from_millis(100),
         idle: args.idle,
         until_idle: args.until_idle,
@@ -690,17 +715,19 @@ fn run_assembler(args: AssembleArgs) -> anyhow::Result<()> {
         began.elapsed().as_secs_f64(),
         summary.published
     );
-    for (i, counts) in summary.counts.iter().enumerate() {
+    let schema = FeatureSchema::handbook();
+    for (def, counts) in schema.entities().iter().zip(&summary.counts) {
         println!(
-            "  instance {i}: {} transactions, {} labels folded, {} not held here, {} rejected",
+            "  {} lanes: {} transactions, {} labels folded, {} rejected",
+            def.name,
             counts.transactions,
             counts.labels,
-            counts.not_held_here,
             counts.rejected_total()
         );
     }
+    let needed = summary.lanes.map_or("?".to_string(), |n| n.to_string());
     for (as_of, present) in &summary.waiting {
-        println!("  waiting: as of {as_of}, {present} of {} shards", config.instances);
+        println!("  waiting: as of {as_of}, {present} of {needed} shards");
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! PSI of its stream's features against it (`host::monitor`, as `tollgate serve` reports drift).
 
 use host::monitor::{DriftGauges, Monitor, MonitorConfig};
-use pipeline::State;
+use pipeline::Status;
 use pipeline::run::Report;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use scorer::features::FeatureSchema;
 use scorer::snapshot::Reference;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,12 +132,13 @@ impl ExporterMetrics {
     /// Takes one report of the run.
     pub fn record(&self, report: &Report<'_>) {
         match report {
-            Report::Started { state, .. } => {
-                self.seen_transactions.store(state.counts().transactions, Ordering::Relaxed);
-                self.seen_labels.store(state.counts().labels, Ordering::Relaxed);
-                self.set_state(state);
+            // Folded before this run, or by the member that held a lane before: not counted here.
+            Report::Started { status, .. } | Report::Rebalanced { status, .. } => {
+                self.seen_transactions.store(status.counts.transactions, Ordering::Relaxed);
+                self.seen_labels.store(status.counts.labels, Ordering::Relaxed);
+                self.set_status(status);
             }
-            Report::Progress { state } => self.set_state(state),
+            Report::Progress { status } => self.set_status(status),
             Report::Rejected { rejection, .. } => {
                 let reason = &rejection.reason;
                 let field = reason.field().unwrap_or_default().to_string();
@@ -168,18 +170,18 @@ impl ExporterMetrics {
         }
     }
 
-    fn set_state(&self, state: &State) {
-        let counts = state.counts();
+    fn set_status(&self, status: &Status) {
+        let counts = &status.counts;
         let grown = |seen: &AtomicU64, now: u64| now.saturating_sub(seen.swap(now, Ordering::Relaxed));
         self.transactions.inc_by(grown(&self.seen_transactions, counts.transactions));
         self.labels.inc_by(grown(&self.seen_labels, counts.labels));
-        if state.counts().transactions > 0 {
-            self.event_time.set(state.clock().0);
+        if let Some(clock) = status.clock.filter(|_| counts.transactions > 0) {
+            self.event_time.set(clock.0);
         }
-        for (def, n) in state.schema().entities().iter().zip(state.entities()) {
-            self.entities.get_or_create(&KindLabel { kind: def.name.clone() }).set(n as i64);
+        for (def, n) in FeatureSchema::handbook().entities().iter().zip(&status.entities) {
+            self.entities.get_or_create(&KindLabel { kind: def.name.clone() }).set(*n as i64);
         }
-        self.held.set(state.held_transactions() as i64);
+        self.held.set(status.held as i64);
     }
 
     /// The OpenMetrics text (drift gauges brought up to date first).

@@ -1,8 +1,10 @@
-//! `tollgate exporter run --instance I/N` and `tollgate exporter assemble`: two instances of the
-//! continuous exporter share the entities (customers by the customer-keyed topic's partitions,
+//! `tollgate exporter run --group NAME` and `tollgate exporter assemble`: two members of one
+//! consumer group share the entities (customers by the customer-keyed topic's partitions,
 //! terminals by the terminal-keyed one's) against a real Kafka-protocol broker (librdkafka's mock
-//! cluster); one is killed with SIGKILL in the middle and restarted; every snapshot the assembler
-//! signs from their shards is byte for byte the batch exporter's snapshot as of the same time.
+//! cluster). One member is killed with SIGKILL in the middle: the group moves its partitions to
+//! the other, which loads their lanes' checkpoints and goes on; the killed one is started again,
+//! joins, and takes some partitions back. Every snapshot the assembler signs from the lanes'
+//! shards is byte for byte the batch exporter's snapshot as of the same time.
 
 mod common;
 
@@ -10,16 +12,17 @@ use common::stream::{
     Running, cluster_with_topics, compare_with_batch, files, handbook_slice, ok, snapshots, wait_until,
 };
 use common::{Result, tollgate};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Days of the handbook file replayed (fewer than the single exporter's test: two instances and
+/// Days of the handbook file replayed (fewer than the single exporter's test: two members and
 /// an assembler share the machine).
 const DAYS: u32 = 30;
 
-/// Instance `i`'s shards so far, by file name.
-fn shards_of(dir: &Path, i: u32) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
+/// Every shard written so far, by `<as_of>/<file name>`.
+fn all_shards(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
     if dir.exists() {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -27,23 +30,23 @@ fn shards_of(dir: &Path, i: u32) -> Result<Vec<(String, Vec<u8>)>> {
                 continue; // the assembler's progress file
             }
             let as_of = entry.file_name().to_string_lossy().into_owned();
-            for (name, bytes) in files(&entry.path(), &format!("{i}-of-2"), ".shard")? {
-                out.push((format!("{as_of}/{name}"), bytes));
+            for (name, bytes) in files(&entry.path(), "k", ".shard")? {
+                out.insert(format!("{as_of}/{name}"), bytes);
             }
         }
     }
-    out.sort();
     Ok(out)
 }
 
 /// The number after `label` in `text` (`"... 1234 transactions"` with label `" transactions"`).
-fn count_before(text: &str, label: &str) -> Option<u64> {
-    let at = text.find(label)?;
-    text[..at].rsplit(' ').next()?.parse().ok()
+fn count_after(text: &str, label: &str) -> Option<u64> {
+    let at = text.find(label)? + label.len();
+    text[at..].split_whitespace().next()?.parse().ok()
 }
 
 #[test]
-fn two_instances_one_killed_and_restarted_assemble_the_batch_exporters_snapshots() -> Result<()> {
+fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snapshots_are_the_batchs()
+-> Result<()> {
     let began = Instant::now();
     let dir = tempfile::tempdir()?;
     let d = dir.path();
@@ -68,105 +71,103 @@ fn two_instances_one_killed_and_restarted_assemble_the_batch_exporters_snapshots
 
     let assembler = Running::start(
         d,
-        &[
-            "exporter",
-            "assemble",
-            "--shards",
-            "shards",
-            "--instances",
-            "2",
-            "--key",
-            "keys/signing.key",
-            "--out-dir",
-            "out",
-            "--until-idle",
-            "--idle",
-            "6s",
-        ],
+        &["exporter", "assemble", "--shards", "shards", "--key", "keys/signing.key", "--out-dir", "out"]
+            .into_iter()
+            .chain(["--until-idle", "--idle", "25s"])
+            .collect::<Vec<_>>(),
         "assembler.log",
     )?;
-    let instance = |i: u32| -> Vec<String> {
-        let ck = format!("ck{i}");
-        let who = format!("{i}/2");
-        let args = ["exporter", "run", "--brokers", &brokers, "--every", "1d", "--instance", &who];
-        let more = ["--shards", "shards", "--checkpoint", &ck, "--until-idle", "--checkpoint-every", "1s"];
-        args.iter().chain(&more).chain(&["--idle", "3s"]).map(|s| s.to_string()).collect()
-    };
-    let (args0, args1) = (instance(0), instance(1));
-    let args0: Vec<&str> = args0.iter().map(String::as_str).collect();
-    let args1: Vec<&str> = args1.iter().map(String::as_str).collect();
-    let zero = Running::start(d, &args0, "zero.log")?;
-    let one = Running::start(d, &args1, "one.log")?;
-    // Kill instance 1 once it has written a third of the days' shards (each is followed by a
-    // checkpoint).
-    let shards = d.join("shards");
+    // Both members share the checkpoint and shard directories. A member idle for 15 s stops
+    // (longer than the 6 s the group waits before it declares a silent member dead).
+    let member: Vec<&str> = vec![
+        "exporter",
+        "run",
+        "--brokers",
+        &brokers,
+        "--every",
+        "1d",
+        "--group",
+        "exporters",
+        "--shards",
+        "shards",
+        "--checkpoint",
+        "ck",
+        "--until-idle",
+        "--idle",
+        "15s",
+        "--checkpoint-every",
+        "1s",
+        "--kafka",
+        "session.timeout.ms=6000",
+        "--kafka",
+        "heartbeat.interval.ms=500",
+    ];
+    let one = Running::start(d, &member, "one.log")?;
+    let two = Running::start(d, &member, "two.log")?;
+    // Kill member two once it owns partitions of both topics and has written a third of its
+    // lanes' shards (each lane checkpoints after its shards).
+    let shard_lines = |log: &str| log.lines().filter(|l| l.starts_with("shard as of")).count();
+    wait_until(
+        Duration::from_secs(120),
+        "member two made no progress",
+        || two.log(),
+        || {
+            let log = two.log();
+            let owns_both = log.contains("transactions[") && log.contains("transactions-by-terminal[");
+            Ok(owns_both && shard_lines(&log) >= 16 * DAYS as usize / 3)
+        },
+    )?;
+    two.kill_9()?;
+    let before_kill = all_shards(&d.join("shards"))?;
+    assert!(d.join("ck/lanes/transactions").exists(), "lane checkpoints before the kill");
+
+    // Member one takes the dead member's partitions over from their lanes' checkpoints.
     wait_until(
         Duration::from_secs(60),
-        "instance 1 made no progress",
+        "member one did not take the dead member's partitions over",
         || one.log(),
-        || Ok(shards_of(&shards, 1)?.len() >= DAYS as usize / 3),
+        || Ok(one.log().contains("(from its lane's checkpoint)")),
     )?;
-    one.kill_9()?;
-    assert!(d.join("ck1/exporter.checkpoint").exists(), "a checkpoint before the kill");
-    let before_kill = shards_of(&shards, 1)?;
-    assert!(before_kill.len() < DAYS as usize - 2, "killed in the middle ({} shards)", before_kill.len());
+    // The killed member comes back, joins, and is given partitions again: member one gives them
+    // up (checkpointing their lanes) and it loads them.
+    let two = Running::start(d, &member, "two-again.log")?;
+    let log2 = two.wait(Duration::from_secs(180))?;
+    let log1 = one.wait(Duration::from_secs(120))?;
+    let log = assembler.wait(Duration::from_secs(120))?;
+    let gave_up = |log: &str| log.lines().any(|l| l.starts_with("rebalance:") && !l.ends_with("gave up 0"));
+    assert!(gave_up(&log1), "{log1}");
+    assert!(log2.contains("(from its lane's checkpoint)"), "{log2}");
 
-    let one = Running::start(d, &args1, "one-again.log")?;
-    let log1 = one.wait(Duration::from_secs(90))?;
-    assert!(log1.contains("resumed from the checkpoint"), "{log1}");
-    let log0 = zero.wait(Duration::from_secs(60))?;
-    let log = assembler.wait(Duration::from_secs(60))?;
-    // Shards written again after the restart are the same bytes.
-    let after = shards_of(&shards, 1)?;
+    // Shards written again after the kill (their lanes replayed from a checkpoint) are the same
+    // bytes.
+    let after = all_shards(&d.join("shards"))?;
     for (name, bytes) in &before_kill {
-        let again = after.iter().find(|(n, _)| n == name).map(|(_, b)| b);
-        assert_eq!(again, Some(bytes), "{name} written again differently after the restart");
+        assert_eq!(after.get(name), Some(bytes), "{name} written again differently after the kill");
     }
-
     let published = snapshots(&d.join("out"))?;
     let compared = compare_with_batch(d, &published, &log)?;
     assert!(compared.full >= DAYS as usize - 8, "only {} snapshots with both tables filled", compared.full);
     assert!(compared.days >= i64::from(DAYS) - 1, "{} snapshots:\n{log}", published.len());
     assert!(!log.contains("waiting:"), "as-ofs left unassembled:\n{log}");
-
-    // Each instance folded its share: every transaction once per entity kind in all, every
-    // label applied to at least one of its transaction's kinds, nothing rejected.
-    let (out0, out1) =
-        (std::fs::read_to_string(d.join("zero.out"))?, std::fs::read_to_string(d.join("one-again.out"))?);
-    let folded: Vec<u64> =
-        [&out0, &out1].iter().map(|o| count_before(o, " transactions and").unwrap_or(0)).collect();
+    // Every transaction folded exactly once per kind, in the lanes of the last as-of; every label
+    // applied to at least one kind; nothing rejected.
     let total = compared.transactions as u64;
-    assert_eq!(folded[0] + folded[1], 2 * total, "{out0}\n{out1}");
-    assert!(folded.iter().all(|&n| n > total / 2 && n < 3 * total / 2), "{folded:?}: shares far from even");
-    let labels: Vec<u64> =
-        [&out0, &out1].iter().map(|o| count_before(o, " labels folded").unwrap_or(0)).collect();
-    let frauds = compared.frauds as u64;
-    assert!(labels[0] + labels[1] >= frauds && labels[0] + labels[1] <= 2 * frauds, "{labels:?} of {frauds}");
-    for out in [&out0, &out1] {
-        assert!(out.contains(", 0 rejected"), "{out}");
+    for kind in ["CUSTOMER_ID", "TERMINAL_ID"] {
+        let line = log.lines().find(|l| l.trim_start().starts_with(&format!("{kind} lanes:"))).ok_or("no counts")?;
+        let folded = count_after(line, "lanes:").ok_or("no transactions")?;
+        // The last as-of comes before the last transactions.
+        assert!(folded <= total && folded + 2 * total / DAYS as u64 >= total, "{line}: of {total}");
+        assert!(line.ends_with(" 0 rejected"), "{line}");
     }
-    // A checkpoint is one instance's: starting it as another is refused before reading anything.
-    let mut wrong = args0.clone();
-    let at = wrong.iter().position(|a| *a == "ck0").ok_or("no --checkpoint")?;
-    wrong[at] = "ck1";
-    let refused = tollgate(d, &wrong)?;
+    // A group's checkpoint directory is refused to a single exporter, before anything is read.
+    let single = ["exporter", "run", "--brokers", &brokers, "--checkpoint", "ck", "--out-dir", "single"];
+    let refused = tollgate(d, &single)?;
     let text = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && text.contains("instance 1/2") && text.contains("instance 0/2"),
-        "{text}"
-    );
+    assert!(!refused.status.success() && text.contains("scale-out lanes") && text.contains("a single exporter"), "{text}");
 
-    let secs = |log: &str| -> f64 {
-        log.lines()
-            .find_map(|l| l.split_once(" after ").and_then(|(_, r)| r.split(' ').next()?.parse().ok()))
-            .unwrap_or(0.0)
-    };
     eprintln!(
-        "{} snapshots assembled from 2 instances, equal to the batch's; instance 0 folded {} transaction \
-         copies in {:.1} s; {:.1} s in all\n{log0}",
+        "{} snapshots assembled from a 2-member group with a kill, equal to the batch's; {:.1} s in all\n{log1}",
         published.len(),
-        folded[0],
-        secs(&out0),
         began.elapsed().as_secs_f64()
     );
     Ok(())

@@ -300,6 +300,9 @@ struct Lane {
     /// Per label partition, the first offset this lane folds (`None`: from the beginning); the
     /// labels before it are in its state already.
     label_from: Vec<Option<i64>>,
+    /// Whether it has been following the labels consumer (it has seen every label before the
+    /// consumer's position); a lane just opened has not.
+    following: bool,
     /// Its checkpoint directory.
     dir: PathBuf,
 }
@@ -364,7 +367,7 @@ impl Layout {
         let label_from = (0..self.label_partitions as i32)
             .map(|q| position.offsets.iter().find(|(t, p, _)| t == label_topic && *p == q).map(|o| o.2))
             .collect();
-        Ok((Lane { id, kinds, state, position, label_from, dir }, resumed))
+        Ok((Lane { id, kinds, state, position, label_from, following: false, dir }, resumed))
     }
 }
 
@@ -554,13 +557,17 @@ fn align_labels(
     let labels = |s: &&mut Source| s.topic == layout.labels;
     let behind = sources.iter_mut().filter(labels).any(|s| want(s.partition as usize) < s.next_offset);
     if *assigned && !behind {
+        // Every new lane starts at or after the consumer's position: it follows from here.
+        lanes.iter_mut().for_each(|l| l.following = true);
         return Ok(());
     }
     let wanted: Vec<Option<i64>> = (0..layout.label_partitions).map(want).collect();
     let mut list = TopicPartitionList::new();
     for s in sources.iter_mut().filter(labels) {
         let q = s.partition as usize;
-        for lane in lanes.iter_mut() {
+        // A lane that has been following has seen the labels up to the consumer's position; a
+        // lane just opened starts at its own.
+        for lane in lanes.iter_mut().filter(|l| l.following) {
             if let Some(from) = lane.label_from.get_mut(q) {
                 *from = (*from).max(s.next_offset);
             }
@@ -574,6 +581,7 @@ fn align_labels(
     }
     consumer.assign(&list)?;
     *assigned = true;
+    lanes.iter_mut().for_each(|l| l.following = true);
     Ok(())
 }
 

@@ -677,7 +677,10 @@ fn run_with(
                     changes: changes.clone(),
                 })
             }
-            _ => None,
+            _ => {
+                client.set("group.id", "tollgate-exporter");
+                None
+            }
         };
         let consumer: BaseConsumer<MemberContext> = client.create_with_context(MemberContext(member))?;
         consumers.push(consumer);
@@ -858,8 +861,10 @@ fn run_with(
             if config.stop_at.is_some_and(|at| time >= at) {
                 break 'run Stopped::StopAt;
             }
-            // Every boundary the watermark has passed: each lane's snapshot or shard, then its
-            // checkpoint.
+            // Every boundary the watermark has passed: each lane's snapshot or shard. The single
+            // exporter checkpoints after each snapshot (a restart does not publish it again); a
+            // scale-out lane on the `checkpoint_every` timer only, since a shard written again is
+            // the same file (one fsync per lane and boundary would dominate a catch-up replay).
             if time.0 >= next_due {
                 next_due = i64::MAX;
                 for l in 0..lanes.len() {
@@ -872,8 +877,10 @@ fn run_with(
                             as_of += every;
                             lane.position.next_boundary = Some(as_of);
                         }
-                        save_lane(&mut lanes, l, &sources, &layout, sink)?;
-                        last_checkpoint = Instant::now();
+                        if scale_out.is_none() {
+                            save_lane(&mut lanes, l, &sources, &layout, sink)?;
+                            last_checkpoint = Instant::now();
+                        }
                     }
                     next_due = next_due.min(as_of);
                 }

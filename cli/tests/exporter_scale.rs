@@ -153,7 +153,8 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     // applied to at least one kind; nothing rejected.
     let total = compared.transactions as u64;
     for kind in ["CUSTOMER_ID", "TERMINAL_ID"] {
-        let line = log.lines().find(|l| l.trim_start().starts_with(&format!("{kind} lanes:"))).ok_or("no counts")?;
+        let line =
+            log.lines().find(|l| l.trim_start().starts_with(&format!("{kind} lanes:"))).ok_or("no counts")?;
         let folded = count_after(line, "lanes:").ok_or("no transactions")?;
         // The last as-of comes before the last transactions.
         assert!(folded <= total && folded + 2 * total / DAYS as u64 >= total, "{line}: of {total}");
@@ -163,7 +164,10 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     let single = ["exporter", "run", "--brokers", &brokers, "--checkpoint", "ck", "--out-dir", "single"];
     let refused = tollgate(d, &single)?;
     let text = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && text.contains("scale-out lanes") && text.contains("a single exporter"), "{text}");
+    assert!(
+        !refused.status.success() && text.contains("scale-out lanes") && text.contains("a single exporter"),
+        "{text}"
+    );
 
     eprintln!(
         "{} snapshots assembled from a 2-member group with a kill, equal to the batch's; {:.1} s in all\n{log1}",

@@ -107,7 +107,8 @@ pub fn assemble(
             // event: a lane with a later shard but none of this as-of (checked again after
             // seeing the later one) had folded nothing before it, and its share is empty.
             // Otherwise its owner is behind, and this as-of (and every later one) waits.
-            let empty = |lane: &Lane| seen.iter().any(|(t, p)| *t > as_of && p.contains(lane)) && !at(*lane).exists();
+            let empty =
+                |lane: &Lane| seen.iter().any(|(t, p)| *t > as_of && p.contains(lane)) && !at(*lane).exists();
             let missing: Vec<Lane> = all.iter().filter(|l| !present.contains(l)).copied().collect();
             if !missing.iter().all(empty) {
                 break;
@@ -176,7 +177,9 @@ fn every_lane(seen: &[(Timestamp, BTreeSet<Lane>)], kinds: usize) -> Result<Opti
         counts
             .iter()
             .enumerate()
-            .flat_map(|(kind, &n)| (0..n).map(move |partition| Lane { kind: kind as u32, partition, partitions: n }))
+            .flat_map(|(kind, &n)| {
+                (0..n).map(move |partition| Lane { kind: kind as u32, partition, partitions: n })
+            })
             .collect()
     }))
 }

@@ -12,10 +12,11 @@
 //!   `exporter::snapshot::build_from_aggregates` and handed to a [`Sink`](run::Sink).
 //! * [`checkpoint`]: state and offsets in one versioned file, replaced atomically.
 //! * [`replay`](replay::replay): writes a transaction file to the topics (tests, demos).
-//! * Scale-out: [`run_instance`](run::run_instance) runs instance I of N (its partitions of a
-//!   customer-keyed and a terminal-keyed transaction topic, every label), writing a
-//!   [`Shard`](shard::Shard) at every boundary; [`assemble`](assemble::assemble) merges the N
-//!   shards of an as-of and signs one snapshot.
+//! * Scale-out: [`run_instance`](run::run_instance) runs one member of a consumer group (the
+//!   partitions Kafka assigns it of a customer-keyed and a terminal-keyed transaction topic, every
+//!   label), with one state, checkpoint and [`Shard`](shard::Shard) per partition (a
+//!   [`Lane`](shard::Lane)) that follows the partition when the group rebalances;
+//!   [`assemble`](assemble::assemble) merges every lane's shard of an as-of and signs one snapshot.
 //!
 //! ```
 //! use pipeline::{State, Transaction};

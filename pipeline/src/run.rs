@@ -257,7 +257,15 @@ struct Source {
 
 impl Source {
     fn new(topic: usize, partition: i32, next_offset: Option<i64>) -> Source {
-        Source { topic, partition, lane: 0, next_offset, queue: VecDeque::new(), caught_up: None, paused: false }
+        Source {
+            topic,
+            partition,
+            lane: 0,
+            next_offset,
+            queue: VecDeque::new(),
+            caught_up: None,
+            paused: false,
+        }
     }
 
     /// Caught up and quiet for `idle`: it no longer holds the watermark back.
@@ -332,7 +340,12 @@ struct Layout {
 
 impl Layout {
     /// Opens a lane from its checkpoint in `dir`, or empty if there is none; `(lane, resumed)`.
-    fn open(&self, dir: PathBuf, id: Option<(usize, i32, ShardLane)>, kinds: KindSet) -> Result<(Lane, bool), RunError> {
+    fn open(
+        &self,
+        dir: PathBuf,
+        id: Option<(usize, i32, ShardLane)>,
+        kinds: KindSet,
+    ) -> Result<(Lane, bool), RunError> {
         let expected = id.map(|(t, p, _)| (self.topics[t].clone(), p));
         let (state, position, resumed) = match checkpoint::load(&dir, &self.schema)? {
             Some((state, position)) => (state, position, true),
@@ -358,10 +371,12 @@ impl Layout {
         }
         let label_topic = &self.topics[self.labels];
         let own = |topic: &str| {
-            topic == label_topic || id.map_or(self.topics.iter().any(|t| t == topic), |(t, _, _)| self.topics[t] == topic)
+            topic == label_topic
+                || id.map_or(self.topics.iter().any(|t| t == topic), |(t, _, _)| self.topics[t] == topic)
         };
         if let Some((topic, _, _)) = position.offsets.iter().find(|(t, _, _)| !own(t)) {
-            let expected = id.map_or(self.topics.join(", "), |(t, _, _)| format!("{}, {label_topic}", self.topics[t]));
+            let expected =
+                id.map_or(self.topics.join(", "), |(t, _, _)| format!("{}, {label_topic}", self.topics[t]));
             return Err(mismatch(format!("topic {topic}"), format!("topics {expected}")).into());
         }
         let label_from = (0..self.label_partitions as i32)
@@ -410,13 +425,16 @@ impl Membership {
                 return Change::Failed(RunError::Topic { topic: topic.clone(), reason });
             }
             let dir = checkpoint::lane_dir(&self.dir, topic, p);
-            let opened = self.layout.open(dir, Some((self.topic, p, lane)), KindSet::only(self.kind as usize));
+            let opened =
+                self.layout.open(dir, Some((self.topic, p, lane)), KindSet::only(self.kind as usize));
             let (lane, resumed) = match opened {
                 Ok(opened) => opened,
                 Err(e) => return Change::Failed(e),
             };
             let stored = lane.position.offsets.iter().find(|(t, q, _)| t == topic && *q == p).map(|o| o.2);
-            if let Err(e) = list.add_partition_offset(topic, p, stored.map_or(Offset::Beginning, Offset::Offset)) {
+            if let Err(e) =
+                list.add_partition_offset(topic, p, stored.map_or(Offset::Beginning, Offset::Offset))
+            {
                 return Change::Failed(e.into());
             }
             lanes.push((lane, resumed));
@@ -435,7 +453,12 @@ struct MemberContext(Option<Membership>);
 impl ClientContext for MemberContext {}
 
 impl ConsumerContext for MemberContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, partitions: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
         let Some(member) = &self.0 else { return };
         let change = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => member.assign(consumer, partitions),
@@ -498,7 +521,10 @@ fn partitions_of(consumer: &BaseConsumer<MemberContext>, topic: &str) -> Result<
         .map(|m| m.partitions().len())
         .unwrap_or(0);
     if partitions == 0 {
-        return Err(RunError::Topic { topic: topic.to_string(), reason: "does not exist or has no partitions".into() });
+        return Err(RunError::Topic {
+            topic: topic.to_string(),
+            reason: "does not exist or has no partitions".into(),
+        });
     }
     Ok(partitions)
 }
@@ -517,7 +543,8 @@ fn save_lane(
         .iter()
         .filter_map(|s| {
             let next = if s.topic == layout.labels {
-                let from = usize::try_from(s.partition).ok().and_then(|q| lane.label_from.get(q)).copied().flatten();
+                let from =
+                    usize::try_from(s.partition).ok().and_then(|q| lane.label_from.get(q)).copied().flatten();
                 from.max(s.next_offset)
             } else if s.lane == i {
                 s.next_offset
@@ -577,7 +604,11 @@ fn align_labels(
         s.queue.clear();
         s.caught_up = None;
         s.paused = false;
-        list.add_partition_offset(&layout.topics[layout.labels], s.partition, from.map_or(Offset::Beginning, Offset::Offset))?;
+        list.add_partition_offset(
+            &layout.topics[layout.labels],
+            s.partition,
+            from.map_or(Offset::Beginning, Offset::Offset),
+        )?;
     }
     consumer.assign(&list)?;
     *assigned = true;
@@ -687,7 +718,8 @@ fn run_with(
     }
 
     let mut lanes: Vec<Lane> = Vec::new();
-    let mut sources: Vec<Source> = (0..partitions[label_t] as i32).map(|q| Source::new(label_t, q, None)).collect();
+    let mut sources: Vec<Source> =
+        (0..partitions[label_t] as i32).map(|q| Source::new(label_t, q, None)).collect();
     let mut labels_assigned = false;
     let mut started = Vec::new();
     let mut resumed = false;
@@ -697,12 +729,19 @@ fn run_with(
             resumed = loaded;
             let mut assignment = TopicPartitionList::new();
             for p in 0..partitions[0] as i32 {
-                let stored = lane.position.offsets.iter().find(|(t, q, _)| t == topics[0] && *q == p).map(|o| o.2);
-                assignment.add_partition_offset(topics[0], p, stored.map_or(Offset::Beginning, Offset::Offset))?;
+                let stored =
+                    lane.position.offsets.iter().find(|(t, q, _)| t == topics[0] && *q == p).map(|o| o.2);
+                assignment.add_partition_offset(
+                    topics[0],
+                    p,
+                    stored.map_or(Offset::Beginning, Offset::Offset),
+                )?;
                 started.push((topics[0].to_string(), p, stored));
                 sources.push(Source::new(0, p, stored));
             }
-            started.extend(lane.label_from.iter().enumerate().map(|(q, &o)| (topics[label_t].to_string(), q as i32, o)));
+            started.extend(
+                lane.label_from.iter().enumerate().map(|(q, &o)| (topics[label_t].to_string(), q as i32, o)),
+            );
             consumers[0].assign(&assignment)?;
             lanes.push(lane);
         }
@@ -797,8 +836,12 @@ fn run_with(
                             // the offsets the consumer was just assigned at.
                             lanes.retain(|l| !(l.id.is_some() && l.is(topic, p)));
                             sources.retain(|s| !(s.topic == topic && s.partition == p));
-                            let stored =
-                                lane.position.offsets.iter().find(|(t, q, _)| t == topics[topic] && *q == p).map(|o| o.2);
+                            let stored = lane
+                                .position
+                                .offsets
+                                .iter()
+                                .find(|(t, q, _)| t == topics[topic] && *q == p)
+                                .map(|o| o.2);
                             sources.push(Source::new(topic, p, stored));
                             assigned.push((topics[topic].to_string(), p, stored, loaded));
                             lanes.push(lane);
@@ -869,7 +912,8 @@ fn run_with(
                 next_due = i64::MAX;
                 for l in 0..lanes.len() {
                     let lane = &mut lanes[l];
-                    let mut as_of = *lane.position.next_boundary.get_or_insert((time.0.div_euclid(every) + 1) * every);
+                    let mut as_of =
+                        *lane.position.next_boundary.get_or_insert((time.0.div_euclid(every) + 1) * every);
                     if time.0 >= as_of {
                         while time.0 >= as_of {
                             emit(output, lane, &schema, Timestamp(as_of), sink)?;
@@ -900,7 +944,8 @@ fn run_with(
                     }
                     if let Err(rejection) = lane.state.fold_transaction_into(tx, lane.kinds) {
                         lane.state.count_rejection(&rejection);
-                        let (topic, partition, offset) = (topics[source.topic], source.partition, pending.offset);
+                        let (topic, partition, offset) =
+                            (topics[source.topic], source.partition, pending.offset);
                         sink.report(Report::Rejected { topic, partition, offset, rejection: &rejection });
                     }
                 }
@@ -920,7 +965,8 @@ fn run_with(
                     match refused {
                         Some((l, rejection)) if !held => {
                             lanes[l].state.count_rejection(&rejection);
-                            let (topic, partition, offset) = (topics[source.topic], source.partition, pending.offset);
+                            let (topic, partition, offset) =
+                                (topics[source.topic], source.partition, pending.offset);
                             sink.report(Report::Rejected { topic, partition, offset, rejection: &rejection });
                         }
                         None if !held => unlaned.not_held_here += 1,

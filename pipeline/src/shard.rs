@@ -49,7 +49,11 @@ impl Lane {
         let rest = name.strip_prefix('k')?.strip_suffix(".shard")?;
         let (kind, rest) = rest.split_once("-p")?;
         let (partition, partitions) = rest.split_once("-of-")?;
-        let lane = Lane { kind: kind.parse().ok()?, partition: partition.parse().ok()?, partitions: partitions.parse().ok()? };
+        let lane = Lane {
+            kind: kind.parse().ok()?,
+            partition: partition.parse().ok()?,
+            partitions: partitions.parse().ok()?,
+        };
         (lane.partition < lane.partitions).then_some(lane)
     }
 }
@@ -308,7 +312,10 @@ pub fn merge(
             )));
         }
         if shard.rows.len() != kinds {
-            return Err(mismatch(format!("the shard of {lane} has {} entity kinds, not {kinds}", shard.rows.len())));
+            return Err(mismatch(format!(
+                "the shard of {lane} has {} entity kinds, not {kinds}",
+                shard.rows.len()
+            )));
         }
         if let Some((a, b)) = shard.data_range {
             range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
@@ -378,7 +385,10 @@ mod tests {
         assert_eq!(tables[0].len(), 3);
         assert_eq!(range, Some((Timestamp(10), Timestamp(100))));
         let err = merge(vec![shard(0, &["1", "2"]), shard(1, &["2"])], &schema, &key).expect_err("overlap");
-        assert!(err.to_string().contains("in the shards of both kind 0 partition 0/2 and kind 0 partition 1/2"), "{err}");
+        assert!(
+            err.to_string().contains("in the shards of both kind 0 partition 0/2 and kind 0 partition 1/2"),
+            "{err}"
+        );
         let err = merge(vec![shard(0, &["1"]), shard(0, &["3"])], &schema, &key).expect_err("twice");
         assert!(err.to_string().contains("two shards of kind 0 partition 0/2"), "{err}");
         let mut foreign = shard(1, &[]);

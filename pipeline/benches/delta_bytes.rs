@@ -3,7 +3,9 @@
 //! each fraud's label reported up to 6 days later as `exporter replay-to-kafka` sends them), an
 //! hourly snapshot built exactly as `pipeline::run` builds it over two weeks, and the delta from
 //! each snapshot to the next (`scorer::snapshot::build_delta`): raw and gzipped, for all deltas,
-//! within a UTC day, and across a UTC day boundary, against the full snapshot.
+//! within a UTC day, and across a UTC day boundary, against the full snapshot. Also, for the
+//! worker's KV layout (one value per table part), how many parts of at most 16 KiB change from
+//! one hourly snapshot to the next: the parts a KV delta would have to write.
 //! `DELTA_BENCH_FROM=YYYY-MM-DD` and `DELTA_BENCH_DAYS=N` move the measured window.
 
 use exporter::NoProgress;
@@ -14,7 +16,9 @@ use pipeline::replay::label_times;
 use pipeline::{State, Transaction};
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
-use scorer::snapshot::{DeltaInfo, IdHashKey, SnapshotSigner, apply_delta, build_delta};
+use scorer::snapshot::{
+    DeltaInfo, IdHashKey, SnapshotPieces, SnapshotSigner, apply_delta, build_delta, build_snapshot_in_parts,
+};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,6 +35,23 @@ struct Measured {
     full_gzipped: usize,
     rows: u64,
     apply: Duration,
+    /// Table parts (of at most [`PART_BYTES`]) whose bytes differ from the previous snapshot's,
+    /// their bytes, and the parts in all.
+    parts_changed: usize,
+    part_bytes_changed: usize,
+    parts: usize,
+}
+
+/// The part size of the KV measurement (the smallest that keeps a part a useful KV value).
+const PART_BYTES: usize = 16 * 1024;
+
+/// A table part: (entity kind, part) and its bytes.
+type Part = ((usize, usize), Vec<u8>);
+
+/// A snapshot's table parts.
+fn parts_of(bytes: &[u8]) -> Result<Vec<Part>> {
+    let pieces = SnapshotPieces::split(bytes)?;
+    Ok(pieces.parts.into_iter().map(|(e, p, range)| ((e, p), bytes[range].to_vec())).collect())
 }
 
 fn gzipped(bytes: &[u8]) -> Result<usize> {
@@ -63,6 +84,7 @@ fn main() -> Result<()> {
     let (mut i, mut l) = (0, 0);
     let mut boundary = first;
     let mut previous: Option<Vec<u8>> = None;
+    let mut previous_parts: Vec<Part> = Vec::new();
     let mut measured = Vec::new();
     let began = Instant::now();
     while boundary <= last {
@@ -78,6 +100,7 @@ fn main() -> Result<()> {
         // The exporter publishes a boundary's snapshot before folding the first event at or after it.
         while time.0 >= boundary && boundary <= last {
             let tables = state.aggregates_as_of(Timestamp(boundary), signer.id_hash());
+            let copy = tables.clone();
             let built = build_from_aggregates(
                 tables,
                 &schema,
@@ -87,7 +110,14 @@ fn main() -> Result<()> {
                 &signer,
                 &Decisioning::default(),
             )?;
+            let parts =
+                parts_of(&build_snapshot_in_parts(&built.meta, copy, None, None, &signer, PART_BYTES)?)?;
             if let Some(base) = &previous {
+                let changed: Vec<&Vec<u8>> = parts
+                    .iter()
+                    .filter(|(at, bytes)| !previous_parts.iter().any(|(was, old)| was == at && old == bytes))
+                    .map(|(_, bytes)| bytes)
+                    .collect();
                 let delta = build_delta(base, &built.bytes)?;
                 let t = Instant::now();
                 let applied = apply_delta(base, &delta)?;
@@ -104,9 +134,13 @@ fn main() -> Result<()> {
                     full_gzipped: gzipped(&built.bytes)?,
                     rows: info.rows_updated + info.rows_inserted + info.rows_deleted,
                     apply,
+                    parts_changed: changed.len(),
+                    part_bytes_changed: changed.iter().map(|b| b.len()).sum(),
+                    parts: parts.len(),
                 });
             }
             previous = Some(built.bytes);
+            previous_parts = parts;
             boundary += 3600;
         }
         if boundary > last {
@@ -179,6 +213,19 @@ fn main() -> Result<()> {
         kb(quantile(&mut full_gz, 0.5)),
         kb(quantile(&mut full_gz, 0.9)),
         kb(quantile(&mut full_gz, 1.0)),
+    );
+    let mut changed: Vec<usize> = measured.iter().map(|m| m.parts_changed).collect();
+    let mut changed_bytes: Vec<usize> = measured.iter().map(|m| m.part_bytes_changed).collect();
+    let mut parts: Vec<usize> = measured.iter().map(|m| m.parts).collect();
+    println!();
+    println!(
+        "KV layout, parts of at most {} KiB: {} parts per snapshot (median); parts changed per hourly snapshot: median {}, min {}, max {}; bytes of changed parts: median {} (what a KV delta writes).",
+        PART_BYTES / 1024,
+        quantile(&mut parts, 0.5),
+        quantile(&mut changed, 0.5),
+        quantile(&mut changed, 0.0),
+        quantile(&mut changed, 1.0),
+        kb(quantile(&mut changed_bytes, 0.5)),
     );
     let per_day =
         |f: &dyn Fn(&Measured) -> usize| measured.iter().map(f).sum::<usize>() as f64 / days as f64 / 1e6;

@@ -100,6 +100,19 @@ impl<V: Copy> IdMap<V> {
         self.numbers.retain(|_, v| keep(*v));
         self.bytes.retain(|_, v| keep(*v));
     }
+
+    /// Gives every id the value `to` maps its value to, and drops the ids it maps to `None`.
+    pub(crate) fn remap(&mut self, mut to: impl FnMut(V) -> Option<V>) {
+        let mut step = |v: &mut V| match to(*v) {
+            Some(new) => {
+                *v = new;
+                true
+            }
+            None => false,
+        };
+        self.numbers.retain(|_, v| step(v));
+        self.bytes.retain(|_, v| step(v));
+    }
 }
 
 #[cfg(test)]

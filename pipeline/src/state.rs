@@ -399,9 +399,12 @@ impl State {
         self.tables_as_of(as_of, |id| Box::from(id))
     }
 
+    /// The rows as of `as_of`; then forgets the entities that hold no event any more, once they
+    /// are at least 1/32 of all (see [`State::forget_idle_entities`]).
     fn tables_as_of<K>(&mut self, as_of: Timestamp, key: impl Fn(&[u8]) -> K) -> Vec<Vec<(K, Aggregates)>> {
         self.forget_older_than(as_of);
         let mut tables = Vec::with_capacity(self.kinds.len());
+        let mut idle = 0;
         for (kind, def) in self.kinds.iter_mut().zip(self.schema.entities()) {
             let layout = &def.layout;
             let mut rows = Vec::new();
@@ -410,11 +413,58 @@ impl State {
                 let aggregates = windows.aggregates(layout);
                 if aggregates != Aggregates::ZERO {
                     rows.push((key(id), aggregates));
+                } else if windows.events().len() == 0 {
+                    idle += 1;
                 }
             }
             tables.push(rows);
         }
+        // Amortised: renumbering scans every entity and held transaction, so it waits until at
+        // least 1/32 of the entities are idle.
+        let entities: usize = self.kinds.iter().map(|k| k.ids.len()).sum();
+        if idle > 0 && idle * 32 >= entities {
+            self.forget_idle_entities();
+        }
         tables
+    }
+
+    /// Forgets the entities whose windows hold no event (every transaction of theirs has left
+    /// every window): their rows are all zero, and one that comes back starts from an empty
+    /// state whose aggregates are the same (exact sums and counts), so no snapshot changes.
+    /// Without this, the state would grow with every entity ever seen. The held transactions'
+    /// places are renumbered; an event of a forgotten entity becomes "not here" (a label of it
+    /// could not have changed any window).
+    pub fn forget_idle_entities(&mut self) {
+        let n = self.kinds.len();
+        for (k, kind) in self.kinds.iter_mut().enumerate() {
+            let mut renumber = vec![NOT_HERE; kind.windows.len()];
+            let mut next = 0u32;
+            for (e, windows) in kind.windows.iter().enumerate() {
+                if windows.events().len() > 0 {
+                    renumber[e] = next;
+                    next += 1;
+                }
+            }
+            if next as usize == kind.windows.len() {
+                continue;
+            }
+            let mut e = 0;
+            kind.windows.retain(|_| {
+                e += 1;
+                renumber[e - 1] != NOT_HERE
+            });
+            let mut e = 0;
+            kind.ids.retain(|_| {
+                e += 1;
+                renumber[e - 1] != NOT_HERE
+            });
+            kind.index.remap(|e| Some(renumber[e as usize]).filter(|&r| r != NOT_HERE));
+            for (entity, _) in self.held.at.iter_mut().skip(k).step_by(n.max(1)) {
+                if *entity != NOT_HERE {
+                    *entity = renumber[*entity as usize];
+                }
+            }
+        }
     }
 
     /// First and last transaction time folded (a snapshot's data range).
@@ -495,6 +545,77 @@ mod tests {
         }
         assert_eq!(expected, merged);
         assert!(expected[0].len() == 41 && expected[1].len() == 53);
+    }
+
+    /// A history with churn (customers and terminals active for ten days each, then gone) and
+    /// labels up to 36 days late (some after their customer has been forgotten): every row as of
+    /// every day is the same whether idle entities were forgotten at each day's boundary or never.
+    #[test]
+    fn forgetting_idle_entities_changes_no_row_and_bounds_the_state() {
+        let schema = FeatureSchema::handbook();
+        let day = 86_400;
+        let t0 = 1_522_540_800;
+        let days = 90i64;
+        let mut events: Vec<(i64, Option<Transaction>, Option<LabelEvent>)> = Vec::new();
+        for i in 0..(days * 40) as u64 {
+            let t = t0 + i as i64 * day / 40;
+            let era = (t - t0) / (10 * day);
+            let tx = tx(i, t, (i % 23) as u64 + 100 * era as u64, (i % 31) as u64 + 100 * era as u64);
+            events.push((t, Some(tx), None));
+            if i % 7 == 0 {
+                let late = if i % 3 == 0 { 36 * day - 5 } else { (i as i64 % 5 + 1) * day };
+                let label = LabelEvent {
+                    transaction_id: i.to_string().into_bytes().into(),
+                    fraud: true,
+                    reported_at: Timestamp(t + late),
+                };
+                events.push((t + late, None, Some(label)));
+            }
+        }
+        events.sort_by_key(|(t, tx, _)| (*t, tx.is_none()));
+        let fold = |state: &mut State, upto: i64, from: &mut usize| {
+            while let Some((t, tx, label)) = events.get(*from) {
+                if *t >= upto {
+                    break;
+                }
+                if let Some(tx) = tx {
+                    state.fold_transaction(tx).expect("fold");
+                }
+                if let Some(label) = label {
+                    // Some labels come after their transaction has left every window.
+                    let _ = state.fold_label(label);
+                }
+                *from += 1;
+            }
+        };
+        let mut forgetting = State::new(schema.clone());
+        let mut at = 0;
+        let mut most = 0;
+        for d in 1..=days {
+            let as_of = t0 + d * day;
+            fold(&mut forgetting, as_of, &mut at);
+            let mut rows = forgetting.rows_as_of(Timestamp(as_of));
+            most = most.max(forgetting.entities().iter().sum::<usize>());
+            if d % 9 == 0 || d == days {
+                // The same history folded into a state that never forgot anything.
+                let mut keeping = State::new(schema.clone());
+                fold(&mut keeping, as_of, &mut 0);
+                let seen = keeping.entities().iter().sum::<usize>();
+                let mut expected = keeping.rows_as_of(Timestamp(as_of));
+                for (a, b) in rows.iter_mut().zip(&mut expected) {
+                    a.sort_by(|x, y| x.0.cmp(&y.0));
+                    b.sort_by(|x, y| x.0.cmp(&y.0));
+                }
+                assert_eq!(rows, expected, "day {d}");
+                assert_eq!(forgetting.counts(), keeping.counts(), "day {d}");
+                if d == days {
+                    assert!(seen >= 9 * (23 + 31), "{seen} entities seen");
+                }
+            }
+        }
+        // At most the entities of the last 38 days (the 37-day span and a day to the next
+        // boundary: five eras of ten) are held at once, of the nine eras' seen.
+        assert!(most <= 5 * (23 + 31), "{most} entities held at once");
     }
 
     #[test]

@@ -560,7 +560,7 @@ mod tests {
         for i in 0..(days * 40) as u64 {
             let t = t0 + i as i64 * day / 40;
             let era = (t - t0) / (10 * day);
-            let tx = tx(i, t, (i % 23) as u64 + 100 * era as u64, (i % 31) as u64 + 100 * era as u64);
+            let tx = tx(i, t, i % 23 + 100 * era as u64, i % 31 + 100 * era as u64);
             events.push((t, Some(tx), None));
             if i % 7 == 0 {
                 let late = if i % 3 == 0 { 36 * day - 5 } else { (i as i64 % 5 + 1) * day };

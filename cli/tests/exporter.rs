@@ -9,7 +9,8 @@
 mod common;
 
 use common::stream::{
-    Running, cluster_with_topics, compare_with_batch, handbook_slice, ok, snapshots, wait_until,
+    Running, cluster_with_topics, compare_with_batch, handbook_slice, metric, metrics_of, ok, snapshots,
+    wait_until,
 };
 use common::{Result, tollgate};
 use rdkafka::config::ClientConfig;
@@ -211,20 +212,6 @@ fn sigterm_stops_it_cleanly_after_a_final_checkpoint() -> Result<()> {
     assert!(log.contains("resumed from the checkpoint") && log.contains("transactions[0]@"), "{log}");
     assert!(log.contains("0 snapshots published, 2 transactions"), "{log}");
     Ok(())
-}
-
-/// The value of the sample `series` (a metric name with its labels, as printed) in `text`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// The metrics page of a running exporter, once the address it prints is in its log.
-fn metrics_of(running: &Running) -> Result<String> {
-    let log = running.log();
-    let Some(url) = log.lines().find_map(|l| l.strip_prefix("exporter: metrics at ")) else {
-        return Ok(String::new());
-    };
-    Ok(ureq::get(url.trim()).call()?.body_mut().read_to_string()?)
 }
 
 #[test]

@@ -9,7 +9,8 @@
 mod common;
 
 use common::stream::{
-    Running, cluster_with_topics, compare_with_batch, files, handbook_slice, ok, snapshots, wait_until,
+    Running, cluster_with_topics, compare_with_batch, files, handbook_slice, metric, metrics_of, ok,
+    snapshots, wait_until,
 };
 use common::{Result, tollgate};
 use std::collections::BTreeMap;
@@ -102,7 +103,8 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
         "--kafka",
         "heartbeat.interval.ms=500",
     ];
-    let one = Running::start(d, &member, "one.log")?;
+    let with_metrics: Vec<&str> = member.iter().copied().chain(["--metrics-addr", "127.0.0.1:0"]).collect();
+    let one = Running::start(d, &with_metrics, "one.log")?;
     let two = Running::start(d, &member, "two.log")?;
     // Kill member two once it owns partitions of both topics and has written a third of its
     // lanes' shards (each lane checkpoints after its shards).
@@ -121,13 +123,22 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     let before_kill = all_shards(&d.join("shards"))?;
     assert!(d.join("ck/lanes/transactions").exists(), "lane checkpoints before the kill");
 
-    // Member one takes the dead member's partitions over from their lanes' checkpoints.
+    // Member one takes the dead member's partitions over from their lanes' checkpoints: all 32
+    // lanes, which its metrics show with the rebalances that moved them.
     wait_until(
         Duration::from_secs(60),
         "member one did not take the dead member's partitions over",
         || one.log(),
         || Ok(one.log().contains("(from its lane's checkpoint)")),
     )?;
+    wait_until(
+        Duration::from_secs(30),
+        "member one's metrics do not show its 32 lanes",
+        || format!("{}\n{}", one.log(), metrics_of(&one).unwrap_or_default()),
+        || Ok(metric(&metrics_of(&one)?, "tollgate_exporter_lanes") == Some(32.0)),
+    )?;
+    let rebalances = metric(&metrics_of(&one)?, "tollgate_exporter_rebalances_total").unwrap_or(0.0);
+    assert!(rebalances >= 2.0, "{rebalances} rebalances");
     // The killed member comes back, joins, and is given partitions again: member one gives them
     // up (checkpointing their lanes) and it loads them.
     let two = Running::start(d, &member, "two-again.log")?;

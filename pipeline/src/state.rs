@@ -162,6 +162,8 @@ pub struct Status {
     pub entities: Vec<usize>,
     /// Transactions held by some window.
     pub held: usize,
+    /// States summed: in a scale-out, the lanes held; 1 for a single exporter.
+    pub lanes: usize,
 }
 
 impl Status {
@@ -176,6 +178,7 @@ impl Status {
             *n += kind.ids.len();
         }
         self.held += state.held.len();
+        self.lanes += 1;
     }
 }
 

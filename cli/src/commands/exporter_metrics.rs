@@ -45,6 +45,8 @@ pub struct ExporterMetrics {
     snapshot_as_of: Gauge,
     shards: Counter,
     shard_bytes: Gauge,
+    rebalances: Counter,
+    lanes: Gauge,
     checkpoints: Counter,
     checkpoint_bytes: Gauge,
     checkpoint_seconds: Histogram,
@@ -72,6 +74,8 @@ impl ExporterMetrics {
             snapshot_as_of: Gauge::default(),
             shards: Counter::default(),
             shard_bytes: Gauge::default(),
+            rebalances: Counter::default(),
+            lanes: Gauge::default(),
             checkpoints: Counter::default(),
             checkpoint_bytes: Gauge::default(),
             checkpoint_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 16)),
@@ -115,6 +119,16 @@ impl ExporterMetrics {
         );
         registry.register("shards_written", "Scale-out: shards this instance wrote", m.shards.clone());
         registry.register("shard_bytes", "Scale-out: size of the last shard written", m.shard_bytes.clone());
+        registry.register(
+            "rebalances",
+            "Scale-out: consumer-group rebalances that moved partitions to or from this member",
+            m.rebalances.clone(),
+        );
+        registry.register(
+            "lanes",
+            "Scale-out: lanes (partitions with their state) this member holds",
+            m.lanes.clone(),
+        );
         registry.register("checkpoints", "Checkpoints written (state and offsets)", m.checkpoints.clone());
         registry.register("checkpoint_bytes", "Size of the last checkpoint", m.checkpoint_bytes.clone());
         registry.register("checkpoint_seconds", "Time to write a checkpoint", m.checkpoint_seconds.clone());
@@ -134,6 +148,9 @@ impl ExporterMetrics {
         match report {
             // Folded before this run, or by the member that held a lane before: not counted here.
             Report::Started { status, .. } | Report::Rebalanced { status, .. } => {
+                if matches!(report, Report::Rebalanced { .. }) {
+                    self.rebalances.inc();
+                }
                 self.seen_transactions.store(status.counts.transactions, Ordering::Relaxed);
                 self.seen_labels.store(status.counts.labels, Ordering::Relaxed);
                 self.set_status(status);
@@ -182,6 +199,7 @@ impl ExporterMetrics {
             self.entities.get_or_create(&KindLabel { kind: def.name.clone() }).set(*n as i64);
         }
         self.held.set(status.held as i64);
+        self.lanes.set(status.lanes as i64);
     }
 
     /// The OpenMetrics text (drift gauges brought up to date first).

@@ -146,6 +146,21 @@ impl Drop for Running {
     }
 }
 
+/// The value of the sample `series` (a metric name with its labels, as printed) in `text`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The metrics page of a running exporter, once the address it prints is in its log (empty
+/// before).
+pub fn metrics_of(running: &Running) -> Result<String> {
+    let log = running.log();
+    let Some(url) = log.lines().find_map(|l| l.strip_prefix("exporter: metrics at ")) else {
+        return Ok(String::new());
+    };
+    Ok(ureq::get(url.trim()).call()?.body_mut().read_to_string()?)
+}
+
 /// Polls `check` every 20 ms until it is true, for at most `limit`; `what` and `log()` name the
 /// failure.
 pub fn wait_until(

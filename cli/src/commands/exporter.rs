@@ -132,7 +132,9 @@ pub struct RunArgs {
     /// JSON line.
     #[arg(long, value_name = "FILE")]
     dead_letter: Option<PathBuf>,
-    /// Stop once every partition is idle (all input read), after a final checkpoint.
+    /// Stop once every partition is idle (all input read), after a final checkpoint. A group
+    /// member stops once it holds partitions and all of them (and the labels) are idle; its
+    /// partitions then move to the members still running.
     #[arg(long)]
     until_idle: bool,
     /// Stop before the first event at or after this time (UTC, `YYYY-MM-DD[ HH:MM:SS]`).

@@ -8,6 +8,7 @@
 //! threshold whatever the traffic, and a quiet hour does not leave a window of ten requests that
 //! alarms on chance. At 10,000 requests the floor is about 0.001 against a threshold of 0.2.
 
+use memchr::memmem::Finder;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,7 +18,7 @@ use scorer::snapshot::{Bins, Reference};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Shares below this count as this in PSI, so that an empty bin gives a large but finite term.
@@ -384,11 +385,14 @@ impl Monitor {
     /// response or an array of them, JSON or MessagePack). Cheap when there is none: one search
     /// for `ok: false`.
     pub fn count_errors(&self, body: &[u8]) {
-        let marker: &[u8] = match crate::wire::Format::sniff(body) {
-            crate::wire::Format::Json => br#""ok":false"#,
-            crate::wire::Format::MsgPack => b"\xa2ok\xc2",
+        // Built once: building a finder costs about as much as searching one response.
+        static JSON: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""ok":false"#));
+        static MSGPACK: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\xa2ok\xc2"));
+        let marker = match crate::wire::Format::sniff(body) {
+            crate::wire::Format::Json => &*JSON,
+            crate::wire::Format::MsgPack => &*MSGPACK,
         };
-        if memchr::memmem::find(body, marker).is_none() {
+        if marker.find(body).is_none() {
             return;
         }
         let count = |v: &serde_json::Value| {

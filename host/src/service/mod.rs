@@ -24,12 +24,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use memchr::memmem::Finder;
 use metrics::{DecisionLabel, KindLabel};
 use serde_json::json;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How the service runs (the scorer has its own [`crate::ScorerConfig`]).
@@ -347,13 +348,16 @@ fn is_ok(body: &[u8], format: Format) -> bool {
 /// parsing. It is on every request's path, so it must cost little (a per-byte comparison of three
 /// needles had cost a third of a JSON batch's CPU).
 fn decisions_in(body: &[u8], format: Format) -> [u64; 3] {
-    let key: &[u8] = match format {
-        Format::Json => br#""decision":""#,
-        Format::MsgPack => b"\xa8decision",
+    // Built once: building a finder costs about as much as searching one response.
+    static JSON_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""decision":""#));
+    static MSGPACK_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\xa8decision"));
+    let key = match format {
+        Format::Json => &*JSON_KEY,
+        Format::MsgPack => &*MSGPACK_KEY,
     };
     let mut counts = [0; 3];
-    for at in memchr::memmem::find_iter(body, key) {
-        let value = &body[at + key.len()..];
+    for at in key.find_iter(body) {
+        let value = &body[at + key.needle().len()..];
         // MessagePack: a fixstr header byte before the text.
         let value = if format == Format::MsgPack { value.get(1..).unwrap_or_default() } else { value };
         if let Some(i) = DECISIONS[..3].iter().position(|d| value.starts_with(d.as_bytes())) {

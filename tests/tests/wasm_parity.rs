@@ -377,16 +377,9 @@ fn scorer_wasm_is_at_most_100_kib_raw_and_40_kib_gzipped() -> Result<()> {
     let module = scorer_wasm_small()?;
     let wasm_opt = tollgate_tests::worker::wasm_opt();
     let out = std::env::temp_dir().join(format!("tollgate-size-{}.wasm", std::process::id()));
-    // The list xtask passes (WASM_FEATURES in xtask/src/main.rs).
-    let features = [
-        "--enable-bulk-memory",
-        "--enable-bulk-memory-opt",
-        "--enable-sign-ext",
-        "--enable-mutable-globals",
-        "--enable-nontrapping-float-to-int",
-        "--enable-multivalue",
-        "--enable-reference-types",
-    ];
+    // The flags xtask passes, from the same file.
+    let features =
+        include_str!("../../scorer/wasm/wasm-opt.features").lines().map(str::trim).filter(|l| !l.is_empty());
     let status = std::process::Command::new(&wasm_opt)
         .arg("-Oz")
         .args(features)

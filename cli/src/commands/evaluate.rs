@@ -53,7 +53,8 @@ pub struct Args {
     /// Run a protocol instead of scoring one model: `prequential` (the handbook's ch. 5).
     #[arg(long, value_parser = ["prequential"])]
     protocol: Option<String>,
-    /// With --protocol: the model families on the grid (lr, rf, gbdt, bb: balanced bagging).
+    /// With --protocol: the model families on the grid (lr, rf, gbdt, bb: balanced bagging, gs:
+    /// slower-learning GBDTs).
     #[arg(long, value_delimiter = ',', default_value = "lr,rf,gbdt")]
     families: Vec<String>,
 }

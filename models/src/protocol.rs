@@ -527,7 +527,8 @@ pub fn default_grid(families: &[Family]) -> Vec<Candidate> {
     }
     if families.contains(&Family::GbdtSlow) {
         for (trees, depth, min_child_weight) in [(400, 3, 1.0), (300, 4, 1.0), (300, 4, 5.0)] {
-            let mcw = if min_child_weight != 1.0 { format!(" mcw={min_child_weight}") } else { String::new() };
+            let mcw =
+                if min_child_weight != 1.0 { format!(" mcw={min_child_weight}") } else { String::new() };
             grid.push(Candidate {
                 name: format!("gbdt {trees}/0.05/{depth} sub=0.8{mcw}"),
                 trainer: Trainer::Gbdt(GbdtConfig {

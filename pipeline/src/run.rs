@@ -933,7 +933,12 @@ fn run_with(
             let Some(pending) = source.queue.pop_front() else { break };
             match &pending.item {
                 Item::Transaction(tx) => {
-                    let Some(lane) = lanes.get_mut(source.lane) else { break };
+                    // Sources come and go with their lanes: a source without one is a bug, not
+                    // input to drop.
+                    let Some(lane) = lanes.get_mut(source.lane) else {
+                        let at = format!("{}[{}]", topics[source.topic], source.partition);
+                        return Err(RunError::Config(format!("internal error: {at} is read for no lane")));
+                    };
                     if sample > 0 && tx.time >= lane.state.clock() {
                         until_sample = until_sample.saturating_sub(1);
                         if until_sample == 0 {

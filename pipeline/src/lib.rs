@@ -35,6 +35,7 @@ pub mod assemble;
 pub mod checkpoint;
 mod framed;
 mod ids;
+mod lanes;
 pub mod message;
 pub mod replay;
 pub mod run;

@@ -78,6 +78,13 @@ pub struct Position {
     pub lane: Option<(String, i32)>,
 }
 
+impl Position {
+    /// The next offset to read of `partition` of `topic`, if one is stored.
+    pub fn offset_of(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets.iter().find(|(t, p, _)| t == topic && *p == partition).map(|o| o.2)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Body {
     schema_hash: u64,

@@ -98,9 +98,8 @@ impl Layout {
                 id.map_or(self.topics.join(", "), |(t, _, _)| format!("{}, {label_topic}", self.topics[t]));
             return Err(mismatch(format!("topic {topic}"), format!("topics {expected}")).into());
         }
-        let label_from = (0..self.label_partitions as i32)
-            .map(|q| position.offsets.iter().find(|(t, p, _)| t == label_topic && *p == q).map(|o| o.2))
-            .collect();
+        let label_from =
+            (0..self.label_partitions as i32).map(|q| position.offset_of(label_topic, q)).collect();
         Ok((Lane { id, kinds, state, position, label_from, following: false, dir }, resumed))
     }
 }
@@ -150,7 +149,7 @@ impl Membership {
                 Ok(opened) => opened,
                 Err(e) => return Change::Failed(e),
             };
-            let stored = lane.position.offsets.iter().find(|(t, q, _)| t == topic && *q == p).map(|o| o.2);
+            let stored = lane.position.offset_of(topic, p);
             if let Err(e) =
                 list.add_partition_offset(topic, p, stored.map_or(Offset::Beginning, Offset::Offset))
             {

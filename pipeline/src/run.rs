@@ -542,8 +542,7 @@ fn run_with(
             resumed = loaded;
             let mut assignment = TopicPartitionList::new();
             for p in 0..partitions[0] as i32 {
-                let stored =
-                    lane.position.offsets.iter().find(|(t, q, _)| t == topics[0] && *q == p).map(|o| o.2);
+                let stored = lane.position.offset_of(topics[0], p);
                 assignment.add_partition_offset(
                     topics[0],
                     p,
@@ -649,12 +648,7 @@ fn run_with(
                             // the offsets the consumer was just assigned at.
                             lanes.retain(|l| !(l.id.is_some() && l.is(topic, p)));
                             sources.retain(|s| !(s.topic == topic && s.partition == p));
-                            let stored = lane
-                                .position
-                                .offsets
-                                .iter()
-                                .find(|(t, q, _)| t == topics[topic] && *q == p)
-                                .map(|o| o.2);
+                            let stored = lane.position.offset_of(topics[topic], p);
                             sources.push(Source::new(topic, p, stored));
                             assigned.push((topics[topic].to_string(), p, stored, loaded));
                             lanes.push(lane);

@@ -9,8 +9,8 @@
 mod common;
 
 use common::stream::{
-    Running, cluster_with_topics, compare_with_batch, handbook_slice, metric, metrics_of, ok, snapshots,
-    wait_until,
+    Running, cluster_with_topics, compare_with_batch, handbook_slice, metric, metrics_of, ok,
+    replayed_handbook, snapshots, wait_until,
 };
 use common::{Result, tollgate};
 use rdkafka::config::ClientConfig;
@@ -37,27 +37,8 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     let began = Instant::now();
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    handbook_slice(&d.join("tx.csv"), DAYS)?;
-    ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
-    let cluster = cluster_with_topics(&[])?;
+    let (cluster, replayed) = replayed_handbook(d, DAYS, &[])?;
     let brokers = cluster.bootstrap_servers();
-    // Label delays strictly under the 7-day delay of the risk windows: batch and stream agree.
-    let replayed = ok(
-        tollgate(
-            d,
-            &[
-                "exporter",
-                "replay-to-kafka",
-                "--input",
-                "tx.csv",
-                "--brokers",
-                &brokers,
-                "--label-delay-max",
-                "6d 23h",
-            ],
-        )?,
-        "replay-to-kafka",
-    )?;
     eprintln!("{replayed}");
 
     let run = run_args(&brokers, &["--checkpoint-every", "200ms", "--idle", "3s"]);

@@ -9,8 +9,7 @@
 mod common;
 
 use common::stream::{
-    Running, cluster_with_topics, compare_with_batch, files, handbook_slice, metric, metrics_of, ok,
-    snapshots, wait_until,
+    Running, compare_with_batch, files, metric, metrics_of, replayed_handbook, snapshots, wait_until,
 };
 use common::{Result, tollgate};
 use std::collections::BTreeMap;
@@ -51,24 +50,9 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     let began = Instant::now();
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    handbook_slice(&d.join("tx.csv"), DAYS)?;
-    ok(tollgate(d, &["keys", "new", "--out", "keys"])?, "keys new")?;
-    let cluster = cluster_with_topics(&["transactions-by-terminal"])?;
+    let (cluster, replayed) = replayed_handbook(d, DAYS, &["transactions-by-terminal"])?;
     let brokers = cluster.bootstrap_servers();
-    let replay = [
-        "exporter",
-        "replay-to-kafka",
-        "--input",
-        "tx.csv",
-        "--brokers",
-        &brokers,
-        "--transactions-by-terminal",
-        "transactions-by-terminal",
-        // Under the 7-day delay of the risk windows: batch and stream agree.
-        "--label-delay-max",
-        "6d 23h",
-    ];
-    eprintln!("{}", ok(tollgate(d, &replay)?, "replay-to-kafka")?);
+    eprintln!("{replayed}");
 
     let assembler = Running::start(
         d,

@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 /// A mock Kafka cluster (librdkafka's, in this process, on 127.0.0.1) with the exporter's topics:
 /// `transactions` (16 partitions), `labels` (2), and each of `more` (16 partitions).
-pub fn cluster_with_topics(
-    more: &[&str],
-) -> Result<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>> {
+pub fn cluster_with_topics(more: &[&str]) -> Result<Cluster> {
     let cluster = rdkafka::mocking::MockCluster::new(1)?;
     cluster.create_topic("transactions", 16, 1)?;
     cluster.create_topic("labels", 2, 1)?;
@@ -28,6 +26,28 @@ pub fn cluster_with_topics(
         cluster.create_topic(topic, 16, 1)?;
     }
     Ok(cluster)
+}
+
+/// The mock cluster (the type [`cluster_with_topics`] gives).
+pub type Cluster = rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// The handbook's first `days` days as `dir/tx.csv`, a signing key in `dir/keys`, and that file
+/// replayed by `tollgate exporter replay-to-kafka` to a new mock cluster with the exporter's
+/// topics and `more` (each of `more` also written by the replay, keyed by terminal). Label delays
+/// stay under the 7-day delay of the risk windows, so that batch and stream agree. The cluster
+/// and the replay's output.
+pub fn replayed_handbook(dir: &Path, days: u32, more: &[&str]) -> Result<(Cluster, String)> {
+    handbook_slice(&dir.join("tx.csv"), days)?;
+    ok(super::tollgate(dir, &["keys", "new", "--out", "keys"])?, "keys new")?;
+    let cluster = cluster_with_topics(more)?;
+    let brokers = cluster.bootstrap_servers();
+    let mut replay = vec!["exporter", "replay-to-kafka", "--input", "tx.csv", "--brokers", &brokers];
+    for topic in more {
+        replay.extend(["--transactions-by-terminal", topic]);
+    }
+    replay.extend(["--label-delay-max", "6d 23h"]);
+    let replayed = ok(super::tollgate(dir, &replay)?, "replay-to-kafka")?;
+    Ok((cluster, replayed))
 }
 
 /// Standard output and error of a finished command, or an error naming `what` if it failed.

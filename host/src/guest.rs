@@ -101,6 +101,30 @@ where
     instance.get_typed_func(&mut *store, name).map_err(|e| GuestError::Abi(format!("export {name}: {e}")))
 }
 
+/// Calls `f` in `store` with the deadline of `phase` under `limits`; a trap becomes a
+/// [`GuestError`]. A free function, so that a call borrows the store and one export apart.
+fn invoke<P, R>(
+    store: &mut Store<StoreState>,
+    limits: Limits,
+    f: &TypedFunc<P, R>,
+    params: P,
+    phase: Phase,
+) -> Result<R, GuestError>
+where
+    P: wasmtime::WasmParams,
+    R: wasmtime::WasmResults,
+{
+    let (ticks, budget) = match phase {
+        Phase::Score => (limits.score_ticks, limits.budget),
+        Phase::Load => (limits.load_ticks, limits.load_budget),
+    };
+    store.set_epoch_deadline(ticks);
+    f.call(&mut *store, params).map_err(|e| match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => GuestError::Timeout { budget },
+        _ => GuestError::Trap(format!("{e:#}")),
+    })
+}
+
 impl Guest {
     /// Instantiates the module and checks its ABI version.
     pub fn new(engine: &Engine, pre: &InstancePre<StoreState>, limits: Limits) -> Result<Guest, GuestError> {
@@ -130,7 +154,7 @@ impl Guest {
             limits,
             buf: (0, 0),
         };
-        let v = guest.call(&version, (), Phase::Load)?;
+        let v = invoke(&mut guest.store, limits, &version, (), Phase::Load)?;
         if v >> 16 != ABI_MAJOR {
             return Err(GuestError::Abi(format!(
                 "tg_version is {}.{}; this host speaks {ABI_MAJOR}.x",
@@ -141,27 +165,10 @@ impl Guest {
         Ok(guest)
     }
 
-    /// Calls `f` with the deadline `ticks` epochs from now; a trap becomes a [`GuestError`].
-    fn call<P, R>(&mut self, f: &TypedFunc<P, R>, params: P, phase: Phase) -> Result<R, GuestError>
-    where
-        P: wasmtime::WasmParams,
-        R: wasmtime::WasmResults,
-    {
-        let (ticks, budget) = match phase {
-            Phase::Score => (self.limits.score_ticks, self.limits.budget),
-            Phase::Load => (self.limits.load_ticks, self.limits.load_budget),
-        };
-        self.store.set_epoch_deadline(ticks);
-        f.call(&mut self.store, params).map_err(|e| match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => GuestError::Timeout { budget },
-            _ => GuestError::Trap(format!("{e:#}")),
-        })
-    }
-
     /// Copies `bytes` into a fresh guest buffer of exactly their length.
     fn put(&mut self, bytes: &[u8]) -> Result<u32, GuestError> {
         let len = u32::try_from(bytes.len()).map_err(|_| GuestError::OutOfMemory(u32::MAX))?;
-        let ptr = self.call(&self.alloc.clone(), len, Phase::Load)?;
+        let ptr = invoke(&mut self.store, self.limits, &self.alloc, len, Phase::Load)?;
         if ptr == 0 && len > 0 {
             return Err(GuestError::OutOfMemory(len));
         }
@@ -182,10 +189,10 @@ impl Guest {
             if self.buf.1 > 0 {
                 let old = self.buf;
                 self.buf = (0, 0);
-                self.call(&self.free.clone(), old, Phase::Score)?;
+                invoke(&mut self.store, self.limits, &self.free, old, Phase::Score)?;
             }
             let cap = len.checked_next_power_of_two().unwrap_or(len).max(1024);
-            let ptr = self.call(&self.alloc.clone(), cap, Phase::Score)?;
+            let ptr = invoke(&mut self.store, self.limits, &self.alloc, cap, Phase::Score)?;
             if ptr == 0 {
                 return Err(GuestError::OutOfMemory(cap));
             }
@@ -211,20 +218,26 @@ impl Guest {
     pub fn set_edge_keys(&mut self, text: &str) -> Result<Result<(), String>, GuestError> {
         let ptr = self.put(text.as_bytes())?;
         let len = text.len() as u32;
-        let status = self.call(&self.set_edge_keys.clone(), (ptr, len), Phase::Load)?;
-        self.call(&self.free.clone(), (ptr, len), Phase::Load)?;
+        let status = invoke(&mut self.store, self.limits, &self.set_edge_keys, (ptr, len), Phase::Load)?;
+        invoke(&mut self.store, self.limits, &self.free, (ptr, len), Phase::Load)?;
         self.status(status)
     }
 
     /// Sets how many reasons responses carry.
     pub fn set_reasons(&mut self, n: u32) -> Result<(), GuestError> {
-        self.call(&self.set_reasons.clone(), n, Phase::Load)
+        invoke(&mut self.store, self.limits, &self.set_reasons, n, Phase::Load)
     }
 
     /// Hands a snapshot over (`tg_load_snapshot`); the module owns the buffer afterwards.
     pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<Result<(), String>, GuestError> {
         let ptr = self.put(bytes)?;
-        let status = self.call(&self.load_snapshot.clone(), (ptr, bytes.len() as u32), Phase::Load)?;
+        let status = invoke(
+            &mut self.store,
+            self.limits,
+            &self.load_snapshot,
+            (ptr, bytes.len() as u32),
+            Phase::Load,
+        )?;
         self.status(status)
     }
 
@@ -232,7 +245,7 @@ impl Guest {
         if status == 0 {
             return Ok(Ok(()));
         }
-        let packed = self.call(&self.last_error.clone(), (), Phase::Load)?;
+        let packed = invoke(&mut self.store, self.limits, &self.last_error, (), Phase::Load)?;
         let mut message = Vec::new();
         self.read_packed(packed, &mut message)?;
         Ok(Err(format!("status {status}: {}", String::from_utf8_lossy(&message))))
@@ -241,15 +254,15 @@ impl Guest {
     /// Scores one request (`tg_score`), appending the response to `out`.
     pub fn score(&mut self, request: &[u8], out: &mut Vec<u8>) -> Result<(), GuestError> {
         let (ptr, len) = self.put_request(request)?;
-        let packed = self.call(&self.score.clone(), (ptr, len), Phase::Score)?;
+        let packed = invoke(&mut self.store, self.limits, &self.score, (ptr, len), Phase::Score)?;
         self.read_packed(packed, out)
     }
 
     /// Hands the `tg_last_features` bytes of the last scoring call to `f` (nothing when the module
     /// predates ABI 1.2); false when the module does not have the export.
     pub fn with_last_features(&mut self, f: impl FnOnce(&[u8])) -> Result<bool, GuestError> {
-        let Some(export) = self.last_features.clone() else { return Ok(false) };
-        let packed = self.call(&export, (), Phase::Score)?;
+        let Some(export) = &self.last_features else { return Ok(false) };
+        let packed = invoke(&mut self.store, self.limits, export, (), Phase::Score)?;
         let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
         let data = self.memory.data(&self.store);
         let bytes = ptr
@@ -263,7 +276,7 @@ impl Guest {
     /// Scores a batch (`tg_score_batch`), appending the response to `out`.
     pub fn score_batch(&mut self, batch: &[u8], out: &mut Vec<u8>) -> Result<(), GuestError> {
         let (ptr, len) = self.put_request(batch)?;
-        let packed = self.call(&self.score_batch.clone(), (ptr, len), Phase::Score)?;
+        let packed = invoke(&mut self.store, self.limits, &self.score_batch, (ptr, len), Phase::Score)?;
         self.read_packed(packed, out)
     }
 }

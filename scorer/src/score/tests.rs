@@ -360,8 +360,63 @@ fn top_reasons_keep_the_largest_positive_contributions_in_order() {
     assert!(r.as_slice().is_empty());
 }
 
+/// The text a JSON string literal written by `JsonWriter` stands for (it writes only `\\"`,
+/// `\\\\` and `\\u00XX` escapes); the scorer's own reader must accept the literal too.
+fn wire_text_back(literal: &str) -> String {
+    let mut reader = wire::JsonReader::new(literal.as_bytes()).unwrap();
+    assert!(matches!(wire::Reader::value(&mut reader), Ok(wire::Scalar::Str { .. })), "{literal}");
+    let inner = &literal[1..literal.len() - 1];
+    let (mut out, mut chars) = (String::new(), inner.chars());
+    while let Some(c) = chars.next() {
+        match (c, c == '\\') {
+            (_, false) => out.push(c),
+            (_, true) => match chars.next() {
+                Some('u') => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                }
+                Some(e) => out.push(e),
+                None => panic!("dangling escape in {literal}"),
+            },
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_first_special_byte_is_found_eight_at_a_time_as_one_at_a_time(
+        s in proptest::collection::vec(prop_oneof![1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x21, 20 => 0x21u8..=0xff, 1 => Just(0x80u8), 1 => Just(0xdcu8)], 0..40),
+    ) {
+        let naive = s.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        prop_assert_eq!(wire::first_special(&s), naive);
+    }
+
+    #[test]
+    fn json_numbers_are_ryus_text_whole_numbers_included(
+        bits in any::<u64>(),
+        whole in -2_000_000_000_000_000i64..2_000_000_000_000_000,
+        small in -100_000i64..100_000,
+    ) {
+        for v in [f64::from_bits(bits), whole as f64, small as f64, -(small as f64), 0.0, -0.0, 1e15, 1e15 - 1.0, 999_999_999_999_999.9] {
+            let mut out = Vec::new();
+            wire::Sink::f64(&mut wire::JsonWriter::new(&mut out), v);
+            let expected = if v.is_finite() { ryu::Buffer::new().format_finite(v).to_string() } else { "null".to_string() };
+            prop_assert_eq!(String::from_utf8(out).unwrap(), expected, "{:?}", v);
+        }
+    }
+
+    #[test]
+    fn json_text_is_escaped_exactly_where_json_needs_it(s in "\\PC*|[\\x00-\\x7f]{0,40}") {
+        let mut out = Vec::new();
+        wire::Sink::str(&mut wire::JsonWriter::new(&mut out), s.as_bytes());
+        let text = String::from_utf8(out).unwrap();
+        let back: String = wire_text_back(&text);
+        prop_assert_eq!(back, s);
+        prop_assert!(!text[1..text.len() - 1].bytes().any(|c| c < 0x20), "{}", text);
+    }
 
     #[test]
     fn arbitrary_bytes_get_a_response_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {

@@ -299,6 +299,29 @@ impl<'a> Reader<'a> for MsgPackReader<'a> {
     }
 }
 
+/// Where the first byte that a JSON string cannot hold as is (`"`, `\\` or a control byte) lies
+/// in `s`. Eight bytes at a time: in each word, the lowest flagged byte is exact (a borrow can only
+/// flag bytes above a true hit), so the first hit is the answer.
+pub(crate) fn first_special(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(chunk) = s.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        let w = u64::from_le_bytes(*chunk);
+        let (quote, backslash) = (w ^ (ONES * u64::from(b'"')), w ^ (ONES * u64::from(b'\\')));
+        let control = w.wrapping_sub(ONES * 0x20) & !w;
+        let hits =
+            (control | (quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash))
+                & HIGH;
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = s.get(at..).unwrap_or_default();
+    tail.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\').map(|p| at + p)
+}
+
 /// A JSON reader (RFC 8259; the whole input must be UTF-8).
 pub(crate) struct JsonReader<'a> {
     b: &'a [u8],
@@ -338,6 +361,8 @@ impl<'a> JsonReader<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
+            let rest = self.b.get(self.i..).unwrap_or_default();
+            self.i += first_special(rest).ok_or(Problem::Malformed)?;
             match *self.b.get(self.i).ok_or(Problem::Malformed)? {
                 b'"' => {
                     self.i += 1;
@@ -731,19 +756,24 @@ impl<'o> JsonWriter<'o> {
     }
 
     fn text(&mut self, s: &[u8]) {
+        self.out.reserve(s.len() + 2);
         self.out.push(b'"');
-        for &c in s {
-            match c {
+        // Runs of bytes that need no escape are copied whole.
+        let mut rest = s;
+        while let Some(at) = first_special(rest) {
+            self.out.extend_from_slice(&rest[..at]);
+            match rest[at] {
                 b'"' => self.out.extend_from_slice(b"\\\""),
                 b'\\' => self.out.extend_from_slice(b"\\\\"),
-                0..=0x1f => {
+                c => {
                     const HEX: &[u8; 16] = b"0123456789abcdef";
                     let esc = [b'\\', b'u', b'0', b'0', HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]];
                     self.out.extend_from_slice(&esc);
                 }
-                _ => self.out.push(c),
             }
+            rest = &rest[at + 1..];
         }
+        self.out.extend_from_slice(rest);
         self.out.push(b'"');
     }
 }
@@ -782,7 +812,16 @@ impl Sink for JsonWriter<'_> {
     }
     fn f64(&mut self, v: f64) {
         self.sep();
-        if v.is_finite() {
+        let whole = v.abs();
+        if whole < 1e15 && (whole as u64) as f64 == whole {
+            // A whole number below 1e15 reads as ryu writes it (`31.0`, `-0.0`), without
+            // ryu's digit search: counts and flags are most feature values in reasons.
+            if v.is_sign_negative() {
+                self.out.push(b'-');
+            }
+            let _ = crate::text::write_u64(&mut VecWrite(self.out), whole as u64);
+            self.out.extend_from_slice(b".0");
+        } else if v.is_finite() {
             // Ryu prints the shortest text that reads back to the same bits (`0.1`, `1e-7`,
             // `1.0`): always a valid JSON number, and a few kilobytes of code in wasm.
             self.out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());

@@ -6,7 +6,8 @@
 //! The load comes from `wrk` when it is on PATH, else from threads in this process.
 //!
 //! Settings (environment): `TOLLGATE_BENCH_SECONDS` per row (default 10), `TOLLGATE_BENCH_THREADS`
-//! tokio workers per server (default 1), `TOLLGATE_BENCH_CONNECTIONS` for single requests (default
+//! tokio workers per server (default: one per core, as `tollgate serve` runs; 1 shows the cost of
+//! a request with no second core to lean on), `TOLLGATE_BENCH_CONNECTIONS` for single requests (default
 //! 32), `TOLLGATE_BENCH_GENERATOR` = `wrk` or `threads` (default: `wrk` when installed).
 
 use anyhow::{Context, Result, bail, ensure};
@@ -423,7 +424,8 @@ fn batch_body(singles: &[Vec<u8>], b: usize, n: usize, json: bool) -> Vec<u8> {
 
 fn main() -> Result<()> {
     let seconds: u64 = env_or("TOLLGATE_BENCH_SECONDS", 10)?;
-    let server_threads: usize = env_or("TOLLGATE_BENCH_THREADS", 1)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server_threads: usize = env_or("TOLLGATE_BENCH_THREADS", cores)?;
     let connections: usize = env_or("TOLLGATE_BENCH_CONNECTIONS", 32)?;
     let has_wrk = Command::new("wrk").arg("--version").output().is_ok();
     let generator = match std::env::var("TOLLGATE_BENCH_GENERATOR").as_deref() {

@@ -8,7 +8,7 @@ use crate::run::RunError;
 use crate::shard::Lane as ShardLane;
 use crate::state::{KindSet, State};
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use scorer::features::FeatureSchema;
@@ -104,7 +104,8 @@ impl Layout {
     }
 }
 
-/// What a group member's rebalance callback leaves for the loop.
+/// What a group member's rebalance callback leaves for the loop. Members rebalance
+/// cooperatively (`cooperative-sticky`): a change names only the partitions that move.
 pub(crate) enum Change {
     /// Partitions of topic `topic` assigned, their lanes opened and the consumer assigned at their
     /// offsets: `(lane, resumed)`.
@@ -157,7 +158,12 @@ impl Membership {
             }
             lanes.push((lane, resumed));
         }
-        match consumer.assign(&list) {
+        // Cooperative: `assigned` holds the added partitions only; eager: the whole assignment.
+        let done = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(&list),
+            _ => consumer.assign(&list),
+        };
+        match done {
             Ok(()) => Change::Assigned { topic: self.topic, lanes },
             Err(e) => Change::Failed(e.into()),
         }
@@ -180,13 +186,19 @@ impl ConsumerContext for MemberContext {
         let Some(member) = &self.0 else { return };
         let change = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => member.assign(consumer, partitions),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => match consumer.unassign() {
-                Ok(()) => Change::Revoked {
-                    topic: member.topic,
-                    partitions: partitions.elements().iter().map(|e| e.partition()).collect(),
-                },
-                Err(e) => Change::Failed(e.into()),
-            },
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let done = match consumer.rebalance_protocol() {
+                    RebalanceProtocol::Cooperative => consumer.incremental_unassign(partitions),
+                    _ => consumer.unassign(),
+                };
+                match done {
+                    Ok(()) => Change::Revoked {
+                        topic: member.topic,
+                        partitions: partitions.elements().iter().map(|e| e.partition()).collect(),
+                    },
+                    Err(e) => Change::Failed(e.into()),
+                }
+            }
             other => {
                 let _ = consumer.unassign();
                 let topic = member.layout.topics[member.topic].clone();

@@ -490,6 +490,10 @@ fn run_with(
         // A checkpointed offset the broker no longer holds means lost input: stop with an error
         // rather than skip to what is left (a first start asks for the beginning explicitly).
         .set("auto.offset.reset", "error");
+    // Group members rebalance cooperatively unless told otherwise: a member keeps the lanes it
+    // still owns when another joins or leaves; only the partitions that move are revoked and
+    // reopened. (Consumers assigned by hand never join a group; the setting does not touch them.)
+    client.set("partition.assignment.strategy", "cooperative-sticky");
     for (k, v) in &config.kafka {
         client.set(k, v);
     }

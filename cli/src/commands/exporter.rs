@@ -120,8 +120,9 @@ pub struct RunArgs {
     #[command(flatten)]
     targets: Targets,
     /// Scale-out: run as a member of this consumer group (every member gives the same NAME, the
-    /// same shared --checkpoint and --shards); --key and the targets are the assembler's. Set a
-    /// short `--kafka session.timeout.ms=...` for a dead member's partitions to move sooner.
+    /// same shared --checkpoint and --shards); --key and the targets are the assembler's. Members
+    /// rebalance cooperatively: only the partitions that change owner move. Set a short
+    /// `--kafka session.timeout.ms=...` for a dead member's partitions to move sooner.
     #[arg(long, value_name = "NAME", requires = "shards", conflicts_with_all = ["out_dir", "push_to"])]
     group: Option<String>,
     /// Scale-out: the directory shards are written into

@@ -134,13 +134,35 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// The thread name and user + system CPU ticks in a `/proc/.../stat` line.
-fn stat_ticks(stat: &str) -> Option<(&str, u64)> {
+/// CPU time spent in user space and in the kernel.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    user: Duration,
+    system: Duration,
+}
+
+impl Cpu {
+    fn total(self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The time spent between `earlier` and `self`.
+    fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// The thread name and CPU time in a `/proc/.../stat` line.
+fn stat_cpu(stat: &str) -> Option<(&str, Cpu)> {
     let (head, rest) = stat.rsplit_once(')')?;
     let comm = head.split_once('(')?.1;
     // After the name: state, ppid, ... utime is the 12th field and stime the 13th.
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some((comm, fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?))
+    let (user, system) = (fields.get(11)?.parse::<u64>().ok()?, fields.get(12)?.parse::<u64>().ok()?);
+    Some((comm, Cpu { user: ticks(user), system: ticks(system) }))
 }
 
 /// Ticks as time: Linux counts them at USER_HZ = 100.
@@ -148,21 +170,20 @@ fn ticks(n: u64) -> Duration {
     Duration::from_millis(n * 10)
 }
 
-/// User + system CPU time of this process's live threads named `name`.
-fn cpu_time(name: &str) -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
-    let n = tasks
+/// CPU time of this process's live threads named `name`.
+fn cpu_time(name: &str) -> Cpu {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Cpu::default() };
+    tasks
         .flatten()
         .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
-        .filter_map(|stat| stat_ticks(&stat).filter(|(comm, _)| *comm == name).map(|(_, n)| n))
-        .sum();
-    ticks(n)
+        .filter_map(|stat| stat_cpu(&stat).filter(|(comm, _)| *comm == name).map(|(_, cpu)| cpu))
+        .fold(Cpu::default(), |a, b| Cpu { user: a.user + b.user, system: a.system + b.system })
 }
 
-/// User + system CPU time of the calling thread.
-fn thread_cpu_time() -> Duration {
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Cpu {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    ticks(stat_ticks(&stat).map(|(_, n)| n).unwrap_or(0))
+    stat_cpu(&stat).map(|(_, cpu)| cpu).unwrap_or_default()
 }
 
 /// `body` as a Lua string literal: printable ASCII as is, every other byte as a `\ddd` escape.
@@ -318,7 +339,7 @@ fn threads(
 
 /// The library path on this thread, no HTTP: each body scored in turn for `seconds`. Returns the
 /// load, the number of fallback answers and the CPU time this thread spent.
-fn library(scorer: &Scorer, bodies: &[Vec<u8>], batch: bool, seconds: u64) -> (Load, u64, Duration) {
+fn library(scorer: &Scorer, bodies: &[Vec<u8>], batch: bool, seconds: u64) -> (Load, u64, Cpu) {
     let (cpu, budget, start) = (thread_cpu_time(), Duration::from_secs(seconds), Instant::now());
     let mut latencies: Vec<u32> = Vec::new();
     let mut fallbacks = 0;
@@ -342,7 +363,7 @@ fn library(scorer: &Scorer, bodies: &[Vec<u8>], batch: bool, seconds: u64) -> (L
         p99_us: quantile(&latencies, 0.99),
         max_us: quantile(&latencies, 1.0),
     };
-    (load, fallbacks, thread_cpu_time().saturating_sub(cpu))
+    (load, fallbacks, thread_cpu_time().since(cpu))
 }
 
 /// Pushes `snapshots` to the service one per second until `stop`; returns the pushes that
@@ -381,7 +402,7 @@ struct Row {
     /// The service's fallback answers during the row (none for the ceiling).
     fallbacks: Option<u64>,
     /// CPU time of the server's threads (the calling thread for library rows) during the row.
-    cpu: Duration,
+    cpu: Cpu,
 }
 
 fn ms(us: f64) -> String {
@@ -514,7 +535,7 @@ fn main() -> Result<()> {
         |what: &str, threads: &str, per_request: usize, conns: usize, load: &dyn Fn() -> Result<Load>| {
             let (cpu, before) = (cpu_time(threads), fallbacks());
             let load = load()?;
-            let cpu = cpu_time(threads).saturating_sub(cpu);
+            let cpu = cpu_time(threads).since(cpu);
             let fallbacks = (threads == SERVICE_THREADS).then(|| fallbacks() - before);
             rows.push(Row { what: what.into(), connections: conns, per_request, load, fallbacks, cpu });
             anyhow::Ok(())
@@ -590,16 +611,16 @@ fn main() -> Result<()> {
     println!();
     println!(
         "| what | conns | requests/s | scores/s | p50 | p99 | max | non-2xx / failed | fallbacks \
-         | server CPU per score | req/s vs ceiling | p99 vs ceiling |"
+         | server CPU per score | of it in the kernel | req/s vs ceiling | p99 vs ceiling |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &rows {
         let load = &row.load;
         let http = row.connections > 0;
         let or_dash = |text: String| if http { text } else { "–".into() };
         let scores = load.requests as f64 * row.per_request as f64;
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} µs | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} µs | {:.1} µs | {} | {} |",
             row.what,
             or_dash(row.connections.to_string()),
             thousands(load.per_second()),
@@ -609,7 +630,8 @@ fn main() -> Result<()> {
             ms(load.max_us),
             or_dash(format!("{} / {}", load.non_2xx, load.failed)),
             row.fallbacks.map(|n| n.to_string()).unwrap_or_else(|| "–".into()),
-            row.cpu.as_secs_f64() * 1e6 / scores.max(1.0),
+            row.cpu.total().as_secs_f64() * 1e6 / scores.max(1.0),
+            row.cpu.system.as_secs_f64() * 1e6 / scores.max(1.0),
             or_dash(format!("{:.0} %", 100.0 * load.per_second() / ceiling_rps)),
             or_dash(format!("{:.2}x", load.p99_us / ceiling_p99)),
         );

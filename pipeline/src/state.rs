@@ -451,16 +451,8 @@ impl State {
             if next as usize == kind.windows.len() {
                 continue;
             }
-            let mut e = 0;
-            kind.windows.retain(|_| {
-                e += 1;
-                renumber[e - 1] != NOT_HERE
-            });
-            let mut e = 0;
-            kind.ids.retain(|_| {
-                e += 1;
-                renumber[e - 1] != NOT_HERE
-            });
+            keep_renumbered(&mut kind.windows, &renumber);
+            keep_renumbered(&mut kind.ids, &renumber);
             kind.index.remap(|e| Some(renumber[e as usize]).filter(|&r| r != NOT_HERE));
             for (entity, _) in self.held.at.iter_mut().skip(k).step_by(n.max(1)) {
                 if *entity != NOT_HERE {
@@ -485,6 +477,13 @@ impl State {
             self.held.pop(self.kinds.len());
         }
     }
+}
+
+/// Keeps the items of an entity list whose new number (same index in `renumber`) is not
+/// [`NOT_HERE`].
+fn keep_renumbered<T>(items: &mut Vec<T>, renumber: &[u32]) {
+    let mut numbers = renumber.iter();
+    items.retain(|_| numbers.next().is_some_and(|&r| r != NOT_HERE));
 }
 
 #[cfg(test)]

@@ -382,8 +382,8 @@ impl<'a> JsonReader<'a> {
                         _ => return Err(Problem::Malformed),
                     }
                 }
-                0..=0x1f => return Err(Problem::Malformed),
-                _ => self.i += 1,
+                // A control byte: the only other byte `first_special` stops at.
+                _ => return Err(Problem::Malformed),
             }
         }
     }

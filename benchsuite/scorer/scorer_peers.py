@@ -209,7 +209,7 @@ def main() -> int:
         log("callgrind: skipped, valgrind is not installed (apt-get install valgrind)")
     else:
         ran = re.compile(r"callgrind: run_\w+ ran (\d+) times over (\d+) items")
-        for key in ["compiled", "reference", "score", "wire", "wasm"]:
+        for key in ["compiled", "portable", "reference", "score", "wire", "wasm"]:
             instr[key] = callgrind(work, key, [exe, f"--only={key}", "--rounds=2"], "score::run_*", ran)
         instr["tl2cgen C"] = callgrind(work, "tl2cgen", [*c_cmd, 2], "run_rows", None)
 
@@ -227,7 +227,8 @@ def main() -> int:
                       "diff": diff})
 
     labels = {
-        "compiled": ("tollgate, model only (compiled trees)", "Rust, native"),
+        "compiled": ("tollgate, model only (compiled trees, AVX2 walk)", "Rust, native"),
+        "portable": ("tollgate, model only (compiled trees, scalar walk, as wasm runs it)", "Rust, native"),
         "reference": ("tollgate, model only (reference walk)", "Rust, native"),
         "score": ("tollgate, full score (lookups, features, model, policy)", "Rust, native"),
         "wire": ("tollgate, full score, MessagePack in and out", "Rust, native"),

@@ -8,12 +8,16 @@
 //! (`group + 8p + lane`) so that one base serves the eight. The sum is taken in tree order in
 //! f64, so the score has exactly the bits of [`TreeEnsemble::score`].
 //!
-//! A feature vector holding a NaN takes a second variant of the walk that honours the splits'
+//! On x86-64 CPUs with AVX2 the same layout is walked eight trees to a register ([`simd`]); a
+//! feature vector holding a NaN takes a second variant of the scalar walk that honours the splits'
 //! default directions. Ensembles deeper than [`MAX_COMPILED_DEPTH`] or reading more than 256
 //! features are not re-laid: they take the reference walk (same bits, slower).
 
 use super::trees::{LEAF, TreeEnsemble, TreeOutput};
 use alloc::vec::Vec;
+
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 /// Trees walked side by side.
 const LANES: usize = 8;
@@ -45,11 +49,30 @@ pub struct CompiledTrees {
     base_margin: f64,
     output: TreeOutput,
     n_features: usize,
+    /// The splits ranked for the AVX2 walk, where it runs.
+    #[cfg(target_arch = "x86_64")]
+    ranked: Option<simd::Ranked>,
 }
 
 impl CompiledTrees {
     /// Compiles `trees` (validated: trees contiguous, children after parents, features in range).
     pub fn new(trees: &TreeEnsemble) -> CompiledTrees {
+        let c = Self::portable(trees);
+        #[cfg(target_arch = "x86_64")]
+        let c = CompiledTrees {
+            ranked: c
+                .reference
+                .is_none()
+                .then(|| simd::Ranked::new(&c.splits, c.depth, c.n_features))
+                .flatten(),
+            ..c
+        };
+        c
+    }
+
+    /// Compiles `trees` for the scalar walk only, the one wasm runs (also on CPUs with AVX2):
+    /// same bits as [`CompiledTrees::new`], for benchmarks and tests that compare the two.
+    pub fn portable(trees: &TreeEnsemble) -> CompiledTrees {
         let mut depth = alloc::vec![0u32; trees.nodes.len()];
         for (i, n) in trees.nodes.iter().enumerate() {
             if n.feature != LEAF {
@@ -67,6 +90,8 @@ impl CompiledTrees {
             base_margin: trees.base_margin,
             output: trees.output,
             n_features: trees.n_features,
+            #[cfg(target_arch = "x86_64")]
+            ranked: None,
         };
         if max_depth > MAX_COMPILED_DEPTH || trees.n_features > MAX_FEATURES {
             c.reference = Some(trees.clone());
@@ -116,12 +141,21 @@ impl CompiledTrees {
         if let Some(reference) = &self.reference {
             return reference_sum(reference, xs);
         }
+        let complete = xs.len() >= self.n_features;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(ranked) = &self.ranked
+            && complete
+            && !xs.iter().any(|v| v.is_nan())
+        {
+            return ranked.leaf_sum(xs, &self.leaves, self.depth);
+        }
         // Absent features read as NaN, like the reference walk's.
         let mut x = [f32::NAN; MAX_FEATURES];
-        let mut any_nan = xs.len() < self.n_features;
+        let mut any_nan = !complete;
         for (slot, &v) in x.iter_mut().zip(xs) {
             any_nan |= v.is_nan();
-            *slot = v;
+            // -0.0 becomes +0.0: `-0.0 - 0.0` has the sign bit, but -0.0 is not below 0.0.
+            *slot = v + 0.0;
         }
         if any_nan { self.sum::<true>(&x) } else { self.sum::<false>(&x) }
     }
@@ -295,6 +329,26 @@ pub(crate) mod tests {
         let c = CompiledTrees::new(&t);
         for x in [0.5f64, 120.5, 299.5, 1e9] {
             assert_eq!(c.leaf_sum(&[x as f32]), t.leaf_sum(&[x]), "x = {x}");
+        }
+    }
+
+    #[test]
+    fn negative_zero_is_not_below_a_zero_threshold() {
+        let t = TreeEnsemble {
+            n_features: 1,
+            nodes: vec![
+                Node { feature: 0, default_left: false, value: 0.0, left: 1, right: 2 },
+                Node::leaf(-1.0, 1.0),
+                Node::leaf(1.0, 1.0),
+            ],
+            roots: vec![0],
+            base_margin: 0.0,
+            output: TreeOutput::Logistic,
+        };
+        let c = CompiledTrees::new(&t);
+        for x in [-0.0f64, 0.0] {
+            assert_eq!(c.leaf_sum(&[x as f32]), t.leaf_sum(&[x]), "x = {x:?}");
+            assert_eq!(c.leaf_sum(&[x as f32]), 1.0, "x = {x:?} is not below 0.0: right");
         }
     }
 }

@@ -8,7 +8,7 @@
 //! (`tollgate_tests::parity`): real transactions of the 15 days after the snapshot, MessagePack.
 //!
 //! Options (after `--`):
-//! - `--only=NAME` runs one measurement alone (`reference`, `compiled`, `score`, `wire`, `wasm`,
+//! - `--only=NAME` runs one measurement alone (`reference`, `compiled`, `portable`, `score`, `wire`, `wasm`,
 //!   `tract`, `path`, `shap`), for `valgrind --tool=callgrind --toggle-collect='score::run_*'`
 //!   to count instructions per score: the collected instructions over `(rounds + 1) x items`,
 //!   both printed (see docs/benchmarks.md);
@@ -107,6 +107,7 @@ fn main() -> Result<()> {
         }
     }
     let compiled = CompiledTrees::new(trees);
+    let portable = CompiledTrees::portable(trees);
     if let Some(dir) = &args.export {
         return export(dir, trees, &compiled, &rows);
     }
@@ -123,8 +124,14 @@ fn main() -> Result<()> {
         run_reference(&model, &rows)
     });
     let mut xs = Vec::new();
-    measure("compiled", "model: compiled trees (f32 features, 8 trees at a time)", rows.len(), &mut || {
-        run_compiled(&compiled, &rows, &mut xs)
+    measure(
+        "compiled",
+        "model: compiled trees (f32 features, 8 trees at a time; AVX2 where the CPU has it)",
+        rows.len(),
+        &mut || run_compiled(&compiled, &rows, &mut xs),
+    );
+    measure("portable", "model: compiled trees, scalar walk (what wasm runs)", rows.len(), &mut || {
+        run_portable(&portable, &rows, &mut xs)
     });
     measure(
         "score",
@@ -248,12 +255,24 @@ fn run_reference(model: &Model, rows: &[Vec<f64>]) {
     }
 }
 
-#[inline(never)]
-fn run_compiled(compiled: &CompiledTrees, rows: &[Vec<f64>], xs: &mut Vec<f32>) {
+#[inline(always)]
+fn score_rows(compiled: &CompiledTrees, rows: &[Vec<f64>], xs: &mut Vec<f32>) {
     for r in rows {
         to_f32(black_box(r), xs);
         black_box(compiled.score(xs));
     }
+}
+
+#[inline(never)]
+fn run_compiled(compiled: &CompiledTrees, rows: &[Vec<f64>], xs: &mut Vec<f32>) {
+    score_rows(compiled, rows, xs);
+}
+
+#[inline(never)]
+fn run_portable(portable: &CompiledTrees, rows: &[Vec<f64>], xs: &mut Vec<f32>) {
+    // Not the same body as `run_compiled`, which would fold the two into one symbol.
+    black_box("portable");
+    score_rows(portable, rows, xs);
 }
 
 #[inline(never)]

@@ -334,17 +334,7 @@ pub(crate) mod tests {
 
     #[test]
     fn negative_zero_is_not_below_a_zero_threshold() {
-        let t = TreeEnsemble {
-            n_features: 1,
-            nodes: vec![
-                Node { feature: 0, default_left: false, value: 0.0, left: 1, right: 2 },
-                Node::leaf(-1.0, 1.0),
-                Node::leaf(1.0, 1.0),
-            ],
-            roots: vec![0],
-            base_margin: 0.0,
-            output: TreeOutput::Logistic,
-        };
+        let t = TreeEnsemble::stump(1, 0.0, false, Node::leaf(-1.0, 1.0), Node::leaf(1.0, 1.0));
         let c = CompiledTrees::new(&t);
         for x in [-0.0f64, 0.0] {
             assert_eq!(c.leaf_sum(&[x as f32]), t.leaf_sum(&[x]), "x = {x:?}");

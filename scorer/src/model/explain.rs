@@ -322,17 +322,7 @@ mod tests {
     #[test]
     fn a_stump_gives_its_whole_effect_to_its_feature() {
         // x0 < 1 ? -1 (3 rows) : +1 (1 row): E = -0.5; x0 = 5 gives phi0 = 1 - (-0.5) = 1.5.
-        let t = TreeEnsemble {
-            n_features: 2,
-            nodes: vec![
-                Node { feature: 0, default_left: true, value: 1.0, left: 1, right: 2 },
-                Node::leaf(-1.0, 3.0),
-                Node::leaf(1.0, 1.0),
-            ],
-            roots: vec![0],
-            base_margin: 0.0,
-            output: TreeOutput::Logistic,
-        };
+        let t = TreeEnsemble::stump(2, 1.0, true, Node::leaf(-1.0, 3.0), Node::leaf(1.0, 1.0));
         let mut e = TreeExplainer::new(&t).unwrap();
         let mut phi = [0.0; 2];
         e.shap(&t, &[5.0, 0.0], &mut phi);

@@ -133,3 +133,28 @@ impl TreeEnsemble {
         }
     }
 }
+
+#[cfg(test)]
+impl TreeEnsemble {
+    /// The smallest ensemble, for tests: one split of feature 0 at `threshold` (missing values go
+    /// left when `default_left`) over the leaves `left` and `right`.
+    pub(crate) fn stump(
+        n_features: usize,
+        threshold: f32,
+        default_left: bool,
+        left: Node,
+        right: Node,
+    ) -> TreeEnsemble {
+        TreeEnsemble {
+            n_features,
+            nodes: alloc::vec![
+                Node { feature: 0, default_left, value: threshold, left: 1, right: 2 },
+                left,
+                right
+            ],
+            roots: alloc::vec![0],
+            base_margin: 0.0,
+            output: TreeOutput::Logistic,
+        }
+    }
+}

@@ -1,6 +1,6 @@
 use super::*;
 use crate::features::FeatureSchema;
-use crate::model::{Logistic, Node, TreeEnsemble, TreeOutput};
+use crate::model::{Logistic, Node, TreeEnsemble};
 use crate::policy::{BlockList, ReasonCode};
 use crate::snapshot::{IdHashKey, SnapshotMeta, SnapshotSigner, build_snapshot_with};
 use alloc::string::{String, ToString};
@@ -245,17 +245,7 @@ fn a_snapshot_without_a_model_says_so_and_without_a_policy_uses_the_default() {
 #[test]
 fn trees_score_without_attribution() {
     let leaf = |value| Node { feature: u16::MAX, default_left: false, value, left: 0, right: 0 };
-    let trees = Model::Trees(TreeEnsemble {
-        n_features: 15,
-        nodes: vec![
-            Node { feature: 0, default_left: true, value: 100.0, left: 1, right: 2 },
-            leaf(-1.0),
-            leaf(1.0),
-        ],
-        roots: vec![0],
-        base_margin: 0.0,
-        output: TreeOutput::Logistic,
-    });
+    let trees = Model::Trees(TreeEnsemble::stump(15, 100.0, true, leaf(-1.0), leaf(1.0)));
     let bytes = snapshot_bytes(Some(&trees), true);
     let mut s = scorer(&bytes);
     let r = json(&mut s, r#"{"customer_id":1,"terminal_id":2,"amount":150,"time":0}"#);
@@ -266,17 +256,8 @@ fn trees_score_without_attribution() {
 #[test]
 fn trees_with_leaf_covers_give_path_reasons_by_default_and_treeshap_on_request() {
     // amount < 100 ? -1 (90 rows) : +1 (10 rows): E = -0.8, so amount 150 contributes 1.8.
-    let trees = Model::Trees(TreeEnsemble {
-        n_features: 15,
-        nodes: vec![
-            Node { feature: 0, default_left: true, value: 100.0, left: 1, right: 2 },
-            Node::leaf(-1.0, 90.0),
-            Node::leaf(1.0, 10.0),
-        ],
-        roots: vec![0],
-        base_margin: 0.0,
-        output: TreeOutput::Logistic,
-    });
+    let trees =
+        Model::Trees(TreeEnsemble::stump(15, 100.0, true, Node::leaf(-1.0, 90.0), Node::leaf(1.0, 10.0)));
     let bytes = snapshot_bytes(Some(&trees), true);
     let mut s = scorer(&bytes);
     let request = r#"{"customer_id":1,"terminal_id":2,"amount":150,"time":0}"#;

@@ -141,28 +141,75 @@ impl CompiledTrees {
         if let Some(reference) = &self.reference {
             return reference_sum(reference, xs);
         }
-        let complete = xs.len() >= self.n_features;
         #[cfg(target_arch = "x86_64")]
         if let Some(ranked) = &self.ranked
-            && complete
+            && xs.len() >= self.n_features
             && !xs.iter().any(|v| v.is_nan())
         {
             return ranked.leaf_sum(xs, &self.leaves, self.depth);
         }
-        // Absent features read as NaN, like the reference walk's.
-        let mut x = [f32::NAN; MAX_FEATURES];
-        let mut any_nan = !complete;
-        for (slot, &v) in x.iter_mut().zip(xs) {
-            any_nan |= v.is_nan();
-            // -0.0 becomes +0.0: `-0.0 - 0.0` has the sign bit, but -0.0 is not below 0.0.
-            *slot = v + 0.0;
-        }
-        if any_nan { self.sum::<true>(&x) } else { self.sum::<false>(&x) }
-    }
-
-    fn sum<const NAN: bool>(&self, x: &[f32; MAX_FEATURES]) -> f64 {
+        let (x, any_nan) = self.padded(xs);
         let internal = (1usize << self.depth) - 1;
         let mut sum = 0.0f64;
+        let add = |g: usize, slot: &[usize; LANES]| {
+            let leaves = &self.leaves[g * (internal + 1) * LANES..(g + 1) * (internal + 1) * LANES];
+            let len = (self.n_trees - g * LANES).min(LANES);
+            for &sl in &slot[..len] {
+                sum += f64::from(leaves[sl - internal * LANES]);
+            }
+        };
+        if any_nan {
+            self.walk::<true>(&x, add)
+        } else {
+            self.walk::<false>(&x, add)
+        }
+        sum
+    }
+
+    /// Each tree's leaf for `xs`, in tree order, as its position in the tree made complete (the
+    /// root is 0, the children of `p` are `2p + 1` on the right and `2p + 2` on the left), into
+    /// `out`: the path the walk took, for [`super::TreeExplainer::path_along`]. False (and `out`
+    /// empty) for ensembles that are not re-laid (see the module docs).
+    pub fn leaf_positions(&self, xs: &[f32], out: &mut Vec<u32>) -> bool {
+        out.clear();
+        if self.reference.is_some() {
+            return false;
+        }
+        // The variant that honours default directions serves rows with and without NaN alike:
+        // one more copy of the walk instead of two (scorer.wasm's size).
+        let (x, _) = self.padded(xs);
+        self.walk::<true>(&x, |g, slot| {
+            let len = (self.n_trees - g * LANES).min(LANES);
+            for &sl in &slot[..len] {
+                out.push((sl / LANES) as u32);
+            }
+        });
+        true
+    }
+
+    /// The depth of the complete trees (what [`CompiledTrees::leaf_positions`] counts in).
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// `xs` as the scalar walk reads it, and whether a feature is missing. Absent features read
+    /// as NaN, like the reference walk's; -0.0 becomes +0.0 (`-0.0 - 0.0` has the sign bit, but
+    /// -0.0 is not below 0.0).
+    fn padded(&self, xs: &[f32]) -> ([f32; MAX_FEATURES], bool) {
+        let mut x = [f32::NAN; MAX_FEATURES];
+        let mut any_nan = xs.len() < self.n_features;
+        for (slot, &v) in x.iter_mut().zip(xs) {
+            any_nan |= v.is_nan();
+            *slot = v + 0.0;
+        }
+        (x, any_nan)
+    }
+
+    /// The scalar walk: every group of trees down to its leaves; `done` gets each group's index
+    /// and its eight final slots (`LANES * position + lane`).
+    #[inline(always)]
+    fn walk<const NAN: bool>(&self, x: &[f32; MAX_FEATURES], mut done: impl FnMut(usize, &[usize; LANES])) {
+        let internal = (1usize << self.depth) - 1;
         for g in 0..self.n_trees.div_ceil(LANES) {
             let splits = &self.splits[g * internal * LANES..(g + 1) * internal * LANES];
             // slot = LANES * p + lane; p = 2p + 1 + left becomes the update below.
@@ -179,13 +226,8 @@ impl CompiledTrees {
                     *sl = 2 * *sl + (LANES - k) + left8;
                 }
             }
-            let leaves = &self.leaves[g * (internal + 1) * LANES..(g + 1) * (internal + 1) * LANES];
-            let len = (self.n_trees - g * LANES).min(LANES);
-            for &sl in &slot[..len] {
-                sum += f64::from(leaves[sl - internal * LANES]);
-            }
+            done(g, &slot);
         }
-        sum
     }
 
     /// The score in [0, 1], bit for bit [`TreeEnsemble::score`].

@@ -442,6 +442,8 @@ struct Trees {
     explainer: Option<TreeExplainer>,
     xs: Vec<f32>,
     phi: Vec<f64>,
+    /// Each tree's leaf, for the path attribution.
+    leaves: Vec<u32>,
 }
 
 impl<'a> Scorer<'a> {
@@ -454,6 +456,7 @@ impl<'a> Scorer<'a> {
                 explainer: TreeExplainer::new(t),
                 xs: Vec::with_capacity(t.n_features),
                 phi: alloc::vec![0.0; t.n_features],
+                leaves: Vec::with_capacity(t.roots.len()),
             }),
             _ => None,
         };
@@ -595,11 +598,18 @@ impl<'a> Scorer<'a> {
                 }
                 Attribution::Exact
             }
-            (Model::Trees(m), Some(Trees { explainer: Some(explainer), phi, .. })) if *top_reasons > 0 => {
+            (Model::Trees(m), Some(Trees { explainer: Some(explainer), phi, compiled, xs, leaves }))
+                if *top_reasons > 0 =>
+            {
                 phi.fill(0.0);
                 let attribution = match tree_attribution {
                     TreeAttribution::Path => {
-                        explainer.path(m, features, phi);
+                        // The compiled walk finds the paths without a branch on the data.
+                        if compiled.leaf_positions(xs, leaves) {
+                            explainer.path_along(m, leaves, compiled.depth(), phi);
+                        } else {
+                            explainer.path(m, features, phi);
+                        }
                         Attribution::TreePath
                     }
                     TreeAttribution::Shap => {

@@ -265,12 +265,21 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn field<const N: usize>(text: &str, name: &'static str) -> Result<[u8; N], KeyError> {
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
+    // Lines and `=` found by byte scans, like `edge_keys_from_text`: `lines()` and
+    // `split_once('=')` would bring `str`'s char searcher into scorer.wasm.
+    let at = |s: &str, b: u8| s.as_bytes().iter().position(|&c| c == b);
+    let mut rest = text;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let end = at(rest, b'\n').unwrap_or(rest.len());
+        let line = rest.get(..end).unwrap_or_default().trim();
+        rest = rest.get(end + 1..).unwrap_or_default();
+        i += 1;
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else { return Err(KeyError::BadLine(i + 1)) };
+        let Some(eq) = at(line, b'=') else { return Err(KeyError::BadLine(i)) };
+        let (key, value) = (line.get(..eq).unwrap_or_default(), line.get(eq + 1..).unwrap_or_default());
         if key.trim() != name {
             continue;
         }
@@ -324,6 +333,18 @@ mod tests {
         assert_eq!(EdgeKey::from_text(&s.to_text()), Err(KeyError::NotAKeyFile("edge")));
         let text = s.edge_key().to_text().replace("verify-key = ", "verify-key = zz");
         assert_eq!(EdgeKey::from_text(&text), Err(KeyError::BadHex("verify-key")));
+    }
+
+    #[test]
+    fn key_files_read_crlf_comments_and_blank_lines_and_name_a_bad_line() {
+        let edge = signer().edge_key();
+        let crlf = edge.to_text().replace('\n', "\r\n\r\n# a comment\r\n");
+        assert_eq!(EdgeKey::from_text(&crlf), Ok(edge.clone()));
+        // The header, then a line that is neither blank, a comment nor `key = value`: line 2.
+        let bad = edge.to_text().replacen('\n', "\nno equals sign here\n", 1);
+        assert_eq!(EdgeKey::from_text(&bad), Err(KeyError::BadLine(2)));
+        // Without a final newline the last line still counts.
+        assert_eq!(EdgeKey::from_text(edge.to_text().trim_end()), Ok(edge));
     }
 
     #[test]

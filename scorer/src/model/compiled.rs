@@ -151,10 +151,9 @@ impl CompiledTrees {
         let (x, any_nan) = self.padded(xs);
         let internal = (1usize << self.depth) - 1;
         let mut sum = 0.0f64;
-        let add = |g: usize, slot: &[usize; LANES]| {
+        let add = |g: usize, slots: &[usize]| {
             let leaves = &self.leaves[g * (internal + 1) * LANES..(g + 1) * (internal + 1) * LANES];
-            let len = (self.n_trees - g * LANES).min(LANES);
-            for &sl in &slot[..len] {
+            for &sl in slots {
                 sum += f64::from(leaves[sl - internal * LANES]);
             }
         };
@@ -178,9 +177,8 @@ impl CompiledTrees {
         // The variant that honours default directions serves rows with and without NaN alike:
         // one more copy of the walk instead of two (scorer.wasm's size).
         let (x, _) = self.padded(xs);
-        self.walk::<true>(&x, |g, slot| {
-            let len = (self.n_trees - g * LANES).min(LANES);
-            for &sl in &slot[..len] {
+        self.walk::<true>(&x, |_, slots| {
+            for &sl in slots {
                 out.push((sl / LANES) as u32);
             }
         });
@@ -206,9 +204,9 @@ impl CompiledTrees {
     }
 
     /// The scalar walk: every group of trees down to its leaves; `done` gets each group's index
-    /// and its eight final slots (`LANES * position + lane`).
+    /// and the final slots (`LANES * position + lane`) of its trees (eight, fewer in the last).
     #[inline(always)]
-    fn walk<const NAN: bool>(&self, x: &[f32; MAX_FEATURES], mut done: impl FnMut(usize, &[usize; LANES])) {
+    fn walk<const NAN: bool>(&self, x: &[f32; MAX_FEATURES], mut done: impl FnMut(usize, &[usize])) {
         let internal = (1usize << self.depth) - 1;
         for g in 0..self.n_trees.div_ceil(LANES) {
             let splits = &self.splits[g * internal * LANES..(g + 1) * internal * LANES];
@@ -226,7 +224,7 @@ impl CompiledTrees {
                     *sl = 2 * *sl + (LANES - k) + left8;
                 }
             }
-            done(g, &slot);
+            done(g, &slot[..(self.n_trees - g * LANES).min(LANES)]);
         }
     }
 

@@ -31,12 +31,8 @@ pub fn reference(
     let reach = schema
         .features()
         .iter()
-        .filter_map(|f| match f.kind {
-            FeatureKind::Count { window, .. }
-            | FeatureKind::MeanAmount { window, .. }
-            | FeatureKind::Risk { window, .. } => Some(i64::from(window.days) + i64::from(window.delay_days)),
-            _ => None,
-        })
+        .filter_map(|f| f.kind.window())
+        .map(|window| i64::from(window.days) + i64::from(window.delay_days))
         .max()
         .unwrap_or(0);
     let filled = tx.time.first().map_or(as_of.0, |t| t.0.saturating_add(reach * SECONDS_PER_DAY));

@@ -92,7 +92,7 @@ fn prequential(args: &Args) -> anyhow::Result<()> {
     }
     let grid = default_grid(&families);
     let tx = args.input.read()?;
-    let (table, cadence) = args.features.compute(&tx)?;
+    let (table, cadence) = args.features.compute(&tx, None)?;
     let protocol = Prequential::handbook();
     let began = Instant::now();
     let result = protocol.run(&tx, &table, &grid, &Bars::default())?;

@@ -1,15 +1,15 @@
 //! `tollgate features`: every transaction with its features, exact or as served.
 
 use crate::commands::ingest::SourceArgs;
+use crate::commands::train::SchemaArgs;
 use crate::progress::Bars;
 use anyhow::{Context, bail};
 use exporter::features::{Cadence, FeatureTable, compare_tables, compute_features};
 use exporter::write::{ExtraColumns, HANDBOOK_COLUMNS, write_transactions_with};
-use scorer::features::FeatureSchema;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Compute the handbook's 15 features for every transaction in one streaming pass, with the very
+/// Compute the schema's features (by default the handbook's 15) for every transaction in one streaming pass, with the very
 /// code the edge scores with, and write each transaction with its features (named as in the
 /// handbook's golden file).
 ///
@@ -32,6 +32,8 @@ pub struct Args {
     /// With --snapshot-every, also print how each feature differs from the exact one.
     #[arg(long, requires = "snapshot_every")]
     compare_exact: bool,
+    #[command(flatten)]
+    schema: SchemaArgs,
 }
 
 /// Runs `tollgate features`.
@@ -43,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(d) => Cadence::Every(i64::try_from(d.as_secs()).context("--snapshot-every is too long")?),
     };
     let tx = args.source.read()?.transactions;
-    let schema = FeatureSchema::handbook();
+    let schema = args.schema.schema(None)?;
     let began = Instant::now();
     let table = compute_features(&tx, &schema, cadence, &Bars::default())?;
     let computed = began.elapsed();

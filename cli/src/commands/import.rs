@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use models::import::{self, Imported, Summary};
 use models::report::ModelCard;
-use scorer::features::FeatureSchema;
+use scorer::features::{FeatureSchema, SCHEMA_NAMES};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `tollgate import`.
@@ -26,9 +26,10 @@ pub struct Args {
     /// else f0, f1, ...).
     #[arg(long, value_name = "a,b,c", value_delimiter = ',')]
     features: Vec<String>,
-    /// Reorder the model's inputs into a feature schema by name (`handbook`: the scorer's 15
-    /// handbook features), so that it fits a snapshot of that schema.
-    #[arg(long, value_name = "SCHEMA")]
+    /// Reorder the model's inputs into a built-in feature schema by name (`handbook`: the
+    /// scorer's 15 handbook features; `handbook-ratios`: those and three amount ratios), so that
+    /// it fits a snapshot of that schema.
+    #[arg(long, value_name = "SCHEMA", value_parser = SCHEMA_NAMES)]
     schema: Option<String>,
     /// Score the rows of this CSV with the imported model and compare with a column of reference
     /// predictions (feature columns by name, or the first columns when the names are unknown).
@@ -60,10 +61,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("features: {}", names.join(","));
 
     if let Some(schema) = &args.schema {
-        let target: Vec<String> = match schema.as_str() {
-            "handbook" => FeatureSchema::handbook().features().iter().map(|f| f.name.clone()).collect(),
-            other => bail!("--schema {other}: the known schema is `handbook`"),
-        };
+        let Some(known) = FeatureSchema::named(schema) else { bail!("--schema {schema}: no such schema") };
+        let target: Vec<String> = known.features().iter().map(|f| f.name.clone()).collect();
         model = import::remap_features(&model, &names, &target).context("--schema")?;
         names = target;
         println!("reordered into the {schema} schema: {}", Summary::of(&model));

@@ -149,8 +149,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (false, Some(every)) => Some(every),
             (false, None) => Some(std::time::Duration::from_secs(3600).into()),
         },
+        schema: args.features.schema.clone(),
     };
-    let (table, cadence) = features.compute(&tx)?;
+    let (table, cadence) = features.compute(&tx, None)?;
     if let Some((l, _)) = &current
         && l.cadence != cadence
     {

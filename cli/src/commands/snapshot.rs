@@ -2,6 +2,7 @@
 //! deltas between two of them.
 
 use crate::commands::ingest::SourceArgs;
+use crate::commands::train::SchemaArgs;
 use crate::progress::Bars;
 use anyhow::{Context, bail};
 use exporter::snapshot::{Decisioning, build_with};
@@ -63,6 +64,8 @@ pub struct BuildArgs {
     /// (`/v1/monitoring`, `tollgate_feature_psi`). 0: no reference.
     #[arg(long, value_name = "N", default_value_t = 28)]
     reference_days: u32,
+    #[command(flatten)]
+    schema: SchemaArgs,
 }
 
 /// The model, the policy and the table split of a snapshot: shared by `tollgate snapshot build`
@@ -240,7 +243,11 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         Some(text) => text.parse::<Timestamp>().with_context(|| format!("--as-of {text:?}"))?,
         None => last.plus_seconds(1),
     };
-    let schema = FeatureSchema::handbook();
+    let card = match args.decisioning.model.as_deref().map(models::report::ModelCard::sidecar_path) {
+        Some(path) if path.exists() => Some(models::report::ModelCard::read(&path)?),
+        _ => None,
+    };
+    let schema = args.schema.schema(card.as_ref().map(|c| c.features.as_slice()))?;
     let loaded = args.decisioning.load(&schema, &signer)?;
     let decisioning = Decisioning { reference_days: args.reference_days, ..loaded.decisioning() };
     let policy = loaded.policy();
@@ -286,7 +293,7 @@ fn model_file(path: &Path, id: Option<&str>, schema: &FeatureSchema) -> anyhow::
 fn check_features(model: &Model, schema: &FeatureSchema, path: &Path) -> anyhow::Result<()> {
     if model.n_features() != schema.len() {
         bail!(
-            "{}: the model reads {} features, the snapshot's schema has {}",
+            "{}: the model reads {} features, the snapshot's schema has {} (build with the model's --schema)",
             path.display(),
             model.n_features(),
             schema.len()

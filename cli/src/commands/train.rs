@@ -15,7 +15,7 @@ use models::{
     MlpConfig, Resampling, Samples, SplitMethod, SvmConfig, Trainer, metrics,
 };
 use scorer::Timestamp;
-use scorer::features::FeatureSchema;
+use scorer::features::{FeatureSchema, SCHEMA_NAMES};
 use scorer::model::Model;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -43,12 +43,42 @@ impl InputArgs {
     }
 }
 
-/// How features are computed.
+/// Which features, and how they are computed.
 #[derive(clap::Args)]
 pub struct FeatureArgs {
     /// As served: features from snapshots built every DURATION (e.g. 1h); default exact.
     #[arg(long, value_name = "DURATION")]
     pub snapshot_every: Option<humantime::Duration>,
+    #[command(flatten)]
+    pub schema: SchemaArgs,
+}
+
+/// The feature schema, by name.
+#[derive(clap::Args, Clone, Default)]
+pub struct SchemaArgs {
+    /// Feature schema: `handbook` (the handbook's 15 features) or `handbook-ratios` (those and
+    /// the amount over the customer's mean amount in the last 1, 7 and 30 days). Default: the
+    /// model's (from its model card) where there is a model, else `handbook`.
+    #[arg(long = "schema", value_name = "NAME", value_parser = SCHEMA_NAMES)]
+    name: Option<String>,
+}
+
+impl SchemaArgs {
+    /// The schema named; without `--schema`, the built-in one whose feature names are
+    /// `trained_on` (a model card's), else the handbook's.
+    pub fn schema(&self, trained_on: Option<&[String]>) -> anyhow::Result<FeatureSchema> {
+        if let Some(name) = &self.name {
+            return FeatureSchema::named(name).with_context(|| format!("--schema {name}: no such schema"));
+        }
+        let fits = |s: &FeatureSchema| {
+            trained_on.is_some_and(|names| s.features().iter().map(|f| &f.name).eq(names))
+        };
+        Ok(SCHEMA_NAMES
+            .iter()
+            .filter_map(|n| FeatureSchema::named(n))
+            .find(fits)
+            .unwrap_or_else(FeatureSchema::handbook))
+    }
 }
 
 impl FeatureArgs {
@@ -61,10 +91,15 @@ impl FeatureArgs {
         })
     }
 
-    /// The handbook's features of every transaction, and a description of the cadence.
-    pub fn compute(&self, tx: &Transactions) -> anyhow::Result<(FeatureTable, String)> {
+    /// The schema's features of every transaction (see [`SchemaArgs::schema`] for
+    /// `trained_on`), and a description of the cadence.
+    pub fn compute(
+        &self,
+        tx: &Transactions,
+        trained_on: Option<&[String]>,
+    ) -> anyhow::Result<(FeatureTable, String)> {
         let cadence = self.cadence()?;
-        let table = compute_features(tx, &FeatureSchema::handbook(), cadence, &Bars::default())?;
+        let table = compute_features(tx, &self.schema.schema(trained_on)?, cadence, &Bars::default())?;
         Ok((table, cadence_name(cadence)))
     }
 }
@@ -275,7 +310,7 @@ fn train_transactions(args: &Args, trainer: &Trainer) -> anyhow::Result<()> {
         }
     };
     let tx = args.input.read()?;
-    let (table, cadence) = args.features.compute(&tx)?;
+    let (table, cadence) = args.features.compute(&tx, None)?;
     let holdout = Holdout { train_start, train_days, ..Holdout::handbook() };
     let (train, test) = match holdout.split(&tx, &table) {
         Ok(split) => (split.train, Some(split.test)),
@@ -427,10 +462,11 @@ pub fn evaluate_model(
     let card = if sidecar.exists() { Some(ModelCard::read(&sidecar)?) } else { None };
     // The cadence the model was trained with, unless given.
     let features = match (&features.snapshot_every, card.as_ref().and_then(|c| c.cadence_seconds)) {
-        (None, Some(s)) => {
-            FeatureArgs { snapshot_every: Some(std::time::Duration::from_secs(s as u64).into()) }
-        }
-        _ => FeatureArgs { snapshot_every: features.snapshot_every },
+        (None, Some(s)) => FeatureArgs {
+            snapshot_every: Some(std::time::Duration::from_secs(s as u64).into()),
+            schema: features.schema.clone(),
+        },
+        _ => FeatureArgs { snapshot_every: features.snapshot_every, schema: features.schema.clone() },
     };
     let train_start = match card.as_ref().and_then(|c| c.train_start.as_deref()) {
         Some(day) => parse_day(day)?,
@@ -452,10 +488,10 @@ pub fn evaluate_model(
         bail!("the test period {test_start} .. {test_end} is empty");
     }
     let tx = input.read()?;
-    let (table, cadence) = features.compute(&tx)?;
+    let (table, cadence) = features.compute(&tx, card.as_ref().map(|c| c.features.as_slice()))?;
     if model.n_features() != table.schema.len() {
         bail!(
-            "{} reads {} features but the handbook schema has {}",
+            "{} reads {} features but the schema has {} (choose the model's with --schema)",
             model_path.display(),
             model.n_features(),
             table.schema.len()

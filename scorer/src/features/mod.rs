@@ -12,6 +12,6 @@ mod window;
 
 pub use schema::{
     Aggregate, Aggregates, EntityDef, EntityLayout, FeatureDef, FeatureKind, FeatureSchema, MAX_ENTITIES,
-    MAX_SLOTS, SchemaError, Slot, TxFacts, Window,
+    MAX_SLOTS, SCHEMA_NAMES, SchemaError, Slot, TxFacts, Window,
 };
 pub use window::{EntityWindows, FixedAmount, WindowTotals};

@@ -10,6 +10,8 @@ use core::fmt;
 pub const MAX_ENTITIES: usize = 8;
 /// Most aggregate slots one entity's row may have.
 pub const MAX_SLOTS: usize = 16;
+/// The built-in schemas' names, for [`FeatureSchema::named`].
+pub const SCHEMA_NAMES: [&str; 2] = ["handbook", "handbook-ratios"];
 
 /// A time window over an entity's past transactions: `(t - (days + delay_days), t - delay_days]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,6 +78,55 @@ pub enum FeatureKind {
         /// The window.
         window: Window,
     },
+    /// The transaction's amount divided by the entity's mean amount in the window (the current
+    /// transaction included when the window is not delayed); 0 when that mean is 0.
+    AmountToMean {
+        /// Index of the entity kind in the schema.
+        entity: u8,
+        /// The window.
+        window: Window,
+    },
+}
+
+impl FeatureKind {
+    /// The kind's tag, entity index and window (zero for the transaction-local kinds): what the
+    /// schema hash and the snapshot meta record. Tags are stable, part of the snapshot format.
+    pub fn parts(&self) -> (u8, u8, Window) {
+        match *self {
+            FeatureKind::Amount => (0, 0, Window::last(0)),
+            FeatureKind::DuringWeekend => (1, 0, Window::last(0)),
+            FeatureKind::DuringNight => (2, 0, Window::last(0)),
+            FeatureKind::Count { entity, window } => (3, entity, window),
+            FeatureKind::MeanAmount { entity, window } => (4, entity, window),
+            FeatureKind::Risk { entity, window } => (5, entity, window),
+            FeatureKind::AmountToMean { entity, window } => (6, entity, window),
+        }
+    }
+
+    /// The kind with these [`FeatureKind::parts`]; `None` for an unknown tag.
+    pub fn from_parts(tag: u8, entity: u8, window: Window) -> Option<FeatureKind> {
+        Some(match tag {
+            0 => FeatureKind::Amount,
+            1 => FeatureKind::DuringWeekend,
+            2 => FeatureKind::DuringNight,
+            3 => FeatureKind::Count { entity, window },
+            4 => FeatureKind::MeanAmount { entity, window },
+            5 => FeatureKind::Risk { entity, window },
+            6 => FeatureKind::AmountToMean { entity, window },
+            _ => return None,
+        })
+    }
+
+    /// The entity window the kind reads, `None` for the transaction-local kinds.
+    pub fn window(&self) -> Option<Window> {
+        match *self {
+            FeatureKind::Amount | FeatureKind::DuringWeekend | FeatureKind::DuringNight => None,
+            FeatureKind::Count { window, .. }
+            | FeatureKind::MeanAmount { window, .. }
+            | FeatureKind::Risk { window, .. }
+            | FeatureKind::AmountToMean { window, .. } => Some(window),
+        }
+    }
 }
 
 /// One named feature.
@@ -256,7 +307,9 @@ impl FeatureSchema {
                     continue;
                 }
                 FeatureKind::Count { entity, window } => (entity, window, None),
-                FeatureKind::MeanAmount { entity, window } => (entity, window, Some(Aggregate::AmountSum)),
+                FeatureKind::MeanAmount { entity, window } | FeatureKind::AmountToMean { entity, window } => {
+                    (entity, window, Some(Aggregate::AmountSum))
+                }
                 FeatureKind::Risk { entity, window } => {
                     if window.delay_days == 0 {
                         return Err(SchemaError::RiskWithoutDelay { feature: def.name.clone() });
@@ -284,43 +337,34 @@ impl FeatureSchema {
     /// amount, weekend and night flags, customer count and mean amount over 1, 7 and 30 days,
     /// terminal count and risk over 1, 7 and 30 days delayed by 7 days.
     pub fn handbook() -> FeatureSchema {
+        handbook_schema(handbook_features())
+    }
+
+    /// The handbook's 15 features and three more: the amount over the customer's mean amount in
+    /// the last 1, 7 and 30 days (`CUSTOMER_ID_AMOUNT_TO_AVG_{1,7,30}DAY_WINDOW`). The rows are
+    /// the handbook's: the ratios read the aggregates the means already store.
+    pub fn handbook_ratios() -> FeatureSchema {
         use alloc::format;
-        let mut features = alloc::vec![
-            def("TX_AMOUNT", "the transaction's amount", FeatureKind::Amount),
-            def("TX_DURING_WEEKEND", "1 on Saturday or Sunday (UTC)", FeatureKind::DuringWeekend),
-            def("TX_DURING_NIGHT", "1 when the hour (UTC) is 0 to 6", FeatureKind::DuringNight),
-        ];
+        let mut features = handbook_features();
         for days in [1u16, 7, 30] {
-            let window = Window::last(days);
             features.push(def(
-                &format!("CUSTOMER_ID_NB_TX_{days}DAY_WINDOW"),
-                &format!("the customer's transactions in the last {days} days, this one included"),
-                FeatureKind::Count { entity: 0, window },
-            ));
-            features.push(def(
-                &format!("CUSTOMER_ID_AVG_AMOUNT_{days}DAY_WINDOW"),
-                &format!("the customer's mean amount over the last {days} days, this one included"),
-                FeatureKind::MeanAmount { entity: 0, window },
+                &format!("CUSTOMER_ID_AMOUNT_TO_AVG_{days}DAY_WINDOW"),
+                &format!(
+                    "the amount over the customer's mean amount in the last {days} days, this one included"
+                ),
+                FeatureKind::AmountToMean { entity: 0, window: Window::last(days) },
             ));
         }
-        for days in [1u16, 7, 30] {
-            let window = Window::delayed(days, 7);
-            features.push(def(
-                &format!("TERMINAL_ID_NB_TX_{days}DAY_WINDOW"),
-                &format!("the terminal's transactions in the {days} days before the last 7"),
-                FeatureKind::Count { entity: 1, window },
-            ));
-            features.push(def(
-                &format!("TERMINAL_ID_RISK_{days}DAY_WINDOW"),
-                &format!("the terminal's fraud share in the {days} days before the last 7"),
-                FeatureKind::Risk { entity: 1, window },
-            ));
-        }
-        let entities = alloc::vec![String::from("CUSTOMER_ID"), String::from("TERMINAL_ID")];
-        match FeatureSchema::new(entities, features) {
-            Ok(schema) => schema,
-            // The definitions above are constant and valid; a test proves it.
-            Err(_) => unreachable!("the handbook schema is valid"),
+        handbook_schema(features)
+    }
+
+    /// A built-in schema by name, one of [`SCHEMA_NAMES`]: `handbook`
+    /// ([`FeatureSchema::handbook`]) or `handbook-ratios` ([`FeatureSchema::handbook_ratios`]).
+    pub fn named(name: &str) -> Option<FeatureSchema> {
+        match name {
+            "handbook" => Some(FeatureSchema::handbook()),
+            "handbook-ratios" => Some(FeatureSchema::handbook_ratios()),
+            _ => None,
         }
     }
 
@@ -355,14 +399,7 @@ impl FeatureSchema {
         h.bytes(&[0xff]);
         for f in &self.features {
             h.str(&f.name);
-            let (tag, entity, window) = match f.kind {
-                FeatureKind::Amount => (0u8, 0u8, Window::last(0)),
-                FeatureKind::DuringWeekend => (1, 0, Window::last(0)),
-                FeatureKind::DuringNight => (2, 0, Window::last(0)),
-                FeatureKind::Count { entity, window } => (3, entity, window),
-                FeatureKind::MeanAmount { entity, window } => (4, entity, window),
-                FeatureKind::Risk { entity, window } => (5, entity, window),
-            };
+            let (tag, entity, window) = f.kind.parts();
             h.bytes(&[tag, entity]);
             h.bytes(&window.days.to_le_bytes());
             h.bytes(&window.delay_days.to_le_bytes());
@@ -392,27 +429,79 @@ impl FeatureSchema {
                 FeatureKind::DuringNight => f64::from(u8::from(tx.time.hour() <= 6)),
                 FeatureKind::Count { entity, window }
                 | FeatureKind::MeanAmount { entity, window }
-                | FeatureKind::Risk { entity, window } => {
+                | FeatureKind::Risk { entity, window }
+                | FeatureKind::AmountToMean { entity, window } => {
                     let entity = usize::from(entity);
                     let Some(count) = slot(entity, usize::from(count_slot)) else { continue };
                     let current = window.delay_days == 0;
-                    match def.kind {
-                        FeatureKind::Count { .. } if current => count + 1.0,
-                        FeatureKind::Count { .. } => count,
-                        _ => {
-                            let Some(numerator) = slot(entity, usize::from(numerator_slot)) else { continue };
-                            match def.kind {
-                                FeatureKind::MeanAmount { .. } if current => {
-                                    (numerator + tx.amount) / (count + 1.0)
-                                }
-                                _ if count > 0.0 => numerator / count,
-                                _ => 0.0,
-                            }
+                    if let FeatureKind::Count { .. } = def.kind {
+                        if current { count + 1.0 } else { count }
+                    } else {
+                        let Some(numerator) = slot(entity, usize::from(numerator_slot)) else { continue };
+                        // A mean (or a risk, always delayed) over the window.
+                        let mean = if current {
+                            (numerator + tx.amount) / (count + 1.0)
+                        } else if count > 0.0 {
+                            numerator / count
+                        } else {
+                            0.0
+                        };
+                        match def.kind {
+                            FeatureKind::AmountToMean { .. } if mean > 0.0 => tx.amount / mean,
+                            FeatureKind::AmountToMean { .. } => 0.0,
+                            _ => mean,
                         }
                     }
                 }
             };
         }
+    }
+}
+
+/// The handbook's 15 features, in its golden file's order.
+fn handbook_features() -> Vec<FeatureDef> {
+    use alloc::format;
+    let mut features = alloc::vec![
+        def("TX_AMOUNT", "the transaction's amount", FeatureKind::Amount),
+        def("TX_DURING_WEEKEND", "1 on Saturday or Sunday (UTC)", FeatureKind::DuringWeekend),
+        def("TX_DURING_NIGHT", "1 when the hour (UTC) is 0 to 6", FeatureKind::DuringNight),
+    ];
+    for days in [1u16, 7, 30] {
+        let window = Window::last(days);
+        features.push(def(
+            &format!("CUSTOMER_ID_NB_TX_{days}DAY_WINDOW"),
+            &format!("the customer's transactions in the last {days} days, this one included"),
+            FeatureKind::Count { entity: 0, window },
+        ));
+        features.push(def(
+            &format!("CUSTOMER_ID_AVG_AMOUNT_{days}DAY_WINDOW"),
+            &format!("the customer's mean amount over the last {days} days, this one included"),
+            FeatureKind::MeanAmount { entity: 0, window },
+        ));
+    }
+    for days in [1u16, 7, 30] {
+        let window = Window::delayed(days, 7);
+        features.push(def(
+            &format!("TERMINAL_ID_NB_TX_{days}DAY_WINDOW"),
+            &format!("the terminal's transactions in the {days} days before the last 7"),
+            FeatureKind::Count { entity: 1, window },
+        ));
+        features.push(def(
+            &format!("TERMINAL_ID_RISK_{days}DAY_WINDOW"),
+            &format!("the terminal's fraud share in the {days} days before the last 7"),
+            FeatureKind::Risk { entity: 1, window },
+        ));
+    }
+    features
+}
+
+/// A schema of `features` over the handbook's customers and terminals.
+fn handbook_schema(features: Vec<FeatureDef>) -> FeatureSchema {
+    let entities = alloc::vec![String::from("CUSTOMER_ID"), String::from("TERMINAL_ID")];
+    match FeatureSchema::new(entities, features) {
+        Ok(schema) => schema,
+        // The built-in definitions are constant and valid; tests prove it.
+        Err(_) => unreachable!("the built-in schemas are valid"),
     }
 }
 
@@ -504,6 +593,67 @@ mod tests {
             Err(SchemaError::UnknownEntity { entity: 3, .. })
         ));
         assert_eq!(FeatureSchema::new(vec![], vec![]), Err(SchemaError::EntityCount(0)));
+    }
+
+    #[test]
+    fn ratio_schema_adds_three_features_on_the_handbook_rows() {
+        let handbook = FeatureSchema::handbook();
+        let ratios = FeatureSchema::handbook_ratios();
+        assert_eq!(ratios.len(), 18);
+        assert_eq!(&ratios.features()[..15], handbook.features());
+        assert_eq!(ratios.entities(), handbook.entities(), "no new aggregate per row");
+        assert_ne!(ratios.hash(), handbook.hash());
+        for name in SCHEMA_NAMES {
+            assert!(FeatureSchema::named(name).is_some(), "{name}");
+        }
+        assert_eq!(FeatureSchema::named("handbook-ratios"), Some(ratios));
+        assert_eq!(FeatureSchema::named("nope"), None);
+    }
+
+    #[test]
+    fn amount_to_mean_divides_by_the_mean_that_includes_the_transaction() {
+        let schema = FeatureSchema::handbook_ratios();
+        let tx = TxFacts { time: "2018-04-02 12:00:00".parse().unwrap(), amount: 90.0 };
+        // Customer: 1-day window 2 transactions summing 30; 7-day 2 summing 30; 30-day 8 summing 160.
+        let customer = schema.entities()[0].layout.clone();
+        let mut row = Aggregates::ZERO;
+        for (i, slot) in customer.slots.iter().enumerate() {
+            row.0[i] = match (slot.aggregate, slot.window.days) {
+                (Aggregate::Count, 30) => 8.0,
+                (Aggregate::Count, _) => 2.0,
+                (Aggregate::AmountSum, 30) => 160.0,
+                (Aggregate::AmountSum, _) => 30.0,
+                _ => unreachable!(),
+            };
+        }
+        let mut out = [f64::NAN; 18];
+        schema.compute(&tx, &[row, Aggregates::ZERO], &mut out);
+        assert_eq!(out[4], 40.0, "mean over 1 day: (30 + 90) / 3");
+        assert_eq!(out[15], 90.0 / 40.0);
+        assert_eq!(out[16], 90.0 / 40.0);
+        assert_eq!(out[17], 90.0 / ((160.0 + 90.0) / 9.0));
+        // A zero amount on a new customer: mean 0, ratio 0 (not NaN).
+        let free = TxFacts { amount: 0.0, ..tx };
+        schema.compute(&free, &[Aggregates::ZERO, Aggregates::ZERO], &mut out);
+        assert_eq!(out[15..], [0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_parts() {
+        let window = Window::delayed(7, 3);
+        for kind in [
+            FeatureKind::Amount,
+            FeatureKind::DuringWeekend,
+            FeatureKind::DuringNight,
+            FeatureKind::Count { entity: 1, window },
+            FeatureKind::MeanAmount { entity: 1, window },
+            FeatureKind::Risk { entity: 1, window },
+            FeatureKind::AmountToMean { entity: 1, window },
+        ] {
+            let (tag, entity, w) = kind.parts();
+            assert_eq!(FeatureKind::from_parts(tag, entity, w), Some(kind));
+        }
+        assert_eq!(FeatureKind::from_parts(7, 0, window), None);
     }
 
     #[test]

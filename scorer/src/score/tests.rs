@@ -34,6 +34,11 @@ fn policy(s: &SnapshotSigner) -> Policy {
 /// Customer 42 (3 transactions of 10 in the last day, 7 over 30 days) and terminal 7 (2 frauds in
 /// 10 transactions in each delayed window).
 fn snapshot_bytes(model: Option<&Model>, with_policy: bool) -> Vec<u8> {
+    snapshot_bytes_of(FeatureSchema::handbook(), model, with_policy)
+}
+
+/// [`snapshot_bytes`] with another schema over the handbook's rows.
+fn snapshot_bytes_of(schema: FeatureSchema, model: Option<&Model>, with_policy: bool) -> Vec<u8> {
     let s = signer();
     let meta = SnapshotMeta {
         snapshot_id: "tg-test".into(),
@@ -42,7 +47,7 @@ fn snapshot_bytes(model: Option<&Model>, with_policy: bool) -> Vec<u8> {
         data_range: None,
         exporter_version: "test".into(),
         id_key_fingerprint: s.id_hash().fingerprint(),
-        schema: FeatureSchema::handbook(),
+        schema,
         model_id: model.map(|_| String::from("lr-test")),
         lineage: None,
         reference: None,
@@ -92,6 +97,24 @@ fn scores_a_known_transaction_with_exact_reasons() {
         outcome.reasons.as_slice().iter().map(|r| (r.feature, r.contribution)).collect();
     assert_eq!(reasons, [(10, 3.0 * 0.2), (2, 0.5), (3, 0.1 * 4.0)]);
     assert_eq!(outcome.decision, Policy::new(0.3, 0.8).unwrap().decide(model.score(&x)));
+}
+
+#[test]
+fn a_ratio_schema_scores_with_the_amount_over_the_customers_mean() {
+    // Only the 30-day ratio weighs: 20 over the 30-day mean (70 + 20) / 8.
+    let mut weights = vec![0.0; 18];
+    weights[17] = 1.5;
+    let model = Model::Logistic(Logistic { weights, intercept: -2.0 });
+    let bytes = snapshot_bytes_of(FeatureSchema::handbook_ratios(), Some(&model), false);
+    let mut s = scorer(&bytes);
+    let request = r#"{"transaction_id": 9, "customer_id": 42, "terminal_id": "7", "amount": 20, "time": "2018-08-11 03:00:00"}"#;
+    let req = s.decode_request(request.as_bytes()).unwrap();
+    let outcome = s.score(&req).unwrap();
+    let ratio = 20.0 / ((70.0 + 20.0) / 8.0);
+    assert_eq!(outcome.score, Some(1.0 / (1.0 + libm::exp(2.0 - 1.5 * ratio))));
+    let reasons: Vec<(u16, f64)> =
+        outcome.reasons.as_slice().iter().map(|r| (r.feature, r.contribution)).collect();
+    assert_eq!(reasons[0], (17, 1.5 * ratio));
 }
 
 #[test]

@@ -120,14 +120,6 @@ impl core::fmt::Display for MetaError {
     }
 }
 
-// Feature kind tags in the encoded schema (stable: part of the format).
-const TAG_AMOUNT: u8 = 0;
-const TAG_WEEKEND: u8 = 1;
-const TAG_NIGHT: u8 = 2;
-const TAG_COUNT: u8 = 3;
-const TAG_MEAN_AMOUNT: u8 = 4;
-const TAG_RISK: u8 = 5;
-
 impl SnapshotMeta {
     /// Encodes the META section.
     pub fn encode(&self) -> Vec<u8> {
@@ -159,14 +151,7 @@ impl SnapshotMeta {
         let _ = enc::write_str(&mut b, "features");
         let _ = enc::write_array_len(&mut b, self.schema.len() as u32);
         for f in self.schema.features() {
-            let (tag, entity, window) = match f.kind {
-                FeatureKind::Amount => (TAG_AMOUNT, 0, Window::last(0)),
-                FeatureKind::DuringWeekend => (TAG_WEEKEND, 0, Window::last(0)),
-                FeatureKind::DuringNight => (TAG_NIGHT, 0, Window::last(0)),
-                FeatureKind::Count { entity, window } => (TAG_COUNT, entity, window),
-                FeatureKind::MeanAmount { entity, window } => (TAG_MEAN_AMOUNT, entity, window),
-                FeatureKind::Risk { entity, window } => (TAG_RISK, entity, window),
-            };
+            let (tag, entity, window) = f.kind.parts();
             let _ = enc::write_array_len(&mut b, 6);
             let _ = enc::write_str(&mut b, &f.name);
             let _ = enc::write_str(&mut b, &f.doc);
@@ -384,15 +369,8 @@ fn get_features(r: &mut MsgPackReader<'_>) -> Result<Vec<FeatureDef>, MetaError>
         let tag = get_small(r)?;
         let entity = u8::try_from(get_small(r)?).map_err(|_| MetaError::Malformed("a feature's entity"))?;
         let window = Window { days: get_small(r)?, delay_days: get_small(r)? };
-        let kind = match u8::try_from(tag).unwrap_or(u8::MAX) {
-            TAG_AMOUNT => FeatureKind::Amount,
-            TAG_WEEKEND => FeatureKind::DuringWeekend,
-            TAG_NIGHT => FeatureKind::DuringNight,
-            TAG_COUNT => FeatureKind::Count { entity, window },
-            TAG_MEAN_AMOUNT => FeatureKind::MeanAmount { entity, window },
-            TAG_RISK => FeatureKind::Risk { entity, window },
-            _ => return Err(MetaError::Malformed("a feature's kind")),
-        };
+        let kind = FeatureKind::from_parts(u8::try_from(tag).unwrap_or(u8::MAX), entity, window)
+            .ok_or(MetaError::Malformed("a feature's kind"))?;
         out.push(FeatureDef { name, doc, kind });
     }
     Ok(out)
@@ -429,6 +407,14 @@ mod tests {
             created_at: Timestamp(1_700_000_000),
             parent: Some("lr-fedcba9876543210".into()),
             metrics: alloc::vec![("auc_roc".into(), 0.87), ("average_precision".into(), 0.61)],
+        }
+    }
+
+    #[test]
+    fn every_built_in_schema_round_trips() {
+        for name in crate::features::SCHEMA_NAMES {
+            let with = SnapshotMeta { schema: FeatureSchema::named(name).unwrap(), ..meta() };
+            assert_eq!(SnapshotMeta::decode(&with.encode()), Ok(with), "{name}");
         }
     }
 

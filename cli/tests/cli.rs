@@ -47,7 +47,16 @@ fn simulates_ingests_builds_features_and_a_verifiable_snapshot() {
 
     let features = tollgate(
         d,
-        &["features", "tx.parquet", "-o", "features.csv", "--snapshot-every", "1h", "--compare-exact"],
+        &[
+            "features",
+            "--input",
+            "tx.parquet",
+            "-o",
+            "features.csv",
+            "--snapshot-every",
+            "1h",
+            "--compare-exact",
+        ],
     );
     assert!(features.status.success(), "{}", stderr(&features));
     let csv = std::fs::read_to_string(d.join("features.csv")).unwrap();

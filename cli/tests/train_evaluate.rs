@@ -86,6 +86,44 @@ fn trains_evaluates_and_writes_a_report_and_recomputable_scores() {
 }
 
 #[test]
+fn the_ratio_schema_goes_from_training_to_a_snapshot_through_the_model_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = ["simulate", "--seed", "6", "--days", "35", "--customers", "300", "--terminals", "600"];
+    ok(&tollgate(d, &[&sim[..], &["-o", "tx.parquet"]].concat()));
+    let train = [
+        "train",
+        "--input",
+        "tx.parquet",
+        "--trees",
+        "10",
+        "--max-depth",
+        "3",
+        "--train-start",
+        "2018-04-11",
+    ];
+    ok(&tollgate(d, &[&train[..], &["--schema", "handbook-ratios", "--output", "model.tgm"]].concat()));
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("model.tgm.json")).unwrap()).unwrap();
+    let names = card["features"].as_array().unwrap();
+    assert_eq!(names.len(), 18);
+    assert_eq!(names[17], "CUSTOMER_ID_AMOUNT_TO_AVG_30DAY_WINDOW");
+    // Without --schema, evaluate and snapshot build take the model card's.
+    let eval = ok(&tollgate(d, &["evaluate", "--input", "tx.parquet", "--model", "model.tgm"]));
+    assert!(eval.contains("AUC ROC"), "{eval}");
+    ok(&tollgate(d, &["keys", "new", "--out", "keys"]));
+    let build = ["snapshot", "build", "tx.parquet", "--model", "model.tgm", "-o", "snap.tgs"];
+    ok(&tollgate(d, &build));
+    let inspect = ok(&tollgate(d, &["snapshot", "inspect", "snap.tgs"]));
+    assert!(inspect.contains("(18 features)"), "{inspect}");
+    // Naming another schema is refused, with the way out.
+    let wrong = tollgate(d, &[&build[..], &["--schema", "handbook"]].concat());
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("the model reads 18 features, the snapshot's schema has 15"), "{err}");
+}
+
+#[test]
 fn trains_on_any_numeric_csv_and_names_bad_cells() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

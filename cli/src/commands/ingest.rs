@@ -5,15 +5,19 @@ use crate::progress::Bars;
 use anyhow::bail;
 use exporter::ingest::{IngestOptions, Ingested, OnError, TimeOrder, read_transactions};
 use exporter::summary::Summary;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Where transactions come from and how to read them; shared by every command that reads them.
 #[derive(clap::Args)]
 pub struct SourceArgs {
     /// The transaction file: .csv, .csv.gz or .parquet (the handbook's column layout unless
-    /// mapped with --column).
-    pub input: PathBuf,
+    /// mapped with --column); also accepted as `--input TX_FILE`.
+    #[arg(value_name = "TX_FILE", required_unless_present = "input_flag")]
+    input: Option<PathBuf>,
+    /// The transaction file, as a flag (the same as the positional TX_FILE).
+    #[arg(long = "input", value_name = "TX_FILE", conflicts_with = "input")]
+    input_flag: Option<PathBuf>,
     /// What to do with a bad row: `fail` (stop at the first, the default) or `quarantine FILE`
     /// (write every rejected row with its reason to FILE, a CSV, and go on).
     #[arg(long, num_args = 1..=2, value_names = ["MODE", "FILE"], default_values = ["fail"])]
@@ -29,6 +33,12 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
+    /// The transaction file, given either way.
+    pub fn input(&self) -> &Path {
+        // clap requires one of the two.
+        self.input.as_deref().or(self.input_flag.as_deref()).unwrap_or(Path::new(""))
+    }
+
     /// Reads and validates the transactions, drawing a progress bar.
     pub fn read(&self) -> anyhow::Result<Ingested> {
         let on_error = match self.on_error.as_slice() {
@@ -50,7 +60,7 @@ impl SourceArgs {
             options.time_order = TimeOrder::Sort;
         }
         // The exporter's errors name the file themselves.
-        let ingested = read_transactions(&self.input, &options, &Bars::default())?;
+        let ingested = read_transactions(self.input(), &options, &Bars::default())?;
         if ingested.report.rejected > 0 {
             eprintln!(
                 "warning: {} of {} rows rejected{}",

@@ -46,7 +46,7 @@ struct Answer {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let tls = crate::commands::push::tls_config(args.ca_cert.as_deref())?;
     let tx = args.source.read()?.transactions;
-    let Some(&last) = tx.time.last() else { bail!("{}: no transactions", args.source.input.display()) };
+    let Some(&last) = tx.time.last() else { bail!("{}: no transactions", args.source.input().display()) };
     let first_day = match &args.day {
         Some(text) => text.parse::<Timestamp>().with_context(|| format!("--day {text:?}"))?,
         None => Timestamp(last.0.div_euclid(86_400) * 86_400),

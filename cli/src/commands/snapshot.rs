@@ -238,7 +238,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     let signer = SnapshotSigner::from_text(&read_text(&args.key)?)
         .with_context(|| format!("{}", args.key.display()))?;
     let tx = args.source.read()?.transactions;
-    let Some(&last) = tx.time.last() else { bail!("{}: no transactions", args.source.input.display()) };
+    let Some(&last) = tx.time.last() else { bail!("{}: no transactions", args.source.input().display()) };
     let as_of = match &args.as_of {
         Some(text) => text.parse::<Timestamp>().with_context(|| format!("--as-of {text:?}"))?,
         None => last.plus_seconds(1),

@@ -9,9 +9,9 @@ use exporter::write::{ExtraColumns, HANDBOOK_COLUMNS, write_transactions_with};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Compute the schema's features (by default the handbook's 15) for every transaction in one streaming pass, with the very
-/// code the edge scores with, and write each transaction with its features (named as in the
-/// handbook's golden file).
+/// Compute the schema's features (by default the handbook's 15) for every transaction in one
+/// streaming pass, with the very code the edge scores with, and write each transaction with its
+/// features (named as in the handbook's golden file).
 ///
 /// By default features are exact (lag 0): entity windows as of the transaction itself. With
 /// `--snapshot-every`, they are "as served": what the edge computes from the latest snapshot it

@@ -558,18 +558,19 @@ mod tests {
 
     #[test]
     fn streaming_gives_the_bits_of_replaying_each_entity_alone() {
-        for (schema, tx) in [FeatureSchema::handbook(), FeatureSchema::handbook_ratios()]
-            .into_iter()
-            .flat_map(|schema| [(schema.clone(), small()), (schema, with_ties())])
-        {
-            let schema = &schema;
+        let schemas = [FeatureSchema::handbook(), FeatureSchema::handbook_ratios()];
+        for (schema, tx) in schemas.iter().flat_map(|schema| [(schema, small()), (schema, with_ties())]) {
             for cadence in [Cadence::Exact, Cadence::Every(3600), Cadence::Every(86_400), Cadence::Every(7)] {
                 let want = replayed_one_entity_at_a_time(&tx, schema, cadence);
                 for threads in [1, 2, 3, 8] {
                     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                     let got = pool.install(|| compute_features(&tx, schema, cadence, &NoProgress)).unwrap();
                     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert!(bits(&got.values) == bits(&want), "{cadence:?}, {threads} threads");
+                    assert!(
+                        bits(&got.values) == bits(&want),
+                        "{} features, {cadence:?}, {threads} threads",
+                        schema.len()
+                    );
                 }
             }
         }

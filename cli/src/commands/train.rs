@@ -461,13 +461,11 @@ pub fn evaluate_model(
     let sidecar = ModelCard::sidecar_path(model_path);
     let card = if sidecar.exists() { Some(ModelCard::read(&sidecar)?) } else { None };
     // The cadence the model was trained with, unless given.
-    let features = match (&features.snapshot_every, card.as_ref().and_then(|c| c.cadence_seconds)) {
-        (None, Some(s)) => FeatureArgs {
-            snapshot_every: Some(std::time::Duration::from_secs(s as u64).into()),
-            schema: features.schema.clone(),
-        },
-        _ => FeatureArgs { snapshot_every: features.snapshot_every, schema: features.schema.clone() },
+    let snapshot_every = match (features.snapshot_every, card.as_ref().and_then(|c| c.cadence_seconds)) {
+        (None, Some(s)) => Some(std::time::Duration::from_secs(s as u64).into()),
+        (given, _) => given,
     };
+    let features = FeatureArgs { snapshot_every, schema: features.schema.clone() };
     let train_start = match card.as_ref().and_then(|c| c.train_start.as_deref()) {
         Some(day) => parse_day(day)?,
         None => Holdout::handbook().train_start,

@@ -12,20 +12,22 @@ use anyhow::{Context, Result, ensure};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The module the wasmtime host runs (`scorer-fast.wasm`, the `wasm-fast` profile):
+/// The module the wasmtime host runs (`scorer-fast.wasm`, the `wasm-fast` profile with the
+/// `simd128` feature):
 /// `TOLLGATE_SCORER_WASM` when set (`cargo xtask test` builds it first), otherwise built here.
 pub fn scorer_wasm() -> Result<PathBuf> {
-    module_from_env_or_build("TOLLGATE_SCORER_WASM", "wasm-fast")
+    module_from_env_or_build("TOLLGATE_SCORER_WASM", "wasm-fast", &["--features", "simd128"])
 }
 
 /// The size-optimised `scorer.wasm` (the `wasm` profile): `TOLLGATE_SCORER_WASM_SMALL` when set,
 /// otherwise built here. Same code, same answers; the parity tests check both.
 pub fn scorer_wasm_small() -> Result<PathBuf> {
-    module_from_env_or_build("TOLLGATE_SCORER_WASM_SMALL", "wasm")
+    module_from_env_or_build("TOLLGATE_SCORER_WASM_SMALL", "wasm", &[])
 }
 
-/// The path in `var`, or the module built with `profile` into a target directory of its own.
-fn module_from_env_or_build(var: &str, profile: &str) -> Result<PathBuf> {
+/// The path in `var`, or the module built with `profile` and `features` (cargo's arguments) into a
+/// target directory of its own.
+fn module_from_env_or_build(var: &str, profile: &str, features: &[&str]) -> Result<PathBuf> {
     if let Some(path) = std::env::var_os(var) {
         return Ok(PathBuf::from(path));
     }
@@ -49,6 +51,7 @@ fn module_from_env_or_build(var: &str, profile: &str) -> Result<PathBuf> {
             "--profile",
             profile,
         ])
+        .args(features)
         .status()
         .context("running cargo to build scorer.wasm")?;
     ensure!(status.success(), "building scorer.wasm ({profile}) failed");

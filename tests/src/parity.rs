@@ -67,6 +67,51 @@ pub fn trees() -> Model {
     })
 }
 
+/// A GBDT of `trees` random trees over `schema`'s features, up to `depth` deep, some leaves early,
+/// thresholds where the corpus's values lie (exact zeros among them) and random default
+/// directions: it sends the corpus down paths of every length through every compiled walk
+/// (scalar, AVX2, SIMD128), which must all give the reference walk's bits.
+pub fn random_trees(schema: &FeatureSchema, trees: usize, depth: u32, seed: u64) -> Model {
+    let mut rng = Rng(seed);
+    let scales: Vec<f32> = schema
+        .features()
+        .iter()
+        .map(|f| match &f.name {
+            n if n.contains("RISK") => 0.2,
+            n if n.contains("AMOUNT_TO") => 3.0,
+            n if n.contains("AMOUNT") => 200.0,
+            n if n.contains("NB_TX") => 40.0,
+            _ => 1.0,
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    let roots = (0..trees).map(|_| grow(&mut nodes, &mut rng, &scales, 0, depth)).collect();
+    Model::Trees(TreeEnsemble {
+        n_features: schema.len(),
+        nodes,
+        roots,
+        base_margin: -2.0,
+        output: TreeOutput::Logistic,
+    })
+}
+
+/// One random subtree (see [`random_trees`]), its root's index.
+fn grow(nodes: &mut Vec<Node>, rng: &mut Rng, scales: &[f32], level: u32, depth: u32) -> u32 {
+    let at = nodes.len();
+    if level == depth || (level > 0 && rng.below(6) == 0) {
+        let value = (rng.below(2_001) as f32 - 1_000.0) / 2_000.0;
+        nodes.push(Node::leaf(value, 1.0 + rng.below(100) as f32));
+        return at as u32;
+    }
+    let feature = rng.below(scales.len());
+    let value = scales[feature] * (rng.below(41) as f32 / 40.0);
+    nodes.push(Node { feature: feature as u16, default_left: rng.below(2) == 0, value, left: 0, right: 0 });
+    let left = grow(nodes, rng, scales, level + 1, depth);
+    let right = grow(nodes, rng, scales, level + 1, depth);
+    (nodes[at].left, nodes[at].right) = (left, right);
+    at as u32
+}
+
 /// Everything a corpus needs: the history, the snapshot and what to probe it with.
 pub struct Fixture {
     /// The signed snapshot, with the model and a policy.
@@ -75,14 +120,18 @@ pub struct Fixture {
     pub requests: Vec<Vec<u8>>,
 }
 
-/// The corpus for one model: a snapshot of a simulated history (the handbook's generator) and
-/// the requests of the 15 days after it.
+/// The corpus for one model over the handbook's features: a snapshot of a simulated history (the
+/// handbook's generator) and the requests of the 15 days after it.
 pub fn fixture(model: &Model, model_id: &str) -> Result<Fixture> {
+    fixture_with(model, model_id, FeatureSchema::handbook())
+}
+
+/// [`fixture`] over another feature schema (the model's).
+pub fn fixture_with(model: &Model, model_id: &str, schema: FeatureSchema) -> Result<Fixture> {
     let config = SimulationConfig { seed: 5, customers: 400, terminals: 800, days: 45, ..Default::default() };
     let tx = simulate(&config, &NoProgress)?;
     let as_of = Timestamp(config.start.0 + 30 * 86_400);
     let s = signer();
-    let schema = FeatureSchema::handbook();
     let tables = aggregate_history(&tx, &schema, as_of, s.id_hash(), &NoProgress)?;
     let meta = SnapshotMeta {
         snapshot_id: format!("tg-parity-{model_id}"),

@@ -8,11 +8,12 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use rmp::encode::{self as enc, ByteBuf};
+use scorer::features::FeatureSchema;
 use scorer::score::{Request, Scorer};
 use scorer::snapshot::Snapshot;
 use std::hint::black_box;
 use std::time::Instant;
-use tollgate_tests::parity::{Fixture, Rng, fixture, logistic, signer, trees};
+use tollgate_tests::parity::{Fixture, Rng, fixture, fixture_with, logistic, random_trees, signer, trees};
 use tollgate_tests::{scorer_wasm, scorer_wasm_small};
 use wasmtime::{Engine, Linker, Memory, Module, Store, TypedFunc};
 
@@ -270,6 +271,34 @@ fn tree_models_and_hot_swaps_stay_identical() -> Result<()> {
     let gbdt = fixture(&trees(), "gbdt-parity-v1")?;
     for (build, (engine, module)) in ["scorer-fast.wasm", "scorer.wasm"].iter().zip(both_modules()?) {
         swap_to_trees(build, &engine, &module, &lr, &gbdt)?;
+    }
+    Ok(())
+}
+
+/// Deep random ensembles over 15 and 18 features (one and two SIMD128 swizzles, a last group of
+/// sixteen trees partly filled), through both builds: every response has the native bits. The
+/// host's build must carry the SIMD128 walk: an engine without SIMD refuses it.
+#[test]
+fn deep_tree_ensembles_give_native_bits_in_both_builds() -> Result<()> {
+    let no_simd = Engine::new(wasmtime::Config::new().wasm_simd(false).wasm_relaxed_simd(false))?;
+    let fast = scorer_wasm()?;
+    ensure!(
+        Module::from_file(&no_simd, &fast).is_err(),
+        "{} has no SIMD128: build it with --features simd128",
+        fast.display()
+    );
+    for (schema, seed) in [(FeatureSchema::handbook(), 3), (FeatureSchema::handbook_ratios(), 4)] {
+        let model = random_trees(&schema, 53, 6, seed);
+        let fixture = fixture_with(&model, "random-trees", schema)?;
+        let mut scorer = Scorer::new(Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?);
+        for (build, (engine, module)) in ["scorer-fast.wasm", "scorer.wasm"].iter().zip(both_modules()?) {
+            let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
+            let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &fixture.requests)?;
+            eprintln!(
+                "53 random trees over {} features ({build}): {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score",
+                model.n_features()
+            );
+        }
     }
     Ok(())
 }

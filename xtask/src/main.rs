@@ -85,7 +85,7 @@ fn demo(seed: u64) -> Result<()> {
     let wasm_bindgen = setup::wasm_bindgen()?;
     let cargo = cargo();
     run(&cargo, &["build", "--release", "--package", "tollgate"])?;
-    let scorer_wasm = build_scorer_module("wasm-fast", "scorer-fast.wasm")?;
+    let scorer_wasm = build_scorer_module(&FAST_MODULE)?;
     let out = target_dir().join("demo");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tollgate = target_dir().join("release").join("tollgate");
@@ -252,22 +252,40 @@ struct ScorerModules {
 
 /// Builds both scorer modules (each through `wasm-opt -Oz` when binaryen is installed).
 fn build_scorer_wasm() -> Result<ScorerModules> {
-    Ok(ScorerModules {
-        small: build_scorer_module("wasm", "scorer.wasm")?,
-        fast: build_scorer_module("wasm-fast", "scorer-fast.wasm")?,
-    })
+    Ok(ScorerModules { small: build_scorer_module(&SMALL_MODULE)?, fast: build_scorer_module(&FAST_MODULE)? })
 }
 
 /// What `wasm-opt` may use in scorer.wasm: the wasm32-unknown-unknown target's features, one
 /// flag per line (the size test passes the same file).
 const WASM_FEATURES: &str = include_str!("../../scorer/wasm/wasm-opt.features");
 
-/// Builds `scorer.wasm` with `profile` and writes it optimised as `name` beside the build.
-fn build_scorer_module(profile: &str, name: &str) -> Result<PathBuf> {
-    run(
-        &cargo(),
-        &["build", "--package", "scorer-wasm", "--target", "wasm32-unknown-unknown", "--profile", profile],
-    )?;
+/// One build of the scorer module.
+struct ModuleBuild {
+    /// The cargo profile.
+    profile: &'static str,
+    /// The `scorer-wasm` features.
+    features: &'static [&'static str],
+    /// The optimised module's file name, beside the build.
+    name: &'static str,
+}
+
+/// `scorer.wasm`: size first, for edges that ship the module itself.
+const SMALL_MODULE: ModuleBuild = ModuleBuild { profile: "wasm", features: &[], name: "scorer.wasm" };
+/// `scorer-fast.wasm`: speed first (the scoring core at opt-level 3, the tree walk in SIMD128),
+/// for the wasmtime host.
+const FAST_MODULE: ModuleBuild =
+    ModuleBuild { profile: "wasm-fast", features: &["simd128"], name: "scorer-fast.wasm" };
+
+/// Builds the scorer module as `build` says and writes it optimised beside the build.
+fn build_scorer_module(build: &ModuleBuild) -> Result<PathBuf> {
+    let (profile, name) = (build.profile, build.name);
+    let mut args =
+        vec!["build", "--package", "scorer-wasm", "--target", "wasm32-unknown-unknown", "--profile", profile];
+    let features = build.features.join(",");
+    if !features.is_empty() {
+        args.extend(["--features", &features]);
+    }
+    run(&cargo(), &args)?;
     let built = target_dir().join("wasm32-unknown-unknown").join(profile).join("scorer_wasm.wasm");
     let size = std::fs::metadata(&built).with_context(|| format!("{} was not built", built.display()))?.len();
     eprintln!("xtask: {} is {size} bytes", built.display());
@@ -285,6 +303,9 @@ fn build_scorer_module(profile: &str, name: &str) -> Result<PathBuf> {
     // that wasmtime and V8 cannot read.
     let mut args = vec!["-Oz"];
     args.extend(WASM_FEATURES.lines().map(str::trim).filter(|l| !l.is_empty()));
+    if build.features.contains(&"simd128") {
+        args.push("--enable-simd");
+    }
     args.extend([&*input, "-o", &*output]);
     run(&wasm_opt.to_string_lossy(), &args)?;
     let size = std::fs::metadata(&path).with_context(|| format!("{} was not written", path.display()))?.len();

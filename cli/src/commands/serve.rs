@@ -14,8 +14,9 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub struct Args {
     /// The scorer module (`cargo build -p scorer-wasm --target wasm32-unknown-unknown --profile
-    /// wasm-fast` writes target/wasm32-unknown-unknown/wasm-fast/scorer_wasm.wasm, the build for
-    /// wasmtime; `--profile wasm` gives the smaller, slower one); else TOLLGATE_SCORER_WASM.
+    /// wasm-fast --features simd128` writes target/wasm32-unknown-unknown/wasm-fast/scorer_wasm.wasm,
+    /// the build for wasmtime; `--profile wasm` gives the smaller, slower one); else
+    /// TOLLGATE_SCORER_WASM.
     #[arg(long)]
     module: Option<PathBuf>,
     /// The edge key file(s) snapshots must be signed for (repeat for key rotation).
@@ -173,7 +174,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     else {
         bail!(
             "no scorer module: pass --module or set TOLLGATE_SCORER_WASM (build it with \
-             cargo build -p scorer-wasm --target wasm32-unknown-unknown --profile wasm-fast)"
+             cargo build -p scorer-wasm --target wasm32-unknown-unknown --profile wasm-fast \
+             --features simd128)"
         );
     };
     let wasm = std::fs::read(&module).with_context(|| format!("reading the module {}", module.display()))?;

@@ -8,14 +8,17 @@
 //! (`group + 8p + lane`) so that one base serves the eight. The sum is taken in tree order in
 //! f64, so the score has exactly the bits of [`TreeEnsemble::score`].
 //!
-//! On x86-64 CPUs with AVX2 the same layout is walked eight trees to a register ([`simd`]); a
-//! feature vector holding a NaN takes a second variant of the scalar walk that honours the splits'
-//! default directions. Ensembles deeper than [`MAX_COMPILED_DEPTH`] or reading more than 256
+//! On x86-64 CPUs with AVX2 the same layout is walked eight trees to a register ([`simd`]); in
+//! wasm built with the `simd128` feature, ensembles up to depth 7 are decided sixteen trees at a
+//! time level by level (`levelled`). A feature vector holding a NaN takes a second variant of the
+//! scalar walk that honours the splits' default directions. Ensembles deeper than [`MAX_COMPILED_DEPTH`] or reading more than 256
 //! features are not re-laid: they take the reference walk (same bits, slower).
 
 use super::trees::{LEAF, TreeEnsemble, TreeOutput};
 use alloc::vec::Vec;
 
+#[cfg(all(target_arch = "wasm32", feature = "simd128"))]
+mod levelled;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 
@@ -52,6 +55,9 @@ pub struct CompiledTrees {
     /// The splits ranked for the AVX2 walk, where it runs.
     #[cfg(target_arch = "x86_64")]
     ranked: Option<simd::Ranked>,
+    /// The splits by level for the SIMD128 walk, where it is built in.
+    #[cfg(all(target_arch = "wasm32", feature = "simd128"))]
+    levelled: Option<levelled::Levelled>,
 }
 
 impl CompiledTrees {
@@ -64,6 +70,15 @@ impl CompiledTrees {
                 .reference
                 .is_none()
                 .then(|| simd::Ranked::new(&c.splits, c.depth, c.n_features))
+                .flatten(),
+            ..c
+        };
+        #[cfg(all(target_arch = "wasm32", feature = "simd128"))]
+        let c = CompiledTrees {
+            levelled: c
+                .reference
+                .is_none()
+                .then(|| levelled::Levelled::new(&c.splits, &c.leaves, c.depth, c.n_trees, c.n_features))
                 .flatten(),
             ..c
         };
@@ -92,6 +107,8 @@ impl CompiledTrees {
             n_features: trees.n_features,
             #[cfg(target_arch = "x86_64")]
             ranked: None,
+            #[cfg(all(target_arch = "wasm32", feature = "simd128"))]
+            levelled: None,
         };
         if max_depth > MAX_COMPILED_DEPTH || trees.n_features > MAX_FEATURES {
             c.reference = Some(trees.clone());
@@ -147,6 +164,13 @@ impl CompiledTrees {
             && !xs.iter().any(|v| v.is_nan())
         {
             return ranked.leaf_sum(xs, &self.leaves, self.depth);
+        }
+        #[cfg(all(target_arch = "wasm32", feature = "simd128"))]
+        if let Some(levelled) = &self.levelled
+            && xs.len() >= self.n_features
+            && !xs.iter().any(|v| v.is_nan())
+        {
+            return levelled.leaf_sum(xs);
         }
         let (x, any_nan) = self.padded(xs);
         let internal = (1usize << self.depth) - 1;

@@ -99,7 +99,7 @@ fn main() {
     for (name, ns) in [
         ("reference walk (Model::score)", reference),
         ("compiled trees (AVX2 where the CPU has it)", fast),
-        ("compiled trees, scalar walk (what wasm runs)", scalar),
+        ("compiled trees, scalar walk (what scorer.wasm runs)", scalar),
         ("path attribution", path),
         ("exact TreeSHAP", shap),
     ] {

@@ -130,7 +130,7 @@ fn main() -> Result<()> {
         rows.len(),
         &mut || run_compiled(&compiled, &rows, &mut xs),
     );
-    measure("portable", "model: compiled trees, scalar walk (what wasm runs)", rows.len(), &mut || {
+    measure("portable", "model: compiled trees, scalar walk (what scorer.wasm runs)", rows.len(), &mut || {
         run_portable(&portable, &rows, &mut xs)
     });
     measure(

@@ -198,6 +198,14 @@ impl CompiledTrees {
         if self.reference.is_some() {
             return false;
         }
+        #[cfg(all(target_arch = "wasm32", feature = "simd128"))]
+        if let Some(levelled) = &self.levelled
+            && xs.len() >= self.n_features
+            && !xs.iter().any(|v| v.is_nan())
+        {
+            levelled.leaf_positions(xs, out);
+            return true;
+        }
         // The variant that honours default directions serves rows with and without NaN alike:
         // one more copy of the walk instead of two (scorer.wasm's size).
         let (x, _) = self.padded(xs);

@@ -130,9 +130,12 @@ fn main() -> Result<()> {
         rows.len(),
         &mut || run_compiled(&compiled, &rows, &mut xs),
     );
-    measure("portable", "model: compiled trees, scalar walk (what scorer.wasm runs)", rows.len(), &mut || {
-        run_portable(&portable, &rows, &mut xs)
-    });
+    measure(
+        "portable",
+        "model: compiled trees, scalar walk (what scorer.wasm runs)",
+        rows.len(),
+        &mut || run_portable(&portable, &rows, &mut xs),
+    );
     measure(
         "score",
         "full score: Scorer::score (lookups, features, model, policy; reasons off)",

@@ -118,27 +118,11 @@ impl Levelled {
     /// [`super::CompiledTrees::leaf_sum`] for a row without NaN and with every feature present.
     #[target_feature(enable = "simd128")]
     pub(super) fn leaf_sum(&self, xs: &[f32]) -> f64 {
-        // Per feature, how many of its thresholds are at or below the value (-0.0 counts as 0.0).
-        let mut ranks = [0u8; MAX_FEATURES];
-        for ((r, w), &x) in ranks.iter_mut().zip(self.starts.windows(2)).zip(xs) {
-            // At most 255: a feature has at most 255 distinct thresholds.
-            *r = self.thresholds[w[0]..w[1]].partition_point(|&t| t <= x) as u8;
-        }
-        let (low, high) = (bytes_at(&ranks, 0), bytes_at(&ranks, TREES));
-        let two_swizzles = self.starts.len() > TREES + 1;
-        let per_group = (1usize << self.depth) - 1;
+        let mask = (1usize << self.depth) - 1;
         let mut sum = 0.0f64;
-        for (h, group) in self.splits.chunks_exact(per_group).enumerate() {
-            let position = if two_swizzles {
-                self.bottom::<true>(group, low, high)
-            } else {
-                self.bottom::<false>(group, low, high)
-            };
-            let first = h * TREES;
-            let trees = (self.n_trees - first).min(TREES);
+        self.walk(xs, |first, trees, at| {
             let leaves = &self.leaves[first << self.depth..(first + trees) << self.depth];
-            let at = lanes(position);
-            let leaf = |j: usize| leaves[(j << self.depth) | usize::from(at[j]) & per_group];
+            let leaf = |j: usize| leaves[(j << self.depth) | usize::from(at[j]) & mask];
             if trees == TREES {
                 // Sixteen adds in a row: in a loop, wasmtime keeps the sum in memory.
                 let values: [f32; TREES] = core::array::from_fn(leaf);
@@ -150,8 +134,41 @@ impl Levelled {
                     sum += f64::from(leaf(j));
                 }
             }
-        }
+        });
         sum
+    }
+
+    /// [`super::CompiledTrees::leaf_positions`] for a row without NaN and with every feature
+    /// present: each tree's leaf as its position in the complete tree, in tree order, into `out`.
+    #[target_feature(enable = "simd128")]
+    pub(super) fn leaf_positions(&self, xs: &[f32], out: &mut Vec<u32>) {
+        // The bottom level's first position.
+        let first_leaf = (1u32 << self.depth) - 1;
+        self.walk(xs, |_, trees, at| out.extend(at[..trees].iter().map(|&q| first_leaf + u32::from(q))));
+    }
+
+    /// Every group of sixteen trees down to the bottom level; `done` gets the group's first tree,
+    /// its number of trees and their positions in the bottom level (its bits are the ways taken).
+    #[target_feature(enable = "simd128")]
+    fn walk(&self, xs: &[f32], mut done: impl FnMut(usize, usize, &[u8; TREES])) {
+        // Per feature, how many of its thresholds are at or below the value (-0.0 counts as 0.0).
+        let mut ranks = [0u8; MAX_FEATURES];
+        for ((r, w), &x) in ranks.iter_mut().zip(self.starts.windows(2)).zip(xs) {
+            // At most 255: a feature has at most 255 distinct thresholds.
+            *r = self.thresholds[w[0]..w[1]].partition_point(|&t| t <= x) as u8;
+        }
+        let (low, high) = (bytes_at(&ranks, 0), bytes_at(&ranks, TREES));
+        let two_swizzles = self.starts.len() > TREES + 1;
+        let per_group = (1usize << self.depth) - 1;
+        for (h, group) in self.splits.chunks_exact(per_group).enumerate() {
+            let position = if two_swizzles {
+                self.bottom::<true>(group, low, high)
+            } else {
+                self.bottom::<false>(group, low, high)
+            };
+            let first = h * TREES;
+            done(first, (self.n_trees - first).min(TREES), &lanes(position));
+        }
     }
 
     /// The sixteen trees' positions in the bottom level, from `group`, their splits (see

@@ -224,7 +224,9 @@ fn test() -> Result<()> {
     run(&cargo, &["fmt", "--all", "--", "--check"])?;
     run(&cargo, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     let wasm_crates = ["--package", "scorer-wasm", "--package", "tollgate-worker", "--package", "www"];
-    let mut clippy_wasm = vec!["clippy", "--target", "wasm32-unknown-unknown"];
+    // The host's module's feature too, so that its SIMD128 walk is linted.
+    let mut clippy_wasm =
+        vec!["clippy", "--target", "wasm32-unknown-unknown", "--features", "scorer-wasm/simd128"];
     clippy_wasm.extend(wasm_crates);
     clippy_wasm.extend(["--", "-D", "warnings"]);
     run(&cargo, &clippy_wasm)?;

@@ -68,10 +68,10 @@ pub fn trees() -> Model {
 }
 
 /// A GBDT of `trees` random trees over `schema`'s features, up to `depth` deep, some leaves early,
-/// thresholds where the corpus's values lie (exact zeros among them) and random default
-/// directions: it sends the corpus down paths of every length through every compiled walk
-/// (scalar, AVX2, SIMD128), which must all give the reference walk's bits.
-pub fn random_trees(schema: &FeatureSchema, trees: usize, depth: u32, seed: u64) -> Model {
+/// thresholds where the corpus's values lie (exact zeros among them, on a grid of `steps` per
+/// feature) and random default directions: it sends the corpus down paths of every length through
+/// every compiled walk (scalar, AVX2, SIMD128), which must all give the reference walk's bits.
+pub fn random_trees(schema: &FeatureSchema, trees: usize, depth: u32, steps: usize, seed: u64) -> Model {
     let mut rng = Rng(seed);
     let scales: Vec<f32> = schema
         .features()
@@ -85,7 +85,7 @@ pub fn random_trees(schema: &FeatureSchema, trees: usize, depth: u32, seed: u64)
         })
         .collect();
     let mut nodes = Vec::new();
-    let roots = (0..trees).map(|_| grow(&mut nodes, &mut rng, &scales, 0, depth)).collect();
+    let roots = (0..trees).map(|_| grow(&mut nodes, &mut rng, (&scales, steps), 0, depth)).collect();
     Model::Trees(TreeEnsemble {
         n_features: schema.len(),
         nodes,
@@ -96,7 +96,8 @@ pub fn random_trees(schema: &FeatureSchema, trees: usize, depth: u32, seed: u64)
 }
 
 /// One random subtree (see [`random_trees`]), its root's index.
-fn grow(nodes: &mut Vec<Node>, rng: &mut Rng, scales: &[f32], level: u32, depth: u32) -> u32 {
+fn grow(nodes: &mut Vec<Node>, rng: &mut Rng, grid: (&[f32], usize), level: u32, depth: u32) -> u32 {
+    let (scales, steps) = grid;
     let at = nodes.len();
     if level == depth || (level > 0 && rng.below(6) == 0) {
         let value = (rng.below(2_001) as f32 - 1_000.0) / 2_000.0;
@@ -104,10 +105,10 @@ fn grow(nodes: &mut Vec<Node>, rng: &mut Rng, scales: &[f32], level: u32, depth:
         return at as u32;
     }
     let feature = rng.below(scales.len());
-    let value = scales[feature] * (rng.below(41) as f32 / 40.0);
+    let value = scales[feature] * (rng.below(steps + 1) as f32 / steps as f32);
     nodes.push(Node { feature: feature as u16, default_left: rng.below(2) == 0, value, left: 0, right: 0 });
-    let left = grow(nodes, rng, scales, level + 1, depth);
-    let right = grow(nodes, rng, scales, level + 1, depth);
+    let left = grow(nodes, rng, grid, level + 1, depth);
+    let right = grow(nodes, rng, grid, level + 1, depth);
     (nodes[at].left, nodes[at].right) = (left, right);
     at as u32
 }

@@ -9,6 +9,7 @@
 use anyhow::{Context, Result, bail, ensure};
 use rmp::encode::{self as enc, ByteBuf};
 use scorer::features::FeatureSchema;
+use scorer::model::{Model, TreeEnsemble};
 use scorer::score::{Request, Scorer};
 use scorer::snapshot::Snapshot;
 use std::hint::black_box;
@@ -275,8 +276,9 @@ fn tree_models_and_hot_swaps_stay_identical() -> Result<()> {
     Ok(())
 }
 
-/// Deep random ensembles over 15 and 18 features (one and two SIMD128 swizzles, a last group of
-/// sixteen trees partly filled), through both builds: every response has the native bits. The
+/// Deep random ensembles through both builds, every response with the native bits: over 15 and 18
+/// features (one and two SIMD128 swizzles, a last group of sixteen trees partly filled), and one
+/// whose features have more than 255 distinct thresholds (cut into parts: three swizzles). The
 /// host's build must carry the SIMD128 walk: an engine without SIMD refuses it.
 #[test]
 fn deep_tree_ensembles_give_native_bits_in_both_builds() -> Result<()> {
@@ -287,20 +289,48 @@ fn deep_tree_ensembles_give_native_bits_in_both_builds() -> Result<()> {
         "{} has no SIMD128: build it with --features simd128",
         fast.display()
     );
-    for (schema, seed) in [(FeatureSchema::handbook(), 3), (FeatureSchema::handbook_ratios(), 4)] {
-        let model = random_trees(&schema, 53, 6, seed);
+    let ensembles = [
+        (FeatureSchema::handbook(), random_trees(&FeatureSchema::handbook(), 53, 6, 40, 3)),
+        (FeatureSchema::handbook_ratios(), random_trees(&FeatureSchema::handbook_ratios(), 53, 6, 40, 4)),
+        (FeatureSchema::handbook(), random_trees(&FeatureSchema::handbook(), 200, 6, 100_000, 5)),
+    ];
+    for (schema, model) in ensembles {
+        let Model::Trees(trees) = &model else { bail!("random_trees gave no trees") };
+        let most = most_distinct_thresholds(trees);
         let fixture = fixture_with(&model, "random-trees", schema)?;
         let mut scorer = Scorer::new(Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?);
         for (build, (engine, module)) in ["scorer-fast.wasm", "scorer.wasm"].iter().zip(both_modules()?) {
             let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
             let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &fixture.requests)?;
             eprintln!(
-                "53 random trees over {} features ({build}): {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score",
-                model.n_features()
+                "{} random trees over {} features, up to {most} distinct thresholds a feature ({build}): {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score",
+                trees.roots.len(),
+                trees.n_features
             );
+        }
+        if trees.roots.len() == 200 {
+            ensure!(most > 255, "the fine-grained ensemble has only {most} distinct thresholds a feature");
         }
     }
     Ok(())
+}
+
+/// The most distinct thresholds any one feature of `trees` splits on.
+fn most_distinct_thresholds(trees: &TreeEnsemble) -> usize {
+    (0..trees.n_features)
+        .map(|f| {
+            let mut t: Vec<u32> = trees
+                .nodes
+                .iter()
+                .filter(|n| usize::from(n.feature) == f)
+                .map(|n| n.value.to_bits())
+                .collect();
+            t.sort_unstable();
+            t.dedup();
+            t.len()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn swap_to_trees(build: &str, engine: &Engine, module: &Module, lr: &Fixture, gbdt: &Fixture) -> Result<()> {

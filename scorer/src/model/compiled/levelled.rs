@@ -2,12 +2,16 @@
 //! `scorer-fast.wasm`: wasmtime, V8 and every other engine with SIMD).
 //!
 //! Thresholds become ranks, as in the AVX2 walk (`simd.rs`), but as bytes: every split's threshold
-//! is replaced by its rank among the distinct thresholds of its feature (at most 255 of them), and
-//! each feature value of a row by the number of those thresholds at or below it, so that
-//! `x < threshold` is exactly `rank(x) <= rank(threshold)`. wasm has no gather, so a level of
+//! is replaced by its rank among the distinct thresholds of its feature, and each feature value of
+//! a row by the number of those thresholds at or below it, so that `x < threshold` is exactly
+//! `rank(x) <= rank(threshold)`. A feature with more than 255 distinct thresholds is cut into
+//! *parts* of 255, each a byte-ranked feature of its own: a split of part `c` keeps its rank minus
+//! `255c`, and the row's rank for part `c` is its rank minus `255c` clamped into 0..=255, which
+//! keeps the comparison exact (a value below the part compares as 0, one above it as 255, more
+//! than any rank in the part). At most 64 parts in all. wasm has no gather, so a level of
 //! sixteen trees does not fetch each tree's split: it goes over the level's split positions, and
 //! each lane keeps the feature and threshold rank of the position its tree has reached (a lane
-//! compare with the position and two masks). Then one swizzle per sixteen features picks each
+//! compare with the position and two masks). Then one swizzle per sixteen parts picks each
 //! lane's feature rank from the row's ranks, one unsigned compare decides the sixteen splits, and
 //! the decision is the position's next bit. A level costs its width, so only shallow ensembles
 //! take this walk ([`MAX_LEVELLED_DEPTH`]); there it does about half the work of the scalar walk
@@ -22,10 +26,10 @@ use core::arch::wasm32::*;
 const TREES: usize = 16;
 /// Deepest ensemble walked this way: a level costs its width (`2^level` positions).
 pub(super) const MAX_LEVELLED_DEPTH: u32 = 7;
-/// Most features: two swizzles of sixteen ranks.
-const MAX_FEATURES: usize = 2 * TREES;
-/// Most distinct thresholds of one feature: ranks are bytes.
-const MAX_THRESHOLDS: usize = 255;
+/// Most feature parts: four swizzles of sixteen ranks.
+const MAX_PARTS: usize = 4 * TREES;
+/// Distinct thresholds in one part of a feature: ranks are bytes.
+const PART: usize = 255;
 
 /// The splits of a [`super::CompiledTrees`] as byte ranks by level, for the SIMD128 walk.
 #[derive(Clone, Debug)]
@@ -33,8 +37,10 @@ pub(super) struct Levelled {
     /// Per feature, its distinct thresholds ascending: `thresholds[starts[f]..starts[f + 1]]`.
     thresholds: Vec<f32>,
     starts: Vec<usize>,
+    /// Per feature, its first part: its parts are `parts[f]..parts[f + 1]`.
+    parts: Vec<usize>,
     /// Per group of sixteen trees, per split position of the complete tree (level by level), the
-    /// sixteen trees' features and their thresholds' ranks.
+    /// sixteen trees' feature parts and their thresholds' ranks in them.
     splits: Vec<[v128; 2]>,
     /// Per tree, its `2^depth` leaves by position in the bottom level.
     leaves: Vec<f32>,
@@ -49,6 +55,7 @@ impl PartialEq for Levelled {
         };
         self.thresholds == other.thresholds
             && self.starts == other.starts
+            && self.parts == other.parts
             && self.splits.len() == other.splits.len()
             && self.splits.iter().zip(&other.splits).all(|(a, b)| same(a, b))
             && self.leaves == other.leaves
@@ -59,7 +66,8 @@ impl PartialEq for Levelled {
 impl Levelled {
     /// The levelled splits of the compiled layout (`splits`, `leaves` as in
     /// [`super::CompiledTrees`]), when the ensemble fits the walk: at least one level and at most
-    /// [`MAX_LEVELLED_DEPTH`], at most 32 features, at most 255 distinct thresholds per feature.
+    /// [`MAX_LEVELLED_DEPTH`], at most 64 feature parts (each feature has one part per 255 distinct
+    /// thresholds, at least one).
     pub(super) fn new(
         splits: &[Split],
         leaves: &[f32],
@@ -67,14 +75,14 @@ impl Levelled {
         n_trees: usize,
         n_features: usize,
     ) -> Option<Levelled> {
-        if depth == 0 || depth > MAX_LEVELLED_DEPTH || n_features > MAX_FEATURES {
+        if depth == 0 || depth > MAX_LEVELLED_DEPTH || n_features > MAX_PARTS {
             return None;
         }
         let mut per_feature: Vec<Vec<f32>> = alloc::vec![Vec::new(); n_features.max(1)];
         for s in splits {
             per_feature.get_mut(usize::from(s.feature))?.push(s.threshold);
         }
-        let (mut thresholds, mut starts) = (Vec::new(), alloc::vec![0]);
+        let (mut thresholds, mut starts, mut parts) = (Vec::new(), alloc::vec![0], alloc::vec![0]);
         for t in per_feature.iter_mut() {
             if t.iter().any(|v| v.is_nan()) {
                 return None;
@@ -82,11 +90,12 @@ impl Levelled {
             // -0.0 and 0.0 are one threshold: they compare equal.
             t.sort_by(f32::total_cmp);
             t.dedup_by(|a, b| a == b);
-            if t.len() > MAX_THRESHOLDS {
-                return None;
-            }
             thresholds.extend_from_slice(t);
             starts.push(thresholds.len());
+            parts.push(parts[parts.len() - 1] + t.len().div_ceil(PART).max(1));
+        }
+        if parts[parts.len() - 1] > MAX_PARTS {
+            return None;
         }
         let internal = (1usize << depth) - 1;
         let groups = n_trees.div_ceil(TREES);
@@ -98,9 +107,10 @@ impl Levelled {
                     let t = h * TREES + j;
                     let s = splits.get((t / LANES) * internal * LANES + pos * LANES + t % LANES)?;
                     let f = usize::from(s.feature);
-                    features[j] = s.feature;
-                    // At most 254: the feature has at most 255 distinct thresholds.
-                    ranks[j] = per_feature[f].partition_point(|&t| t < s.threshold) as u8;
+                    let rank = per_feature[f].partition_point(|&t| t < s.threshold);
+                    // At most 63 (checked above), and a rank within its part is at most 254.
+                    features[j] = (parts[f] + rank / PART) as u8;
+                    ranks[j] = (rank % PART) as u8;
                 }
                 levelled.push([bytes(features), bytes(ranks)]);
             }
@@ -112,7 +122,7 @@ impl Levelled {
                 by_tree.push(*leaves.get(base + q * LANES)?);
             }
         }
-        Some(Levelled { thresholds, starts, splits: levelled, leaves: by_tree, depth, n_trees })
+        Some(Levelled { thresholds, starts, parts, splits: levelled, leaves: by_tree, depth, n_trees })
     }
 
     /// [`super::CompiledTrees::leaf_sum`] for a row without NaN and with every feature present.
@@ -150,32 +160,45 @@ impl Levelled {
     /// Every group of sixteen trees down to the bottom level; `done` gets the group's first tree,
     /// its number of trees and their positions in the bottom level (its bits are the ways taken).
     #[target_feature(enable = "simd128")]
-    fn walk(&self, xs: &[f32], mut done: impl FnMut(usize, usize, &[u8; TREES])) {
-        // Per feature, how many of its thresholds are at or below the value (-0.0 counts as 0.0).
-        let mut ranks = [0u8; MAX_FEATURES];
-        for ((r, w), &x) in ranks.iter_mut().zip(self.starts.windows(2)).zip(xs) {
-            // At most 255: a feature has at most 255 distinct thresholds.
-            *r = self.thresholds[w[0]..w[1]].partition_point(|&t| t <= x) as u8;
+    fn walk(&self, xs: &[f32], done: impl FnMut(usize, usize, &[u8; TREES])) {
+        // Per feature part, how many of its thresholds are at or below the value (-0.0 counts as
+        // 0.0), clamped into the part.
+        let mut ranks = [0u8; MAX_PARTS];
+        for ((w, p), &x) in self.starts.windows(2).zip(self.parts.windows(2)).zip(xs) {
+            let rank = self.thresholds[w[0]..w[1]].partition_point(|&t| t <= x);
+            for (c, r) in ranks[p[0]..p[1]].iter_mut().enumerate() {
+                *r = rank.saturating_sub(c * PART).min(PART) as u8;
+            }
         }
-        let (low, high) = (bytes_at(&ranks, 0), bytes_at(&ranks, TREES));
-        let two_swizzles = self.starts.len() > TREES + 1;
+        let rank_vectors: [v128; MAX_PARTS / TREES] = core::array::from_fn(|c| bytes_at(&ranks, c * TREES));
+        match self.parts[self.parts.len() - 1].div_ceil(TREES) {
+            0 | 1 => self.groups::<1>(&rank_vectors, done),
+            2 => self.groups::<2>(&rank_vectors, done),
+            3 => self.groups::<3>(&rank_vectors, done),
+            _ => self.groups::<4>(&rank_vectors, done),
+        }
+    }
+
+    /// [`Levelled::walk`] over the groups, with `C` vectors of the row's part ranks in use.
+    #[target_feature(enable = "simd128")]
+    fn groups<const C: usize>(
+        &self,
+        ranks: &[v128; MAX_PARTS / TREES],
+        mut done: impl FnMut(usize, usize, &[u8; TREES]),
+    ) {
         let per_group = (1usize << self.depth) - 1;
         for (h, group) in self.splits.chunks_exact(per_group).enumerate() {
-            let position = if two_swizzles {
-                self.bottom::<true>(group, low, high)
-            } else {
-                self.bottom::<false>(group, low, high)
-            };
+            let position = self.bottom::<C>(group, ranks);
             let first = h * TREES;
             done(first, (self.n_trees - first).min(TREES), &lanes(position));
         }
     }
 
     /// The sixteen trees' positions in the bottom level, from `group`, their splits (see
-    /// [`Levelled::splits`]); `low` and `high` are the row's ranks of features 0-15 and 16-31.
+    /// [`Levelled::splits`]); `ranks` holds the row's ranks of parts 0-15, 16-31, ..., the first
+    /// `C` of them in use.
     #[target_feature(enable = "simd128")]
-    fn bottom<const HIGH: bool>(&self, group: &[[v128; 2]], low: v128, high: v128) -> v128 {
-        let sixteen = u8x16_splat(TREES as u8);
+    fn bottom<const C: usize>(&self, group: &[[v128; 2]], ranks: &[v128; MAX_PARTS / TREES]) -> v128 {
         // Per lane, the position in the current level: its bits are the ways taken, left = 1.
         let mut position = u8x16_splat(0);
         for level in 0..self.depth {
@@ -186,10 +209,10 @@ impl Levelled {
                 2 => here::<2>(splits, position),
                 _ => here::<4>(splits, position),
             };
-            // A swizzle gives 0 for an index past 15, so each half answers for its own features.
-            let mut rank = i8x16_swizzle(low, feature);
-            if HIGH {
-                rank = v128_or(rank, i8x16_swizzle(high, i8x16_sub(feature, sixteen)));
+            // A swizzle gives 0 for an index past 15, so each sixteen answer for their own parts.
+            let mut rank = i8x16_swizzle(ranks[0], feature);
+            for (c, r) in ranks.iter().enumerate().take(C).skip(1) {
+                rank = v128_or(rank, i8x16_swizzle(*r, i8x16_sub(feature, u8x16_splat((c * TREES) as u8))));
             }
             // All ones where x < threshold: the tree goes left, the position's next bit is 1.
             let left = u8x16_le(rank, threshold);
@@ -217,39 +240,29 @@ fn here<const K: usize>(splits: &[[v128; 2]], position: v128) -> (v128, v128) {
     (feature, threshold)
 }
 
-/// Sixteen bytes as a vector.
+/// Sixteen bytes as a vector (as two 64-bit lanes: two inserts where sixteen byte lanes take
+/// sixteen).
 fn bytes(b: [u8; TREES]) -> v128 {
-    u8x16(
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15],
-    )
+    let word = |at: usize| {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(eight)
+    };
+    u64x2(word(0), word(8))
 }
 
 /// The sixteen bytes of `b` from `at` as a vector.
-fn bytes_at(b: &[u8; MAX_FEATURES], at: usize) -> v128 {
+fn bytes_at(b: &[u8; MAX_PARTS], at: usize) -> v128 {
     let mut sixteen = [0u8; TREES];
     sixteen.copy_from_slice(&b[at..at + TREES]);
     bytes(sixteen)
 }
 
-/// A vector's sixteen bytes.
+/// A vector's sixteen bytes (as two 64-bit lanes).
 #[target_feature(enable = "simd128")]
 fn lanes(v: v128) -> [u8; TREES] {
-    [
-        u8x16_extract_lane::<0>(v),
-        u8x16_extract_lane::<1>(v),
-        u8x16_extract_lane::<2>(v),
-        u8x16_extract_lane::<3>(v),
-        u8x16_extract_lane::<4>(v),
-        u8x16_extract_lane::<5>(v),
-        u8x16_extract_lane::<6>(v),
-        u8x16_extract_lane::<7>(v),
-        u8x16_extract_lane::<8>(v),
-        u8x16_extract_lane::<9>(v),
-        u8x16_extract_lane::<10>(v),
-        u8x16_extract_lane::<11>(v),
-        u8x16_extract_lane::<12>(v),
-        u8x16_extract_lane::<13>(v),
-        u8x16_extract_lane::<14>(v),
-        u8x16_extract_lane::<15>(v),
-    ]
+    let mut b = [0u8; TREES];
+    b[..8].copy_from_slice(&u64x2_extract_lane::<0>(v).to_le_bytes());
+    b[8..].copy_from_slice(&u64x2_extract_lane::<1>(v).to_le_bytes());
+    b
 }

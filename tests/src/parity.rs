@@ -3,9 +3,10 @@
 //! byte for byte like the native scorer.
 
 use anyhow::{Context, Result};
-use exporter::NoProgress;
+use exporter::ingest::{IngestOptions, read_transactions};
 use exporter::simulate::{SimulationConfig, simulate};
 use exporter::snapshot::aggregate_history;
+use exporter::{NoProgress, Transactions};
 use rmp::encode::{self as enc, ByteBuf};
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
@@ -132,8 +133,42 @@ pub fn fixture_with(model: &Model, model_id: &str, schema: FeatureSchema) -> Res
     let config = SimulationConfig { seed: 5, customers: 400, terminals: 800, days: 45, ..Default::default() };
     let tx = simulate(&config, &NoProgress)?;
     let as_of = Timestamp(config.start.0 + 30 * 86_400);
+    fixture_from(&tx, (as_of, Timestamp(i64::MAX)), model, model_id, schema)
+}
+
+/// The corpus over the handbook's own data (`../shared/data/handbook/`), the test week of its
+/// protocol: a snapshot as of 2018-08-08 of every transaction before, and the requests of
+/// 2018-08-08 .. 08-14 (about 67,600) with the cold-start and broken ones. `None` when the file
+/// is absent and `TOLLGATE_SKIP_HANDBOOK=1`; an error when it is absent otherwise.
+pub fn handbook_fixture(model: &Model, model_id: &str) -> Result<Option<Fixture>> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    if !path.exists() {
+        anyhow::ensure!(
+            std::env::var("TOLLGATE_SKIP_HANDBOOK").as_deref() == Ok("1"),
+            "{} is absent; provide it (../shared beside the repo), or set TOLLGATE_SKIP_HANDBOOK=1 to skip",
+            path.display()
+        );
+        return Ok(None);
+    }
+    let tx = read_transactions(&path, &IngestOptions::default(), &NoProgress)?.transactions;
+    let week: (Timestamp, Timestamp) = ("2018-08-08 00:00:00".parse()?, "2018-08-15 00:00:00".parse()?);
+    fixture_from(&tx, week, model, model_id, FeatureSchema::handbook()).map(Some)
+}
+
+/// The corpus over `tx`: a snapshot as of `requests.0` of the history before it, and the
+/// requests of the transactions from `requests.0` until `requests.1`, then cold-start and broken
+/// ones.
+fn fixture_from(
+    tx: &Transactions,
+    requests: (Timestamp, Timestamp),
+    model: &Model,
+    model_id: &str,
+    schema: FeatureSchema,
+) -> Result<Fixture> {
+    let (as_of, until) = requests;
     let s = signer();
-    let tables = aggregate_history(&tx, &schema, as_of, s.id_hash(), &NoProgress)?;
+    let tables = aggregate_history(tx, &schema, as_of, s.id_hash(), &NoProgress)?;
     let meta = SnapshotMeta {
         snapshot_id: format!("tg-parity-{model_id}"),
         as_of,
@@ -157,7 +192,9 @@ pub fn fixture_with(model: &Model, model_id: &str, schema: FeatureSchema) -> Res
     let mut rng = Rng(17);
     let mut requests = Vec::new();
     let start = tx.time.partition_point(|t| *t < as_of);
-    for i in start..tx.len() {
+    let end = tx.time.partition_point(|t| *t < until);
+    anyhow::ensure!(end > start, "no transaction from {as_of} until {until}");
+    for i in start..end {
         let customer = tx.customers.id(tx.customer[i]);
         let terminal = tx.terminals.id(tx.terminal[i]);
         requests.push(request(&mut rng, i, customer, terminal, tx.amount[i], tx.time[i]));

@@ -14,7 +14,9 @@ use scorer::score::{Request, Scorer};
 use scorer::snapshot::Snapshot;
 use std::hint::black_box;
 use std::time::Instant;
-use tollgate_tests::parity::{Fixture, Rng, fixture, fixture_with, logistic, random_trees, signer, trees};
+use tollgate_tests::parity::{
+    Fixture, Rng, fixture, fixture_with, handbook_fixture, logistic, random_trees, signer, trees,
+};
 use tollgate_tests::{scorer_wasm, scorer_wasm_small};
 use wasmtime::{Engine, Linker, Memory, Module, Store, TypedFunc};
 
@@ -310,6 +312,26 @@ fn deep_tree_ensembles_give_native_bits_in_both_builds() -> Result<()> {
         }
         if trees.roots.len() == 200 {
             ensure!(most > 255, "the fine-grained ensemble has only {most} distinct thresholds a feature");
+        }
+    }
+    Ok(())
+}
+
+/// The handbook's own test week (its data, not the simulator's), scored through both builds with a
+/// logistic regression and with deep random trees: every response has the native bits.
+#[test]
+fn the_handbook_test_week_gives_native_bits_in_both_builds() -> Result<()> {
+    let trees = random_trees(&FeatureSchema::handbook(), 53, 6, 1_000, 6);
+    for (model, id) in [(logistic(), "lr-handbook"), (trees, "trees-handbook")] {
+        let Some(fixture) = handbook_fixture(&model, id)? else { return Ok(()) };
+        ensure!(fixture.requests.len() >= MIN_CORPUS, "only {} requests", fixture.requests.len());
+        let mut scorer = Scorer::new(Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?);
+        for (build, (engine, module)) in ["scorer-fast.wasm", "scorer.wasm"].iter().zip(both_modules()?) {
+            let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
+            let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &fixture.requests)?;
+            eprintln!(
+                "handbook test week, {id} ({build}): {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score"
+            );
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use tollgate_tests::{FAST_MODULE, ModuleBuild, SMALL_MODULE};
 
 /// Set-up and orchestration for tollgate.
 #[derive(Parser)]
@@ -261,33 +262,12 @@ fn build_scorer_wasm() -> Result<ScorerModules> {
 /// flag per line (the size test passes the same file).
 const WASM_FEATURES: &str = include_str!("../../scorer/wasm/wasm-opt.features");
 
-/// One build of the scorer module.
-struct ModuleBuild {
-    /// The cargo profile.
-    profile: &'static str,
-    /// The `scorer-wasm` features.
-    features: &'static [&'static str],
-    /// The optimised module's file name, beside the build.
-    name: &'static str,
-}
-
-/// `scorer.wasm`: size first, for edges that ship the module itself.
-const SMALL_MODULE: ModuleBuild = ModuleBuild { profile: "wasm", features: &[], name: "scorer.wasm" };
-/// `scorer-fast.wasm`: speed first (the scoring core at opt-level 3, the tree walk in SIMD128),
-/// for the wasmtime host.
-const FAST_MODULE: ModuleBuild =
-    ModuleBuild { profile: "wasm-fast", features: &["simd128"], name: "scorer-fast.wasm" };
-
-/// Builds the scorer module as `build` says and writes it optimised beside the build.
+/// Builds the scorer module as `build` says and writes it optimised, as `build.name`, beside the
+/// build.
 fn build_scorer_module(build: &ModuleBuild) -> Result<PathBuf> {
     let (profile, name) = (build.profile, build.name);
-    let mut args =
-        vec!["build", "--package", "scorer-wasm", "--target", "wasm32-unknown-unknown", "--profile", profile];
-    let features = build.features.join(",");
-    if !features.is_empty() {
-        args.extend(["--features", &features]);
-    }
-    run(&cargo(), &args)?;
+    let args = build.cargo_args();
+    run(&cargo(), &args.iter().map(String::as_str).collect::<Vec<_>>())?;
     let built = target_dir().join("wasm32-unknown-unknown").join(profile).join("scorer_wasm.wasm");
     let size = std::fs::metadata(&built).with_context(|| format!("{} was not built", built.display()))?.len();
     eprintln!("xtask: {} is {size} bytes", built.display());
@@ -305,9 +285,7 @@ fn build_scorer_module(build: &ModuleBuild) -> Result<PathBuf> {
     // that wasmtime and V8 cannot read.
     let mut args = vec!["-Oz"];
     args.extend(WASM_FEATURES.lines().map(str::trim).filter(|l| !l.is_empty()));
-    if build.features.contains(&"simd128") {
-        args.push("--enable-simd");
-    }
+    args.extend(build.wasm_opt_features);
     args.extend([&*input, "-o", &*output]);
     run(&wasm_opt.to_string_lossy(), &args)?;
     let size = std::fs::metadata(&path).with_context(|| format!("{} was not written", path.display()))?.len();

@@ -11,8 +11,9 @@
 //! On x86-64 CPUs with AVX2 the same layout is walked eight trees to a register ([`simd`]); in
 //! wasm built with the `simd128` feature, ensembles up to depth 7 are decided sixteen trees at a
 //! time level by level (`levelled`). A feature vector holding a NaN takes a second variant of the
-//! scalar walk that honours the splits' default directions. Ensembles deeper than [`MAX_COMPILED_DEPTH`] or reading more than 256
-//! features are not re-laid: they take the reference walk (same bits, slower).
+//! scalar walk that honours the splits' default directions. Ensembles deeper than
+//! [`MAX_COMPILED_DEPTH`] or reading more than 256 features are not re-laid: they take the
+//! reference walk (same bits, slower).
 
 use super::trees::{LEAF, TreeEnsemble, TreeOutput};
 use alloc::vec::Vec;
@@ -160,15 +161,13 @@ impl CompiledTrees {
         }
         #[cfg(target_arch = "x86_64")]
         if let Some(ranked) = &self.ranked
-            && xs.len() >= self.n_features
-            && !xs.iter().any(|v| v.is_nan())
+            && self.complete(xs)
         {
             return ranked.leaf_sum(xs, &self.leaves, self.depth);
         }
         #[cfg(all(target_arch = "wasm32", feature = "simd128"))]
         if let Some(levelled) = &self.levelled
-            && xs.len() >= self.n_features
-            && !xs.iter().any(|v| v.is_nan())
+            && self.complete(xs)
         {
             return levelled.leaf_sum(xs);
         }
@@ -200,8 +199,7 @@ impl CompiledTrees {
         }
         #[cfg(all(target_arch = "wasm32", feature = "simd128"))]
         if let Some(levelled) = &self.levelled
-            && xs.len() >= self.n_features
-            && !xs.iter().any(|v| v.is_nan())
+            && self.complete(xs)
         {
             levelled.leaf_positions(xs, out);
             return true;
@@ -220,6 +218,13 @@ impl CompiledTrees {
     /// The depth of the complete trees (what [`CompiledTrees::leaf_positions`] counts in).
     pub fn depth(&self) -> u32 {
         self.depth
+    }
+
+    /// Whether `xs` has every feature and no NaN: what the rank walks (AVX2, SIMD128) take; other
+    /// rows go the scalar walk's way, which honours default directions.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", feature = "simd128")))]
+    fn complete(&self, xs: &[f32]) -> bool {
+        xs.len() >= self.n_features && !xs.iter().any(|v| v.is_nan())
     }
 
     /// `xs` as the scalar walk reads it, and whether a feature is missing. Absent features read

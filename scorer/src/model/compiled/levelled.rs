@@ -112,7 +112,7 @@ impl Levelled {
                     features[j] = (parts[f] + rank / PART) as u8;
                     ranks[j] = (rank % PART) as u8;
                 }
-                levelled.push([bytes(features), bytes(ranks)]);
+                levelled.push([bytes(&features, 0), bytes(&ranks, 0)]);
             }
         }
         let mut by_tree = Vec::with_capacity(n_trees << depth);
@@ -170,7 +170,7 @@ impl Levelled {
                 *r = rank.saturating_sub(c * PART).min(PART) as u8;
             }
         }
-        let rank_vectors: [v128; MAX_PARTS / TREES] = core::array::from_fn(|c| bytes_at(&ranks, c * TREES));
+        let rank_vectors: [v128; MAX_PARTS / TREES] = core::array::from_fn(|c| bytes(&ranks, c * TREES));
         match self.parts[self.parts.len() - 1].div_ceil(TREES) {
             0 | 1 => self.groups::<1>(&rank_vectors, done),
             2 => self.groups::<2>(&rank_vectors, done),
@@ -240,22 +240,15 @@ fn here<const K: usize>(splits: &[[v128; 2]], position: v128) -> (v128, v128) {
     (feature, threshold)
 }
 
-/// Sixteen bytes as a vector (as two 64-bit lanes: two inserts where sixteen byte lanes take
-/// sixteen).
-fn bytes(b: [u8; TREES]) -> v128 {
+/// The sixteen bytes of `b` from `at` as a vector (as two 64-bit lanes: two inserts where
+/// sixteen byte lanes take sixteen).
+fn bytes(b: &[u8], at: usize) -> v128 {
     let word = |at: usize| {
         let mut eight = [0u8; 8];
         eight.copy_from_slice(&b[at..at + 8]);
         u64::from_le_bytes(eight)
     };
-    u64x2(word(0), word(8))
-}
-
-/// The sixteen bytes of `b` from `at` as a vector.
-fn bytes_at(b: &[u8; MAX_PARTS], at: usize) -> v128 {
-    let mut sixteen = [0u8; TREES];
-    sixteen.copy_from_slice(&b[at..at + TREES]);
-    bytes(sixteen)
+    u64x2(word(at), word(at + 8))
 }
 
 /// A vector's sixteen bytes (as two 64-bit lanes).

@@ -300,16 +300,12 @@ fn deep_tree_ensembles_give_native_bits_in_both_builds() -> Result<()> {
         let Model::Trees(trees) = &model else { bail!("random_trees gave no trees") };
         let most = most_distinct_thresholds(trees);
         let fixture = fixture_with(&model, "random-trees", schema)?;
-        let mut scorer = Scorer::new(Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?);
-        for (build, (engine, module)) in ["scorer-fast.wasm", "scorer.wasm"].iter().zip(both_modules()?) {
-            let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
-            let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &fixture.requests)?;
-            eprintln!(
-                "{} random trees over {} features, up to {most} distinct thresholds a feature ({build}): {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score",
-                trees.roots.len(),
-                trees.n_features
-            );
-        }
+        let what = format!(
+            "{} random trees over {} features, up to {most} distinct thresholds a feature",
+            trees.roots.len(),
+            trees.n_features
+        );
+        identical_in_both_builds(&fixture, &what)?;
         if trees.roots.len() == 200 {
             ensure!(most > 255, "the fine-grained ensemble has only {most} distinct thresholds a feature");
         }
@@ -325,14 +321,21 @@ fn the_handbook_test_week_gives_native_bits_in_both_builds() -> Result<()> {
     for (model, id) in [(logistic(), "lr-handbook"), (trees, "trees-handbook")] {
         let Some(fixture) = handbook_fixture(&model, id)? else { return Ok(()) };
         ensure!(fixture.requests.len() >= MIN_CORPUS, "only {} requests", fixture.requests.len());
-        let mut scorer = Scorer::new(Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?);
-        for (build, (engine, module)) in ["scorer-fast.wasm", "scorer.wasm"].iter().zip(both_modules()?) {
-            let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
-            let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &fixture.requests)?;
-            eprintln!(
-                "handbook test week, {id} ({build}): {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score"
-            );
-        }
+        identical_in_both_builds(&fixture, &format!("handbook test week, {id}"))?;
+    }
+    Ok(())
+}
+
+/// Every request of `fixture` (`what`, for the log) scored natively and in both builds of the
+/// module: the same bytes (see [`compare`]).
+fn identical_in_both_builds(fixture: &Fixture, what: &str) -> Result<()> {
+    let mut scorer = Scorer::new(Snapshot::load(&fixture.snapshot, &[signer().edge_key()])?);
+    for (build, (engine, module)) in ["scorer-fast.wasm", "scorer.wasm"].iter().zip(both_modules()?) {
+        let mut guest = loaded_guest(&engine, &module, &fixture.snapshot)?;
+        let (n, native_ns, wasm_ns) = compare(&mut guest, &mut scorer, &fixture.requests)?;
+        eprintln!(
+            "{what} ({build}): {n} requests identical; native {native_ns:.0} ns, wasmtime {wasm_ns:.0} ns per score"
+        );
     }
     Ok(())
 }

@@ -83,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         requests.iter().take(256).for_each(|r| b.extend_from_slice(r));
         b
     };
+    wire_formats(&host, &mut native, &f, &batch, &mut rows);
     for threads in [1usize, 2, 4] {
         let per_thread = |batch_mode: bool| -> f64 {
             let budget = Duration::from_millis(1500);
@@ -132,6 +133,80 @@ fn main() -> anyhow::Result<()> {
         println!("{k:width$}  {v}");
     }
     Ok(())
+}
+
+/// Per score in each wire format, natively and through the host, in alternating rounds: one
+/// JSON request per call, and batches of 256 in JSON and in MessagePack (the same transactions).
+fn wire_formats(
+    host: &Scorer,
+    native: &mut NativeScorer<'_>,
+    f: &tollgate_tests::parity::Fixture,
+    msgpack_batch: &[u8],
+    rows: &mut Vec<(String, String)>,
+) {
+    let json: Vec<&str> = f.json_requests().into_iter().take(256).collect();
+    let json_batch = format!("[{}]", json.join(",")).into_bytes();
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut best = [f64::INFINITY; 6];
+    for r in json.iter().take(3) {
+        out.clear();
+        native.score_bytes(r.as_bytes(), &mut out);
+        eprintln!("REQ {r}\nRESP {}", String::from_utf8_lossy(&out));
+    }
+    eprintln!("JSON batch {} B, msgpack batch {} B", json_batch.len(), msgpack_batch.len());
+    if std::env::var_os("PROFILE_NATIVE_JSON").is_some() {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(4) {
+            out.clear();
+            native.score_batch_bytes(black_box(&json_batch), &mut out);
+        }
+        std::process::exit(0);
+    }
+    if std::env::var_os("PROFILE_WASM_JSON").is_some() {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            black_box(host.score_batch(black_box(&json_batch)));
+        }
+        std::process::exit(0);
+    }
+    for _ in 0..15 {
+        let mut time = |i: usize, n: usize, run: &mut dyn FnMut()| {
+            let t = Instant::now();
+            run();
+            best[i] = best[i].min(t.elapsed().as_nanos() as f64 / n as f64);
+        };
+        time(0, json.len(), &mut || {
+            for r in &json {
+                out.clear();
+                native.score_bytes(black_box(r.as_bytes()), &mut out);
+            }
+        });
+        time(1, json.len(), &mut || {
+            for r in &json {
+                black_box(host.score(black_box(r.as_bytes())));
+            }
+        });
+        time(2, json.len(), &mut || {
+            out.clear();
+            native.score_batch_bytes(black_box(&json_batch), &mut out);
+        });
+        time(3, json.len(), &mut || {
+            black_box(host.score_batch(black_box(&json_batch)));
+        });
+        time(4, 256, &mut || {
+            out.clear();
+            native.score_batch_bytes(black_box(msgpack_batch), &mut out);
+        });
+        time(5, 256, &mut || {
+            black_box(host.score_batch(black_box(msgpack_batch)));
+        });
+    }
+    for (what, i) in [("JSON, one request per call", 0), ("JSON, batches of 256", 2), ("MessagePack, batches of 256", 4)] {
+        rows.push((
+            format!("per score, {what}: native / host (best of 15)"),
+            format!("{:.0} / {:.0} ns ({:.2}x)", best[i], best[i + 1], best[i + 1] / best[i]),
+        ));
+    }
 }
 
 /// Drift monitoring's cost on the per-request path: the same requests through a host with the

@@ -650,23 +650,60 @@ impl<'a> Scorer<'a> {
             r.clear();
         }
         let format = Format::sniff(input);
-        response::with_sink(format, out, |sink| match request::split_batch(input, format) {
-            Ok(items) => {
-                sink.array(items.len() as u32);
-                for (start, end) in items {
-                    self.respond(&input[start..end], format, sink);
-                }
-                sink.end_array();
+        let start = out.len();
+        let mut answered = Ok(());
+        response::with_sink(format, out, |sink| answered = self.respond_batch(input, format, sink));
+        if let Err(problem) = answered {
+            // Found part way through: the answers written so far go, one error answers the batch.
+            out.truncate(start);
+            if let Some(r) = &mut self.recorded {
+                r.clear();
             }
-            Err(problem) => {
-                let e = ScoreError::Request(RequestError { field: Field::Batch, problem, format });
-                response::write_error(sink, &e, Some(self.snapshot.meta()));
+            let e = ScoreError::Request(RequestError { field: Field::Batch, problem, format });
+            response::with_sink(format, out, |sink| response::write_error(sink, &e, Some(self.snapshot.meta())));
+        }
+    }
+
+    /// Answers a batch's items as they are read, in one pass over the input; fails as soon as the
+    /// batch turns out not to be a well-formed array.
+    fn respond_batch(&mut self, input: &[u8], format: Format, sink: &mut dyn wire::Sink) -> Result<(), Problem> {
+        match format {
+            Format::MsgPack => self.respond_items(&mut wire::MsgPackReader::new(input), format, sink),
+            Format::Json => self.respond_items(&mut wire::JsonReader::new(input)?, format, sink),
+        }
+    }
+
+    fn respond_items<'i>(
+        &mut self,
+        r: &mut dyn wire::Reader<'i>,
+        format: Format,
+        sink: &mut dyn wire::Sink,
+    ) -> Result<(), Problem> {
+        let mut items = r.open_array()?;
+        sink.array(items.announced());
+        while r.next_item(&mut items)? {
+            let start = r.pos();
+            let request = request::read(r, self.snapshot.schema(), format, request::Ends::Item);
+            if request.is_err() {
+                // The item was left part way: read it again, whole, to go on after it (and to
+                // find out whether the batch itself is malformed there).
+                r.seek(start);
+                r.value()?;
             }
-        });
+            self.answer(request, sink);
+        }
+        r.finish()?;
+        sink.end_array();
+        Ok(())
     }
 
     fn respond(&mut self, input: &[u8], format: Format, sink: &mut dyn wire::Sink) {
-        let result = request::decode_as(input, format, self.snapshot.schema())
+        self.answer(request::decode_as(input, format, self.snapshot.schema()), sink);
+    }
+
+    /// Scores a decoded request (or answers its error) into `sink`.
+    fn answer(&mut self, request: Result<Request<'_>, RequestError>, sink: &mut dyn wire::Sink) {
+        let result = request
             .map_err(ScoreError::Request)
             .and_then(|req| self.score(&req).map(|outcome| (req, outcome)));
         if let Some(r) = &mut self.recorded {

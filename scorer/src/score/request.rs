@@ -23,9 +23,9 @@ pub(super) fn decode_as<'i>(
     schema: &FeatureSchema,
 ) -> Result<Request<'i>, RequestError> {
     match format {
-        Format::MsgPack => read(&mut MsgPackReader::new(input), schema, format),
+        Format::MsgPack => read(&mut MsgPackReader::new(input), schema, format, Ends::Input),
         Format::Json => match JsonReader::new(input) {
-            Ok(mut r) => read(&mut r, schema, format),
+            Ok(mut r) => read(&mut r, schema, format, Ends::Input),
             Err(problem) => Err(RequestError { field: Field::Request, problem, format }),
         },
     }
@@ -74,12 +74,23 @@ fn bit(field: Field) -> u32 {
     }
 }
 
+/// Where a request read by [`read`] ends.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Ends {
+    /// With the input: only (JSON) whitespace may follow.
+    Input,
+    /// As an item of a batch: the reader is left after it, at whatever follows.
+    Item,
+}
+
+/// Reads one request, a map, at the reader's position.
 // `dyn`: one copy of the decoder for both formats keeps scorer.wasm smaller, for a few
 // nanoseconds of indirect calls per request.
-fn read<'a>(
+pub(super) fn read<'a>(
     r: &mut dyn Reader<'a>,
     schema: &FeatureSchema,
     format: Format,
+    ends: Ends,
 ) -> Result<Request<'a>, RequestError> {
     let fail = |field, problem| RequestError { field, problem, format };
     let whole = |problem| fail(Field::Request, problem);
@@ -104,7 +115,9 @@ fn read<'a>(
         };
         checked.map_err(|problem| fail(field, problem))?;
     }
-    r.finish().map_err(whole)?;
+    if ends == Ends::Input {
+        r.finish().map_err(whole)?;
+    }
     for (e, _) in schema.entities().iter().enumerate() {
         if seen & bit(Field::Entity(e as u8)) == 0 {
             return Err(fail(Field::Entity(e as u8), Problem::Missing));

@@ -322,11 +322,9 @@ fn batches_answer_in_order_and_refuse_broken_arrays_whole() {
     assert_eq!(out, b"[]");
 }
 
-#[test]
-fn msgpack_requests_get_the_same_answers_as_json() {
-    let bytes = snapshot_bytes(Some(&logistic()), true);
-    let mut s = scorer(&bytes);
-    // {"customer_id": 42, "terminal_id": "7", "amount": 20.5 (f64), "time": 1533956400 (u32)}
+/// `{"customer_id": 42, "terminal_id": "7", "amount": 20.5 (f64), "time": 1533956400 (u32)}` in
+/// MessagePack.
+fn msgpack_request() -> Vec<u8> {
     let mut req = vec![0x84, 0xab];
     req.extend_from_slice(b"customer_id");
     req.push(42);
@@ -338,6 +336,35 @@ fn msgpack_requests_get_the_same_answers_as_json() {
     req.push(0xa4);
     req.extend_from_slice(b"time\xce");
     req.extend_from_slice(&1_533_956_400u32.to_be_bytes());
+    req
+}
+
+/// A batch answered the way it was before batches were read in one pass: the whole array
+/// checked first ([`request::split_batch`]), then each item decoded and answered on its own.
+fn batch_answered_item_by_item(s: &mut Scorer<'_>, input: &[u8]) -> Vec<u8> {
+    let format = Format::sniff(input);
+    let mut out = Vec::new();
+    response::with_sink(format, &mut out, |sink| match request::split_batch(input, format) {
+        Ok(items) => {
+            sink.array(items.len() as u32);
+            for (start, end) in items {
+                s.respond(&input[start..end], format, sink);
+            }
+            sink.end_array();
+        }
+        Err(problem) => {
+            let e = ScoreError::Request(RequestError { field: Field::Batch, problem, format });
+            response::write_error(sink, &e, Some(s.snapshot.meta()));
+        }
+    });
+    out
+}
+
+#[test]
+fn msgpack_requests_get_the_same_answers_as_json() {
+    let bytes = snapshot_bytes(Some(&logistic()), true);
+    let mut s = scorer(&bytes);
+    let req = msgpack_request();
     let from_msgpack = s.score(&s.decode_request(&req).unwrap()).unwrap();
     let from_json = s
         .score(
@@ -432,6 +459,43 @@ proptest! {
         out.clear();
         s.score_batch_bytes(&bytes, &mut out);
         prop_assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn batches_read_in_one_pass_answer_as_item_by_item(
+        json in any::<bool>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let snapshot = snapshot_bytes(Some(&logistic()), true);
+        let mut s = scorer(&snapshot);
+        s.set_record_features(true);
+        let mut bytes = if json {
+            // Scored, a field error part way through the map, a skipped nested value, not a map.
+            br#"[{"customer_id":42,"terminal_id":"7","amount":20.5,"time":1533956400},
+                {"customer_id":42,"amount":-1,"terminal_id":[1,{"a":"\""}],"time":0}, 7,
+                {"x":[[{}]],"customer_id":"a\u00e9","terminal_id":7,"amount":1.5e1,"time":"2018-08-11 03:00:00"}]"#
+                .to_vec()
+        } else {
+            let mut b = vec![0x93];
+            b.extend_from_slice(&msgpack_request());
+            b.push(0x07);
+            b.extend_from_slice(&msgpack_request());
+            b
+        };
+        for (at, value) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        bytes.truncate(cut.index(bytes.len() + 1));
+        let expected = batch_answered_item_by_item(&mut s, &bytes);
+        let mut out = Vec::new();
+        s.score_batch_bytes(&bytes, &mut out);
+        prop_assert_eq!(out, expected);
+        if !s.recorded_features().is_empty() {
+            let width = s.features().len() + 1;
+            prop_assert_eq!(s.recorded_features().len() % width, 0);
+        }
     }
 
     #[test]

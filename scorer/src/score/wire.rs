@@ -59,10 +59,18 @@ pub(crate) enum Scalar<'a> {
     Compound,
 }
 
-/// Iteration state of an open map.
+/// Iteration state of an open map or array.
 pub(crate) struct Entries {
     remaining: u32,
     first: bool,
+}
+
+impl Entries {
+    /// How many entries the container announced at its start: MessagePack says, JSON does not
+    /// (0; the JSON writer needs no count).
+    pub(crate) fn announced(&self) -> u32 {
+        self.remaining
+    }
 }
 
 /// A pull reader over one encoded value.
@@ -86,6 +94,8 @@ pub(crate) trait Reader<'a> {
     fn finish(&mut self) -> Result<(), Problem>;
     /// The byte offset reached.
     fn pos(&self) -> usize;
+    /// Goes back to a byte offset that [`Reader::pos`] gave.
+    fn seek(&mut self, pos: usize);
 }
 
 /// A MessagePack reader.
@@ -296,6 +306,10 @@ impl<'a> Reader<'a> for MsgPackReader<'a> {
 
     fn pos(&self) -> usize {
         self.i
+    }
+
+    fn seek(&mut self, pos: usize) {
+        self.i = pos;
     }
 }
 
@@ -567,6 +581,10 @@ impl<'a> Reader<'a> for JsonReader<'a> {
 
     fn pos(&self) -> usize {
         self.i
+    }
+
+    fn seek(&mut self, pos: usize) {
+        self.i = pos;
     }
 }
 

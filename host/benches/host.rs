@@ -136,7 +136,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Per score in each wire format, natively and through the host, in alternating rounds: one
-/// JSON request per call, and batches of 256 in JSON and in MessagePack (the same transactions).
+/// JSON request per call, and batches of 256 in JSON and in MessagePack (the parity corpus's
+/// first 256 requests of each format).
 fn wire_formats(
     host: &Scorer,
     native: &mut NativeScorer<'_>,
@@ -148,27 +149,6 @@ fn wire_formats(
     let json_batch = format!("[{}]", json.join(",")).into_bytes();
     let mut out = Vec::with_capacity(1 << 20);
     let mut best = [f64::INFINITY; 6];
-    for r in json.iter().take(3) {
-        out.clear();
-        native.score_bytes(r.as_bytes(), &mut out);
-        eprintln!("REQ {r}\nRESP {}", String::from_utf8_lossy(&out));
-    }
-    eprintln!("JSON batch {} B, msgpack batch {} B", json_batch.len(), msgpack_batch.len());
-    if std::env::var_os("PROFILE_NATIVE_JSON").is_some() {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(4) {
-            out.clear();
-            native.score_batch_bytes(black_box(&json_batch), &mut out);
-        }
-        std::process::exit(0);
-    }
-    if std::env::var_os("PROFILE_WASM_JSON").is_some() {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            black_box(host.score_batch(black_box(&json_batch)));
-        }
-        std::process::exit(0);
-    }
     for _ in 0..15 {
         let mut time = |i: usize, n: usize, run: &mut dyn FnMut()| {
             let t = Instant::now();
@@ -201,7 +181,9 @@ fn wire_formats(
             black_box(host.score_batch(black_box(msgpack_batch)));
         });
     }
-    for (what, i) in [("JSON, one request per call", 0), ("JSON, batches of 256", 2), ("MessagePack, batches of 256", 4)] {
+    for (what, i) in
+        [("JSON, one request per call", 0), ("JSON, batches of 256", 2), ("MessagePack, batches of 256", 4)]
+    {
         rows.push((
             format!("per score, {what}: native / host (best of 15)"),
             format!("{:.0} / {:.0} ns ({:.2}x)", best[i], best[i + 1], best[i + 1] / best[i]),

@@ -660,13 +660,20 @@ impl<'a> Scorer<'a> {
                 r.clear();
             }
             let e = ScoreError::Request(RequestError { field: Field::Batch, problem, format });
-            response::with_sink(format, out, |sink| response::write_error(sink, &e, Some(self.snapshot.meta())));
+            response::with_sink(format, out, |sink| {
+                response::write_error(sink, &e, Some(self.snapshot.meta()))
+            });
         }
     }
 
     /// Answers a batch's items as they are read, in one pass over the input; fails as soon as the
     /// batch turns out not to be a well-formed array.
-    fn respond_batch(&mut self, input: &[u8], format: Format, sink: &mut dyn wire::Sink) -> Result<(), Problem> {
+    fn respond_batch(
+        &mut self,
+        input: &[u8],
+        format: Format,
+        sink: &mut dyn wire::Sink,
+    ) -> Result<(), Problem> {
         match format {
             Format::MsgPack => self.respond_items(&mut wire::MsgPackReader::new(input), format, sink),
             Format::Json => self.respond_items(&mut wire::JsonReader::new(input)?, format, sink),

@@ -11,7 +11,9 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-const HANDBOOK: &str = "/work/shared/data/handbook/handbook_transactions.csv.gz";
+/// The handbook file, in `../shared` beside the repository.
+const HANDBOOK: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/handbook/handbook_transactions.csv.gz");
 
 fn ingest(c: &mut Criterion) {
     let handbook = Path::new(HANDBOOK);

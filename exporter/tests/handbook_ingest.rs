@@ -5,7 +5,9 @@ use exporter::ingest::{IngestOptions, read_transactions};
 use scorer::Timestamp;
 use std::path::Path;
 
-const HANDBOOK: &str = "/work/shared/data/handbook/handbook_transactions.csv.gz";
+/// The handbook file, in `../shared` beside the repository.
+const HANDBOOK: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/handbook/handbook_transactions.csv.gz");
 
 #[test]
 fn reads_the_whole_handbook_file_with_its_published_counts() {

@@ -293,7 +293,7 @@ fn model_file(path: &Path, id: Option<&str>, schema: &FeatureSchema) -> anyhow::
 fn check_features(model: &Model, schema: &FeatureSchema, path: &Path) -> anyhow::Result<()> {
     if model.n_features() != schema.len() {
         bail!(
-            "{}: the model reads {} features, the snapshot's schema has {} (build with the model's --schema)",
+            "{}: the model reads {} features, the snapshot's schema has {} (`tollgate snapshot build` takes the model's --schema; `tollgate exporter` publishes the handbook schema only)",
             path.display(),
             model.n_features(),
             schema.len()

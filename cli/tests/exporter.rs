@@ -9,13 +9,15 @@
 mod common;
 
 use common::stream::{
-    Running, cluster_with_topics, compare_with_batch, handbook_slice, metric, metrics_of, ok,
-    replayed_handbook, snapshots, wait_until,
+    Running, cluster_with_topics, compare_with_batch, compare_with_batch_of, handbook_slice, metric,
+    metrics_of, ok, replayed_handbook, snapshots, wait_until,
 };
 use common::{Result, tollgate};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use scorer::features::FeatureSchema;
+use scorer::model::Model;
 use scorer::snapshot::{EdgeKey, Snapshot, apply_delta};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -74,6 +76,42 @@ fn killed_and_restarted_it_publishes_the_batch_exporters_snapshots_byte_for_byte
     assert!(counts.contains(&format!("{} labels", compared.frauds)), "{counts}");
     assert!(counts.contains(", 0 rejected"), "{counts}");
     eprintln!("{} snapshots, equal to the batch's; {:.1} s", published.len(), began.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[test]
+fn with_a_ratio_model_it_publishes_the_batch_exporters_ratio_snapshots_byte_for_byte() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let days = 30;
+    let (cluster, _) = replayed_handbook(d, days, &[])?;
+    let brokers = cluster.bootstrap_servers();
+    // A small GBDT on the handbook-ratios schema; the exporter takes the schema from its model card.
+    let train = ["train", "--input", "tx.csv", "--schema", "handbook-ratios", "--train-start", "2018-04-05"];
+    let small = ["--trees", "5", "--max-depth", "3", "--output", "model.tgm"];
+    ok(tollgate(d, &[&train[..], &small[..]].concat())?, "train")?;
+    let run = run_args(&brokers, &["--idle", "3s", "--model", "model.tgm"]);
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let log = Running::start(d, &run, "run.log")?.wait(Duration::from_secs(90))?;
+    let published = snapshots(&d.join("out"))?;
+
+    let model = Model::decode(&std::fs::read(d.join("model.tgm"))?)?;
+    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("model.tgm.json"))?)?;
+    let id = card["model_id"].as_str().ok_or("the model card has no model_id")?;
+    let schema = FeatureSchema::handbook_ratios();
+    let compared = compare_with_batch_of(d, &published, &log, &schema, Some((&model, id)))?;
+    assert!(compared.days >= i64::from(days) - 1, "{} snapshots", published.len());
+    let (name, last) = published.iter().next_back().ok_or("no snapshot")?;
+    let edge = EdgeKey::from_text(&std::fs::read_to_string(d.join("keys/edge.key"))?)?;
+    let meta = Snapshot::load(last, &[edge])?.meta().clone();
+    assert_eq!(meta.schema.hash(), schema.hash(), "{name}: the ratio schema");
+    assert_eq!(meta.model_id.as_deref(), Some(id), "{name}: the model");
+
+    // Told another schema, it refuses the model, naming the way out.
+    let wrong = tollgate(d, &[&run[..], &["--schema", "handbook"]].concat())?;
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("the model reads 18 features, the snapshot's schema has 15"), "{err}");
     Ok(())
 }
 

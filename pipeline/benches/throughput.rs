@@ -171,6 +171,7 @@ fn main() -> Result<()> {
         stop_at: None,
         kafka: Vec::new(),
         feature_sample: 0,
+        schema: FeatureSchema::handbook(),
     };
     let signer = SnapshotSigner::from_secret([1; 32], IdHashKey([2; 16]));
     let mut sink = Discard { snapshots: 0, bytes: 0, build: Duration::ZERO };

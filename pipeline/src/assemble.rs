@@ -30,6 +30,8 @@ pub struct AssembleConfig {
     pub idle: Duration,
     /// Stop once idle (otherwise run until asked to stop).
     pub until_idle: bool,
+    /// The feature schema of the instances' shards (a shard of another is refused).
+    pub schema: FeatureSchema,
 }
 
 /// What an assembler run did.
@@ -76,7 +78,7 @@ pub fn assemble(
     sink: &mut dyn Sink,
     stop: &AtomicBool,
 ) -> Result<AssembleSummary, RunError> {
-    let schema = FeatureSchema::handbook();
+    let schema = config.schema.clone();
     let kinds = schema.entities().len();
     let progress = config.shards.join(PROGRESS_FILE);
     let mut last = read_progress(&progress)?;
@@ -245,6 +247,7 @@ mod tests {
             poll: Duration::from_millis(1),
             idle: Duration::ZERO,
             until_idle: true,
+            schema: FeatureSchema::handbook(),
         };
         let signer = SnapshotSigner::from_secret([1; 32], IdHashKey([2; 16]));
         let mut sink = Collect(Vec::new());

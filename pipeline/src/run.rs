@@ -53,6 +53,8 @@ pub struct Config {
     /// it) and report them ([`Report::Features`]), for drift monitoring; 0: none. Not in
     /// scale-out, where an instance holds only some entity kinds.
     pub feature_sample: u32,
+    /// The feature schema: the state's aggregates, the snapshots' tables and the sampled features.
+    pub schema: FeatureSchema,
 }
 
 /// Scale-out: this process is one member of a consumer group whose instances share the entities.
@@ -439,7 +441,7 @@ fn run_with(
     if every <= 0 {
         return Err(RunError::Config("the snapshot interval must be at least one second".into()));
     }
-    let schema = FeatureSchema::handbook();
+    let schema = config.schema.clone();
     let scale_out = match output {
         Output::Shard(s) => Some(*s),
         Output::Snapshot { .. } => None,

@@ -6,6 +6,7 @@
 use crate::commands::exporter_metrics::{self, ExporterMetrics};
 use crate::commands::push;
 use crate::commands::snapshot::DecisioningArgs;
+use crate::commands::train::SchemaArgs;
 use crate::progress::Bars;
 use anyhow::{Context, bail};
 use exporter::ingest::{IngestOptions, read_transactions};
@@ -158,6 +159,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     drift_sample: u32,
     #[command(flatten)]
+    schema: SchemaArgs,
+    #[command(flatten)]
     decisioning: DecisioningArgs,
 }
 
@@ -186,6 +189,9 @@ pub struct AssembleArgs {
     /// published, their size, build time and as-of).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// The instances' feature schema (give them the same `--schema`).
+    #[command(flatten)]
+    schema: SchemaArgs,
     #[command(flatten)]
     decisioning: DecisioningArgs,
 }
@@ -298,6 +304,7 @@ impl Publisher {
         targets: Targets,
         dead_letter: Option<(PathBuf, std::fs::File)>,
         metrics: Option<Arc<ExporterMetrics>>,
+        schema: FeatureSchema,
     ) -> anyhow::Result<Publisher> {
         Ok(Publisher {
             metrics,
@@ -306,7 +313,7 @@ impl Publisher {
             push_to: targets.push_to,
             ca_cert: targets.ca_cert,
             dead_letter,
-            schema: FeatureSchema::handbook(),
+            schema,
             delta: targets.delta,
             previous: None,
             pushed: Default::default(),
@@ -505,7 +512,12 @@ impl Sink for Publisher {
 /// The drift reference of the snapshot at `path` (verified with `signer`'s public key), for
 /// snapshots scored by `model_id`: the score's distribution is kept only when the snapshot's
 /// model is the same.
-fn reference_from(path: &Path, signer: &SnapshotSigner, model_id: Option<&str>) -> anyhow::Result<Reference> {
+fn reference_from(
+    path: &Path,
+    signer: &SnapshotSigner,
+    model_id: Option<&str>,
+    schema: &FeatureSchema,
+) -> anyhow::Result<Reference> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let snapshot = Snapshot::load(&bytes, &[signer.edge_key()])
         .with_context(|| format!("--reference-from {}", path.display()))?;
@@ -516,7 +528,7 @@ fn reference_from(path: &Path, signer: &SnapshotSigner, model_id: Option<&str>) 
             path.display()
         );
     };
-    if meta.schema.hash() != FeatureSchema::handbook().hash() {
+    if meta.schema.hash() != schema.hash() {
         bail!("--reference-from {}: the snapshot's feature schema is not the exporter's", path.display());
     }
     if reference.score.is_some() && meta.model_id.as_deref() != model_id {
@@ -562,8 +574,12 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
 
 /// The metrics of this process, served at `http://ADDR/metrics` (the address printed), with drift
 /// monitoring against `reference` when given.
-fn serve_metrics(addr: &str, reference: Option<&Reference>) -> anyhow::Result<Arc<ExporterMetrics>> {
-    let names = FeatureSchema::handbook().features().iter().map(|f| f.name.clone()).collect();
+fn serve_metrics(
+    addr: &str,
+    reference: Option<&Reference>,
+    schema: &FeatureSchema,
+) -> anyhow::Result<Arc<ExporterMetrics>> {
+    let names = schema.features().iter().map(|f| f.name.clone()).collect();
     let metrics = ExporterMetrics::new(reference, names);
     let bound = exporter_metrics::serve(addr, metrics.clone())?;
     eprintln!("exporter: metrics at http://{bound}/metrics");
@@ -592,18 +608,19 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
     if scale_out.is_none() && !args.targets.given() {
         bail!("nowhere to publish: give --out-dir DIR and/or --push-to TARGET");
     }
+    let schema = args.schema.schema(args.decisioning.trained_on()?.as_deref())?;
     // A single exporter signs; an instance holds no key (the assembler signs).
     let single = match &scale_out {
         Some(_) => None,
         None => {
             let signer = signer(&args.key)?;
-            let loaded = args.decisioning.load(&FeatureSchema::handbook(), &signer)?;
+            let loaded = args.decisioning.load(&schema, &signer)?;
             Some((signer, loaded))
         }
     };
     let reference = match (&args.reference_from, &single) {
         (Some(path), Some((signer, loaded))) => {
-            Some(reference_from(path, signer, loaded.decisioning().model.map(|(_, id)| id))?)
+            Some(reference_from(path, signer, loaded.decisioning().model.map(|(_, id)| id), &schema)?)
         }
         (Some(_), None) => bail!(
             "--reference-from: an instance builds no snapshot and holds only some entity kinds; give it to `tollgate exporter assemble`"
@@ -611,7 +628,7 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
         (None, _) => None,
     };
     let metrics = match &args.metrics_addr {
-        Some(addr) => Some(serve_metrics(addr, reference.as_ref())?),
+        Some(addr) => Some(serve_metrics(addr, reference.as_ref(), &schema)?),
         None => None,
     };
     let stop_at = match &args.stop_at {
@@ -648,8 +665,9 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
         stop_at,
         kafka,
         feature_sample: if reference.is_some() && metrics.is_some() { args.drift_sample } else { 0 },
+        schema: schema.clone(),
     };
-    let mut publisher = Publisher::new(args.targets, dead_letter, metrics)?;
+    let mut publisher = Publisher::new(args.targets, dead_letter, metrics, schema)?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone())?;
     let began = Instant::now();
@@ -689,24 +707,26 @@ fn run_assembler(args: AssembleArgs) -> anyhow::Result<()> {
         bail!("nowhere to publish: give --out-dir DIR and/or --push-to TARGET");
     }
     let signer = signer(&args.key)?;
-    let loaded = args.decisioning.load(&FeatureSchema::handbook(), &signer)?;
+    let schema = args.schema.schema(args.decisioning.trained_on()?.as_deref())?;
+    let loaded = args.decisioning.load(&schema, &signer)?;
     let config = AssembleConfig {
         shards: args.shards,
         poll: Duration::from_millis(100),
         idle: args.idle,
         until_idle: args.until_idle,
+        schema: schema.clone(),
     };
     let metrics = match &args.metrics_addr {
-        Some(addr) => Some(serve_metrics(addr, None)?),
+        Some(addr) => Some(serve_metrics(addr, None, &schema)?),
         None => None,
     };
-    let mut publisher = Publisher::new(args.targets, None, metrics)?;
+    let mut publisher = Publisher::new(args.targets, None, metrics, schema.clone())?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone())?;
     let began = Instant::now();
     let decisioning = loaded.decisioning();
     let reference = match &args.reference_from {
-        Some(path) => Some(reference_from(path, &signer, decisioning.model.map(|(_, id)| id))?),
+        Some(path) => Some(reference_from(path, &signer, decisioning.model.map(|(_, id)| id), &schema)?),
         None => None,
     };
     let decisioning = Decisioning { reference: reference.as_ref(), ..decisioning };
@@ -718,7 +738,6 @@ fn run_assembler(args: AssembleArgs) -> anyhow::Result<()> {
         began.elapsed().as_secs_f64(),
         summary.published
     );
-    let schema = FeatureSchema::handbook();
     for (def, counts) in schema.entities().iter().zip(&summary.counts) {
         println!(
             "  {} lanes: {} transactions, {} labels folded, {} rejected",

@@ -134,6 +134,15 @@ impl LoadedDecisioning {
 }
 
 impl DecisioningArgs {
+    /// The feature names in the model card beside `--model`, when there is one: the schema a
+    /// command takes without `--schema` ([`SchemaArgs::schema`]).
+    pub fn trained_on(&self) -> anyhow::Result<Option<Vec<String>>> {
+        match self.model.as_deref().map(models::report::ModelCard::sidecar_path) {
+            Some(path) if path.exists() => Ok(Some(models::report::ModelCard::read(&path)?.features)),
+            _ => Ok(None),
+        }
+    }
+
     /// Reads the model file (if any) and makes the policy.
     pub fn load(&self, schema: &FeatureSchema, signer: &SnapshotSigner) -> anyhow::Result<LoadedDecisioning> {
         let args = self;
@@ -243,11 +252,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         Some(text) => text.parse::<Timestamp>().with_context(|| format!("--as-of {text:?}"))?,
         None => last.plus_seconds(1),
     };
-    let card = match args.decisioning.model.as_deref().map(models::report::ModelCard::sidecar_path) {
-        Some(path) if path.exists() => Some(models::report::ModelCard::read(&path)?),
-        _ => None,
-    };
-    let schema = args.schema.schema(card.as_ref().map(|c| c.features.as_slice()))?;
+    let schema = args.schema.schema(args.decisioning.trained_on()?.as_deref())?;
     let loaded = args.decisioning.load(&schema, &signer)?;
     let decisioning = Decisioning { reference_days: args.reference_days, ..loaded.decisioning() };
     let policy = loaded.policy();
@@ -293,7 +298,7 @@ fn model_file(path: &Path, id: Option<&str>, schema: &FeatureSchema) -> anyhow::
 fn check_features(model: &Model, schema: &FeatureSchema, path: &Path) -> anyhow::Result<()> {
     if model.n_features() != schema.len() {
         bail!(
-            "{}: the model reads {} features, the snapshot's schema has {} (`tollgate snapshot build` takes the model's --schema; `tollgate exporter` publishes the handbook schema only)",
+            "{}: the model reads {} features, the snapshot's schema has {} (build with the model's --schema)",
             path.display(),
             model.n_features(),
             schema.len()

@@ -8,6 +8,7 @@ use exporter::ingest::{IngestOptions, read_transactions};
 use exporter::snapshot::{Decisioning, build_with};
 use flate2::read::GzDecoder;
 use scorer::features::FeatureSchema;
+use scorer::model::Model;
 use scorer::policy::Policy;
 use scorer::snapshot::{EdgeKey, Snapshot, SnapshotSigner};
 use std::collections::BTreeMap;
@@ -213,14 +214,25 @@ pub struct Compared {
 
 /// Checks that the snapshots `published` (by file name) are one a day, none missing, from the day
 /// after the first transaction of `dir/tx.csv` on, each byte for byte the batch exporter's as of
-/// the same time (default policy, `dir/keys`); `log` goes into the failure messages.
+/// the same time (default policy, `dir/keys`, the handbook schema, no model); `log` goes into the
+/// failure messages.
 pub fn compare_with_batch(dir: &Path, published: &BTreeMap<String, Vec<u8>>, log: &str) -> Result<Compared> {
+    compare_with_batch_of(dir, published, log, &FeatureSchema::handbook(), None)
+}
+
+/// [`compare_with_batch`] for snapshots of `schema` that carry `model` (and its id).
+pub fn compare_with_batch_of(
+    dir: &Path,
+    published: &BTreeMap<String, Vec<u8>>,
+    log: &str,
+    schema: &FeatureSchema,
+    model: Option<(&Model, &str)>,
+) -> Result<Compared> {
     let tx = read_transactions(&dir.join("tx.csv"), &IngestOptions::default(), &NoProgress)?.transactions;
     let signer = SnapshotSigner::from_text(&std::fs::read_to_string(dir.join("keys/signing.key"))?)?;
     let edge = EdgeKey::from_text(&std::fs::read_to_string(dir.join("keys/edge.key"))?)?;
-    let schema = FeatureSchema::handbook();
     let policy = Policy::new(Policy::DEFAULT.review_at(), Policy::DEFAULT.decline_at())?;
-    let decisioning = Decisioning { policy: Some(&policy), ..Decisioning::default() };
+    let decisioning = Decisioning { policy: Some(&policy), model, ..Decisioning::default() };
     let first_day = tx.time[0].0.div_euclid(86_400) + 1;
     let mut expected_day = first_day;
     let mut full = 0;
@@ -230,7 +242,7 @@ pub fn compare_with_batch(dir: &Path, published: &BTreeMap<String, Vec<u8>>, log
         let as_of = snapshot.meta().as_of;
         assert_eq!(as_of.0, expected_day * 86_400, "{name}: one snapshot a day, none missing");
         expected_day += 1;
-        let batch = build_with(&tx, &schema, as_of, as_of, &signer, &decisioning, &NoProgress)?;
+        let batch = build_with(&tx, schema, as_of, as_of, &signer, &decisioning, &NoProgress)?;
         assert_eq!(snapshot.meta(), &batch.meta, "{name}: meta");
         assert!(bytes == &batch.bytes, "{name}: the stream's snapshot differs from the batch's");
         // The terminals' risk windows are 7 days late: from the 8th day on, both tables are full.

@@ -189,7 +189,7 @@ pub struct AssembleArgs {
     /// published, their size, build time and as-of).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
-    /// The instances' feature schema (give them the same `--schema`).
+    // The instances' feature schema: give them the same `--schema`.
     #[command(flatten)]
     schema: SchemaArgs,
     #[command(flatten)]
@@ -608,7 +608,7 @@ fn run_exporter(args: RunArgs) -> anyhow::Result<()> {
     if scale_out.is_none() && !args.targets.given() {
         bail!("nowhere to publish: give --out-dir DIR and/or --push-to TARGET");
     }
-    let schema = args.schema.schema(args.decisioning.trained_on()?.as_deref())?;
+    let schema = args.decisioning.schema(&args.schema)?;
     // A single exporter signs; an instance holds no key (the assembler signs).
     let single = match &scale_out {
         Some(_) => None,
@@ -707,7 +707,7 @@ fn run_assembler(args: AssembleArgs) -> anyhow::Result<()> {
         bail!("nowhere to publish: give --out-dir DIR and/or --push-to TARGET");
     }
     let signer = signer(&args.key)?;
-    let schema = args.schema.schema(args.decisioning.trained_on()?.as_deref())?;
+    let schema = args.decisioning.schema(&args.schema)?;
     let loaded = args.decisioning.load(&schema, &signer)?;
     let config = AssembleConfig {
         shards: args.shards,

@@ -134,13 +134,14 @@ impl LoadedDecisioning {
 }
 
 impl DecisioningArgs {
-    /// The feature names in the model card beside `--model`, when there is one: the schema a
-    /// command takes without `--schema` ([`SchemaArgs::schema`]).
-    pub fn trained_on(&self) -> anyhow::Result<Option<Vec<String>>> {
-        match self.model.as_deref().map(models::report::ModelCard::sidecar_path) {
-            Some(path) if path.exists() => Ok(Some(models::report::ModelCard::read(&path)?.features)),
-            _ => Ok(None),
-        }
+    /// The schema `named` says; without `--schema`, the one whose feature names the model card
+    /// beside `--model` lists ([`SchemaArgs::schema`]).
+    pub fn schema(&self, named: &SchemaArgs) -> anyhow::Result<FeatureSchema> {
+        let trained_on = match self.model.as_deref().map(models::report::ModelCard::sidecar_path) {
+            Some(path) if path.exists() => Some(models::report::ModelCard::read(&path)?.features),
+            _ => None,
+        };
+        named.schema(trained_on.as_deref())
     }
 
     /// Reads the model file (if any) and makes the policy.
@@ -252,7 +253,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         Some(text) => text.parse::<Timestamp>().with_context(|| format!("--as-of {text:?}"))?,
         None => last.plus_seconds(1),
     };
-    let schema = args.schema.schema(args.decisioning.trained_on()?.as_deref())?;
+    let schema = args.decisioning.schema(&args.schema)?;
     let loaded = args.decisioning.load(&schema, &signer)?;
     let decisioning = Decisioning { reference_days: args.reference_days, ..loaded.decisioning() };
     let policy = loaded.policy();

@@ -94,7 +94,7 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     // lanes' shards (each lane checkpoints after its shards).
     let shard_lines = |log: &str| log.lines().filter(|l| l.starts_with("shard as of")).count();
     wait_until(
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         "member two made no progress",
         || two.log(),
         || {
@@ -110,13 +110,13 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     // Member one takes the dead member's partitions over from their lanes' checkpoints: all 32
     // lanes, which its metrics show with the rebalances that moved them.
     wait_until(
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         "member one did not take the dead member's partitions over",
         || one.log(),
         || Ok(one.log().contains("(from its lane's checkpoint)")),
     )?;
     wait_until(
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         "member one's metrics do not show its 32 lanes",
         || format!("{}\n{}", one.log(), metrics_of(&one).unwrap_or_default()),
         || Ok(metric(&metrics_of(&one)?, "tollgate_exporter_lanes") == Some(32.0)),
@@ -126,9 +126,9 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     // The killed member comes back, joins, and is given partitions again: member one gives them
     // up (checkpointing their lanes) and it loads them.
     let two = Running::start(d, &member, "two-again.log")?;
-    let log2 = two.wait(Duration::from_secs(180))?;
-    let log1 = one.wait(Duration::from_secs(120))?;
-    let log = assembler.wait(Duration::from_secs(120))?;
+    let log2 = two.wait(Duration::from_secs(300))?;
+    let log1 = one.wait(Duration::from_secs(300))?;
+    let log = assembler.wait(Duration::from_secs(300))?;
     let gave_up = |log: &str| log.lines().any(|l| l.starts_with("rebalance:") && !l.ends_with("gave up 0"));
     assert!(gave_up(&log1), "{log1}");
     // Cooperative rebalancing: a member gives up only the partitions that move, never all it

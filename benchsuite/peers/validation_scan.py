@@ -65,10 +65,18 @@ candidates = [gbdt(*p) for p in [
     (600, 0.05, 3, 0.8, 1), (1000, 0.02, 3, 0.8, 1)]] + [forest(*p) for p in [
     (100, 20, 1, 'sqrt', None), (200, None, 5, 0.5, None), (200, None, 20, 0.5, None),
     (200, None, 20, 0.5, 'balanced_subsample')]]
-for name, make in candidates:
-    r = []
-    for train, assessed in valid:
-        p = make().fit(train[cols], train.TX_FRAUD).predict_proba(assessed[cols])[:, 1]
-        r.append((roc_auc_score(assessed.TX_FRAUD, p), average_precision_score(assessed.TX_FRAUD, p)))
-    r = np.array(r)
+
+
+def report(name, scores):
+    """Prints the mean ± population std of (AUC, AP) pairs over the folds."""
+    r = np.array(scores)
     print(f'{name}: validation AUC {r[:, 0].mean():.4f} ± {r[:, 0].std():.3f}, AP {r[:, 1].mean():.4f}', flush=True)
+
+
+if __name__ == '__main__':
+    for name, make in candidates:
+        r = []
+        for train, assessed in valid:
+            p = make().fit(train[cols], train.TX_FRAUD).predict_proba(assessed[cols])[:, 1]
+            r.append((roc_auc_score(assessed.TX_FRAUD, p), average_precision_score(assessed.TX_FRAUD, p)))
+        report(name, r)

@@ -7,6 +7,8 @@ the handbook-ratios set, over the same four validation folds as validation_scan.
 - in probability: w * p_gbdt + (1 - w) * p_forest, which the scorer has no model kind for;
 - in margin: margin_gbdt + lam * p_forest, which is one tree ensemble the scorer already runs
   (the forest's trees appended to the GBDT's with their leaves scaled by lam / trees);
+- in log-odds: margin_gbdt + lam * (mean over the forest's trees of the leaf's log-odds, the leaf's
+  fraud share smoothed by alpha = 0.5), also one tree ensemble the scorer runs (forest 100/20 only);
 - and, for scale, the GBDT alone with subsampling seeds 0 to 4, and the mean of their margins.
 
     python blend_scan.py exact.parquet      # about 15 minutes on 2 cores
@@ -17,6 +19,19 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from validation_scan import base, cols, report, valid
+
+
+def forest_log_odds(forest, z, alpha=0.5):
+    """Mean over the trees of log(q / (1 - q)), q the leaf's fraud share smoothed by alpha."""
+    out = np.zeros(len(z))
+    for tree in forest.estimators_:
+        leaf = tree.apply(z.astype(np.float32))
+        value = tree.tree_.value[:, 0, :]
+        rows = tree.tree_.weighted_n_node_samples
+        q = (value[:, 1] / value.sum(axis=1) * rows + alpha) / (rows + 2 * alpha)
+        out += np.log(q / (1 - q))[leaf]
+    return out / len(forest.estimators_)
+
 
 for set_name, features in [('15 features', base), ('handbook-ratios', cols)]:
     scores = {}
@@ -36,6 +51,10 @@ for set_name, features in [('15 features', base), ('handbook-ratios', cols)]:
         for trees in (100, 300):
             forest = RandomForestClassifier(trees, max_depth=20, max_features='sqrt', n_jobs=2, random_state=0)
             p_forest = forest.fit(x, y).predict_proba(z)[:, 1]
+            if trees == 100:
+                log_odds = forest_log_odds(forest, z)
+                for lam in (0.25, 0.5, 1, 2):
+                    blends[f'log-odds gbdt margin + {lam} forest {trees}/20'] = margin + lam * log_odds
             blends[f'forest {trees}/20'] = p_forest
             for w in (0.5, 0.7):
                 blends[f'probability {w} gbdt + {1 - w:.1f} forest {trees}/20'] = w * p_gbdt + (1 - w) * p_forest

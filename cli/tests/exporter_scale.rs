@@ -54,12 +54,13 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     let brokers = cluster.bootstrap_servers();
     eprintln!("{replayed}");
 
+    // The assembler runs until asked to stop (below, once it has published every as-of the
+    // members wrote). An idle timer would race the members: the as-ofs after the last
+    // transaction come from labels only, and a member folds those once its transaction
+    // partitions have been quiet for its own idle time, later still if it rejoined a rebalance.
     let assembler = Running::start(
         d,
-        &["exporter", "assemble", "--shards", "shards", "--key", "keys/signing.key", "--out-dir", "out"]
-            .into_iter()
-            .chain(["--until-idle", "--idle", "25s"])
-            .collect::<Vec<_>>(),
+        &["exporter", "assemble", "--shards", "shards", "--key", "keys/signing.key", "--out-dir", "out"],
         "assembler.log",
     )?;
     // Both members share the checkpoint and shard directories. A member idle for 15 s stops
@@ -128,7 +129,22 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     let two = Running::start(d, &member, "two-again.log")?;
     let log2 = two.wait(Duration::from_secs(300))?;
     let log1 = one.wait(Duration::from_secs(300))?;
-    let log = assembler.wait(Duration::from_secs(300))?;
+    // Every shard is written now: the assembler must publish up to the last as-of of them.
+    let last_as_of = std::fs::read_dir(d.join("shards"))?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i64>().ok())
+        .max()
+        .ok_or("no shards written")?;
+    let assembled = || {
+        let progress = std::fs::read_to_string(d.join("shards/assembled")).unwrap_or_default();
+        progress.trim().parse::<i64>().ok() == Some(last_as_of)
+    };
+    wait_until(
+        Duration::from_secs(120),
+        &format!("the assembler did not publish up to the members' last as-of {last_as_of}"),
+        || assembler.log(),
+        || Ok(assembled()),
+    )?;
+    let log = assembler.stop(Duration::from_secs(60))?;
     let gave_up = |log: &str| log.lines().any(|l| l.starts_with("rebalance:") && !l.ends_with("gave up 0"));
     assert!(gave_up(&log1), "{log1}");
     // Cooperative rebalancing: a member gives up only the partitions that move, never all it

@@ -138,6 +138,15 @@ impl Running {
         Ok(())
     }
 
+    /// Asks it to stop (SIGTERM, as a service manager does) and waits as [`Running::wait`] does.
+    pub fn stop(self, limit: Duration) -> Result<String> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        if !status.success() {
+            return Err(format!("kill -TERM failed:\n{}", self.log()).into());
+        }
+        self.wait(limit)
+    }
+
     /// Waits for it to exit successfully within `limit`; its output.
     pub fn wait(mut self, limit: Duration) -> Result<String> {
         let began = Instant::now();

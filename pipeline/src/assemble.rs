@@ -78,7 +78,7 @@ pub fn assemble(
     sink: &mut dyn Sink,
     stop: &AtomicBool,
 ) -> Result<AssembleSummary, RunError> {
-    let schema = config.schema.clone();
+    let schema = &config.schema;
     let kinds = schema.entities().len();
     let progress = config.shards.join(PROGRESS_FILE);
     let mut last = read_progress(&progress)?;
@@ -119,7 +119,7 @@ pub fn assemble(
             let shards = all
                 .iter()
                 .map(|&lane| match missing.contains(&lane) {
-                    true => Ok(Shard::empty(as_of, lane, &schema)),
+                    true => Ok(Shard::empty(as_of, lane, schema)),
                     false => shard::read(&at(lane)),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -134,9 +134,9 @@ pub fn assemble(
             for s in &shards {
                 counts[s.lane.kind as usize].add(&s.counts);
             }
-            let (tables, data_range) = shard::merge(shards, &schema, signer.id_hash())?;
+            let (tables, data_range) = shard::merge(shards, schema, signer.id_hash())?;
             let snapshot =
-                build_from_aggregates(tables, &schema, as_of, as_of, data_range, signer, decisioning)
+                build_from_aggregates(tables, schema, as_of, as_of, data_range, signer, decisioning)
                     .map_err(|source| RunError::Build { as_of, source })?;
             let build = began.elapsed();
             sink.publish(&snapshot).map_err(|reason| RunError::Publish { as_of, reason })?;

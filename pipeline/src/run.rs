@@ -441,7 +441,7 @@ fn run_with(
     if every <= 0 {
         return Err(RunError::Config("the snapshot interval must be at least one second".into()));
     }
-    let schema = config.schema.clone();
+    let schema = &config.schema;
     let scale_out = match output {
         Output::Shard(s) => Some(*s),
         Output::Snapshot { .. } => None,
@@ -619,7 +619,7 @@ fn run_with(
                 let payload = message.payload().unwrap_or_default();
                 let item = match roles[t] {
                     Role::Transactions(_) => {
-                        Transaction::decode(payload, &schema).map_or_else(Item::Bad, Item::Transaction)
+                        Transaction::decode(payload, schema).map_or_else(Item::Bad, Item::Transaction)
                     }
                     Role::Labels => Label::decode(payload).map_or_else(Item::Bad, Item::Label),
                 };
@@ -729,7 +729,7 @@ fn run_with(
                         *lane.position.next_boundary.get_or_insert((time.0.div_euclid(every) + 1) * every);
                     if time.0 >= as_of {
                         while time.0 >= as_of {
-                            emit(output, lane, &schema, Timestamp(as_of), sink)?;
+                            emit(output, lane, schema, Timestamp(as_of), sink)?;
                             published += 1;
                             as_of += every;
                             lane.position.next_boundary = Some(as_of);

@@ -19,7 +19,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use scorer::features::FeatureSchema;
 use scorer::model::Model;
 use scorer::snapshot::{EdgeKey, Snapshot, apply_delta};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Days of the handbook file replayed: a contiguous slice from its first day, so that the whole
@@ -220,9 +219,7 @@ fn sigterm_stops_it_cleanly_after_a_final_checkpoint() -> Result<()> {
         || running.log(),
         || Ok(!snapshots(&d.join("out"))?.is_empty()),
     )?;
-    let status = Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status()?;
-    assert!(status.success());
-    let log = running.wait(Duration::from_secs(20))?;
+    let log = running.stop(Duration::from_secs(20))?;
     assert!(log.contains("stopped (asked to stop)"), "{log}");
     assert!(log.contains("2 transactions"), "{log}");
     // The final checkpoint holds both transactions: a restart resumes after them.

@@ -130,8 +130,10 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
     let log2 = two.wait(Duration::from_secs(300))?;
     let log1 = one.wait(Duration::from_secs(300))?;
     // Every shard is written now: the assembler must publish up to the last as-of of them.
-    let last_as_of = std::fs::read_dir(d.join("shards"))?
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i64>().ok())
+    let after = all_shards(&d.join("shards"))?;
+    let last_as_of = after
+        .keys()
+        .filter_map(|name| name.split('/').next()?.parse::<i64>().ok())
         .max()
         .ok_or("no shards written")?;
     let assembled = || {
@@ -160,7 +162,6 @@ fn a_group_member_killed_midway_hands_its_partitions_over_and_the_assembled_snap
 
     // Shards written again after the kill (their lanes replayed from a checkpoint) are the same
     // bytes.
-    let after = all_shards(&d.join("shards"))?;
     for (name, bytes) in &before_kill {
         assert_eq!(after.get(name), Some(bytes), "{name} written again differently after the kill");
     }

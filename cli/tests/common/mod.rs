@@ -85,6 +85,15 @@ impl History {
     }
 }
 
+/// Sends `child` SIGTERM, as a service manager stops a process.
+pub fn sigterm(child: &Child) -> Result<()> {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    if !status.success() {
+        return Err("kill -TERM failed".into());
+    }
+    Ok(())
+}
+
 /// Runs the `tollgate` binary in `dir` and waits for it.
 pub fn tollgate(dir: &Path, args: &[&str]) -> Result<Output> {
     Ok(Command::new(env!("CARGO_BIN_EXE_tollgate"))
@@ -208,10 +217,7 @@ impl Server {
 
     /// SIGTERM, as a service manager stops it; waits for a clean exit.
     pub fn terminate(mut self) -> Result<()> {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
-        if !status.success() {
-            return Err("kill -TERM failed".into());
-        }
+        sigterm(&self.child)?;
         let exit = self.child.wait()?;
         if !exit.success() {
             return Err(format!("tollgate serve exited with {exit} after SIGTERM:\n{}", self.stderr()).into());

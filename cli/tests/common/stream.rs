@@ -108,7 +108,7 @@ pub fn snapshots(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 /// killed when dropped.
 pub struct Running {
     /// The process.
-    pub child: Child,
+    child: Child,
     log: PathBuf,
 }
 
@@ -140,10 +140,7 @@ impl Running {
 
     /// Asks it to stop (SIGTERM, as a service manager does) and waits as [`Running::wait`] does.
     pub fn stop(self, limit: Duration) -> Result<String> {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
-        if !status.success() {
-            return Err(format!("kill -TERM failed:\n{}", self.log()).into());
-        }
+        super::sigterm(&self.child)?;
         self.wait(limit)
     }
 

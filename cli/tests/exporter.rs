@@ -13,6 +13,7 @@ use common::stream::{
     metrics_of, ok, replayed_handbook, snapshots, wait_until,
 };
 use common::{Result, tollgate};
+use models::report::ModelCard;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -95,8 +96,8 @@ fn with_a_ratio_model_it_publishes_the_batch_exporters_ratio_snapshots_byte_for_
     let published = snapshots(&d.join("out"))?;
 
     let model = Model::decode(&std::fs::read(d.join("model.tgm"))?)?;
-    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("model.tgm.json"))?)?;
-    let id = card["model_id"].as_str().ok_or("the model card has no model_id")?;
+    let card = ModelCard::read(&ModelCard::sidecar_path(&d.join("model.tgm")))?;
+    let id = card.model_id.as_str();
     let schema = FeatureSchema::handbook_ratios();
     let compared = compare_with_batch_of(d, &published, &log, &schema, Some((&model, id)))?;
     assert!(compared.days >= i64::from(days) - 1, "{} snapshots", published.len());

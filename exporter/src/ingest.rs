@@ -65,6 +65,9 @@ impl ColumnMapping {
     pub const FIELDS: [&'static str; 7] =
         ["transaction_id", "time", "customer_id", "terminal_id", "amount", "fraud", "scenario"];
 
+    /// The fields a file may lack (`field=` with no column marks them absent).
+    pub const OPTIONAL: [&'static str; 2] = ["fraud", "scenario"];
+
     /// Reads `field` from `column`; an empty `column` marks `fraud` or `scenario` absent.
     pub fn set(&mut self, field: &str, column: &str) -> Result<(), IngestError> {
         let optional = |column: &str| (!column.is_empty()).then(|| column.to_string());
@@ -407,7 +410,13 @@ pub enum IngestError {
         path: PathBuf,
     },
     /// A column that the mapping names is not in the file.
-    #[error("{}: missing column {column} ({field}); the columns are: {}", path.display(), found.join(", "))]
+    #[error(
+        "{}: missing column {column} ({field}); the columns are: {}; map the field to one of them \
+         with `--column {field}=COLUMN`{}",
+        path.display(),
+        found.join(", "),
+        if ColumnMapping::OPTIONAL.contains(field) { format!(", or to none with `--column {field}=`") } else { String::new() }
+    )]
     MissingColumn {
         /// The file.
         path: PathBuf,

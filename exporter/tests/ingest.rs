@@ -178,7 +178,7 @@ fn refuses_a_file_without_a_mapped_column_and_lists_the_columns() {
     assert_eq!(
         error(&path),
         "FILE: missing column TX_AMOUNT (amount); the columns are: TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, \
-         TERMINAL_ID, AMOUNT"
+         TERMINAL_ID, AMOUNT; map the field to one of them with `--column amount=COLUMN`"
     );
 }
 

@@ -136,8 +136,24 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "f.csv: missing column TX_AMOUNT (amount); the columns are: TRANSACTION_ID, TX_DATETIME, \
-             CUSTOMER_ID, TERMINAL_ID, EXTRA"
+             CUSTOMER_ID, TERMINAL_ID, EXTRA; map the field to one of them with `--column amount=COLUMN`"
         );
+    }
+
+    #[test]
+    fn a_missing_optional_column_may_be_mapped_to_none() {
+        let h = header("TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD");
+        let err = resolve(Path::new("f.csv"), &h, &ColumnMapping::default()).unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "map the field to one of them with `--column scenario=COLUMN`, or to none with \
+                 `--column scenario=`"
+            ),
+            "{err}"
+        );
+        let mut none = ColumnMapping::default();
+        none.apply("scenario=").unwrap();
+        assert!(resolve(Path::new("f.csv"), &h, &none).is_ok());
     }
 
     #[test]

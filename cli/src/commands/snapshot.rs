@@ -240,12 +240,18 @@ fn print_delta(info: &DeltaInfo) {
     );
 }
 
-fn read_text(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+/// The text of the key file `path` (given with `--key`), with a hint when it cannot be read.
+fn read_key(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading the key file {} (name another with --key; `tollgate keys new` makes a pair)",
+            path.display()
+        )
+    })
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<()> {
-    let signer = SnapshotSigner::from_text(&read_text(&args.key)?)
+    let signer = SnapshotSigner::from_text(&read_key(&args.key)?)
         .with_context(|| format!("{}", args.key.display()))?;
     let tx = args.source.read()?.transactions;
     let Some(&last) = tx.time.last() else { bail!("{}: no transactions", args.source.input().display()) };
@@ -385,8 +391,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         println!("{:<18} applied to {}:", "result", base.display());
     }
     // A delta alone needs no key (it is not signed); a snapshot is verified.
-    let key =
-        EdgeKey::from_text(&read_text(&args.key)?).with_context(|| format!("{}", args.key.display()))?;
+    let key = EdgeKey::from_text(&read_key(&args.key)?).with_context(|| format!("{}", args.key.display()))?;
     let began = Instant::now();
     let snapshot = Snapshot::load(&bytes, std::slice::from_ref(&key))
         .with_context(|| format!("{}", args.file.display()))?;

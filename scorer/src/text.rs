@@ -18,16 +18,17 @@ pub fn write_u64<W: fmt::Write + ?Sized>(out: &mut W, n: u64) -> fmt::Result {
             break;
         }
     }
-    // The digits are ASCII.
-    out.write_str(core::str::from_utf8(&digits[at..]).map_err(|_| fmt::Error)?)
+    // Digit by digit as chars: `str::from_utf8` over the buffer would bring a UTF-8 validator
+    // into scorer.wasm for text that is ASCII by construction.
+    digits[at..].iter().try_for_each(|&d| out.write_char(char::from(d)))
 }
 
 /// Writes `bytes` as lower-case hex, two digits a byte.
 pub fn write_hex<W: fmt::Write + ?Sized>(out: &mut W, bytes: &[u8]) -> fmt::Result {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for &b in bytes {
-        let pair = [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]];
-        out.write_str(core::str::from_utf8(&pair).map_err(|_| fmt::Error)?)?;
+        out.write_char(char::from(DIGITS[usize::from(b >> 4)]))?;
+        out.write_char(char::from(DIGITS[usize::from(b & 15)]))?;
     }
     Ok(())
 }

@@ -803,6 +803,14 @@ impl core::fmt::Write for VecWrite<'_> {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
+    /// A push for ASCII, which is all `crate::text` writes (digits): no UTF-8 encoding step.
+    fn write_char(&mut self, c: char) -> core::fmt::Result {
+        match u8::try_from(c) {
+            Ok(b) if b.is_ascii() => self.0.push(b),
+            _ => self.0.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+        Ok(())
+    }
 }
 
 impl Sink for JsonWriter<'_> {

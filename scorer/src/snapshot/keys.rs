@@ -239,7 +239,7 @@ impl core::error::Error for KeyListError {}
 /// Reads one or more concatenated edge key files (each starts with its header line; blank space
 /// before the first is allowed): the keys an edge trusts, e.g. the current one and the next.
 pub fn edge_keys_from_text(text: &str) -> Result<alloc::vec::Vec<EdgeKey>, KeyListError> {
-    let text = text.trim_start();
+    let text = text.trim_ascii_start();
     if !text.starts_with(EDGE_HEADER) {
         return Err(KeyListError::NotAKeyFile);
     }
@@ -256,7 +256,10 @@ pub fn edge_keys_from_text(text: &str) -> Result<alloc::vec::Vec<EdgeKey>, KeyLi
         .iter()
         .zip(ends)
         .enumerate()
-        .map(|(n, (&s, e))| EdgeKey::from_text(&text[s..e]).map_err(|err| KeyListError::Key(n + 1, err)))
+        .map(|(n, (&s, e))| {
+            EdgeKey::from_text(text.get(s..e).unwrap_or_default())
+                .map_err(|err| KeyListError::Key(n + 1, err))
+        })
         .collect()
 }
 
@@ -265,34 +268,35 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn field<const N: usize>(text: &str, name: &'static str) -> Result<[u8; N], KeyError> {
-    // Lines and `=` found by byte scans, like `edge_keys_from_text`: `lines()` and
-    // `split_once('=')` would bring `str`'s char searcher into scorer.wasm.
-    let at = |s: &str, b: u8| s.as_bytes().iter().position(|&c| c == b);
-    let mut rest = text;
-    let mut i = 0;
-    while !rest.is_empty() {
-        let end = at(rest, b'\n').unwrap_or(rest.len());
-        let line = rest.get(..end).unwrap_or_default().trim();
-        rest = rest.get(end + 1..).unwrap_or_default();
-        i += 1;
-        if line.is_empty() || line.starts_with('#') {
+    let mut out = [0u8; N];
+    field_into(text, name, &mut out)?;
+    Ok(out)
+}
+
+/// [`field`] into `out`: one copy of the scan in scorer.wasm for every key length. Key files are
+/// ASCII, so lines, `=` and blanks are found in bytes (`str`'s `lines`, `split_once` and Unicode
+/// `trim` would bring its char searcher and whitespace tables into scorer.wasm).
+#[inline(never)]
+fn field_into(text: &str, name: &'static str, out: &mut [u8]) -> Result<(), KeyError> {
+    for (i, line) in text.as_bytes().split(|&c| c == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() || line[0] == b'#' {
             continue;
         }
-        let Some(eq) = at(line, b'=') else { return Err(KeyError::BadLine(i)) };
-        let (key, value) = (line.get(..eq).unwrap_or_default(), line.get(eq + 1..).unwrap_or_default());
-        if key.trim() != name {
+        let Some(eq) = line.iter().position(|&c| c == b'=') else { return Err(KeyError::BadLine(i + 1)) };
+        let (key, value) = line.split_at(eq);
+        if key.trim_ascii() != name.as_bytes() {
             continue;
         }
-        let value = value.trim().as_bytes();
-        if value.len() != 2 * N {
+        let value = value[1..].trim_ascii();
+        if value.len() != 2 * out.len() {
             return Err(KeyError::BadHex(name));
         }
-        let mut out = [0u8; N];
         for (o, pair) in out.iter_mut().zip(value.chunks_exact(2)) {
             let digit = |c: u8| (c as char).to_digit(16).ok_or(KeyError::BadHex(name));
             *o = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
         }
-        return Ok(out);
+        return Ok(());
     }
     Err(KeyError::Missing(name))
 }

@@ -122,29 +122,18 @@ impl CompiledTrees {
         let pad = Split { threshold: 0.0, feature: 0, default_left: false };
         c.splits = alloc::vec![pad; groups * internal * LANES];
         c.leaves = alloc::vec![0.0; groups * (internal + 1) * LANES];
-        // (node in `trees`, position in the complete tree); a leaf above the bottom fills every
-        // position under it.
-        let mut stack = Vec::new();
-        for (t, &root) in trees.roots.iter().enumerate() {
+        expand(trees, max_depth, |t, pos, node| {
+            let n = &trees.nodes[node];
             let (group, lane) = (t / LANES, t % LANES);
-            let (splits, leaves) = (group * internal * LANES + lane, group * (internal + 1) * LANES + lane);
-            stack.push((root as usize, 0usize));
-            while let Some((node, pos)) = stack.pop() {
-                let n = &trees.nodes[node];
-                if pos >= internal {
-                    c.leaves[leaves + (pos - internal) * LANES] = n.value;
-                } else if n.feature == LEAF {
-                    stack.push((node, 2 * pos + 1));
-                    stack.push((node, 2 * pos + 2));
-                } else {
-                    // Features fit a byte: checked above.
-                    let (threshold, feature, default_left) = (n.value, n.feature as u8, n.default_left);
-                    c.splits[splits + pos * LANES] = Split { threshold, feature, default_left };
-                    stack.push((n.right as usize, 2 * pos + 1));
-                    stack.push((n.left as usize, 2 * pos + 2));
-                }
+            if pos >= internal {
+                c.leaves[group * (internal + 1) * LANES + lane + (pos - internal) * LANES] = n.value;
+            } else if n.feature != LEAF {
+                // Features fit a byte: checked above.
+                let (threshold, feature, default_left) = (n.value, n.feature as u8, n.default_left);
+                c.splits[group * internal * LANES + lane + pos * LANES] =
+                    Split { threshold, feature, default_left };
             }
-        }
+        });
         c
     }
 
@@ -190,7 +179,7 @@ impl CompiledTrees {
 
     /// Each tree's leaf for `xs`, in tree order, as its position in the tree made complete (the
     /// root is 0, the children of `p` are `2p + 1` on the right and `2p + 2` on the left), into
-    /// `out`: the path the walk took, for [`super::TreeExplainer::path_along`]. False (and `out`
+    /// `out`: the path the walk took, for [`super::PathTable::add`]. False (and `out`
     /// empty) for ensembles that are not re-laid (see the module docs).
     pub fn leaf_positions(&self, xs: &[f32], out: &mut Vec<u32>) -> bool {
         out.clear();
@@ -213,6 +202,12 @@ impl CompiledTrees {
             }
         });
         true
+    }
+
+    /// Whether the trees were re-laid as complete trees (see the module docs); if not, they
+    /// take the reference walk and [`CompiledTrees::leaf_positions`] gives nothing.
+    pub fn is_laid_out(&self) -> bool {
+        self.reference.is_none()
     }
 
     /// The depth of the complete trees (what [`CompiledTrees::leaf_positions`] counts in).
@@ -271,6 +266,29 @@ impl CompiledTrees {
         match self.output {
             TreeOutput::Logistic => super::sigmoid(self.base_margin + sum),
             TreeOutput::Average => self.base_margin + sum / self.n_trees.max(1) as f64,
+        }
+    }
+}
+
+/// Lays every tree of `trees` out as a complete binary tree of depth `depth` (the children of
+/// position `p` are `2p + 1` on the right and `2p + 2` on the left): calls `visit(tree, position,
+/// node index)` for each position, tree by tree. A leaf above the bottom stands at every position under
+/// its own, so a split position may hold a leaf (a pushed-down leaf: no split there).
+pub(super) fn expand(trees: &TreeEnsemble, depth: u32, mut visit: impl FnMut(usize, usize, usize)) {
+    let internal = (1usize << depth) - 1;
+    let mut stack = Vec::new();
+    for (t, &root) in trees.roots.iter().enumerate() {
+        stack.push((root as usize, 0usize));
+        while let Some((node, pos)) = stack.pop() {
+            visit(t, pos, node);
+            if pos >= internal {
+                continue;
+            }
+            let n = &trees.nodes[node];
+            let (right, left) =
+                if n.feature == LEAF { (node, node) } else { (n.right as usize, n.left as usize) };
+            stack.push((right, 2 * pos + 1));
+            stack.push((left, 2 * pos + 2));
         }
     }
 }

@@ -11,7 +11,7 @@
 //! Contributions are to the margin (the sum of leaves) for gradient boosting, and to the
 //! averaged probability for forests.
 
-use super::trees::{TreeEnsemble, TreeOutput};
+use super::trees::{LEAF, TreeEnsemble, TreeOutput};
 use alloc::vec::Vec;
 
 /// Deepest tree an explainer takes: TreeSHAP's scratch grows with the square of the depth.
@@ -91,18 +91,6 @@ impl TreeExplainer {
         self.path_with(trees, phi, |_, node, _| node.goes_left(features));
     }
 
-    /// [`TreeExplainer::path`] along paths already walked: `leaves` holds each tree's leaf as
-    /// [`super::CompiledTrees::leaf_positions`] gives it, in trees made complete to `depth`. The
-    /// same additions in the same order, so the same bits, without a second data-dependent walk.
-    pub fn path_along(&self, trees: &TreeEnsemble, leaves: &[u32], depth: u32, phi: &mut [f64]) {
-        // In the 1-based position `leaf + 1`, bit `depth - 1 - level` is the way taken at `level`:
-        // 1 for left (the left child of `p` is `2p + 2`).
-        self.path_with(trees, phi, |tree, _, level| {
-            let way = leaves.get(tree).map_or(0, |&leaf| leaf + 1);
-            depth.checked_sub(level + 1).and_then(|bit| way.checked_shr(bit)).is_some_and(|w| w & 1 == 1)
-        });
-    }
-
     /// Walks every tree from its root, going left where `goes_left(tree, node, level)` says, and
     /// adds `E[child] - E[node]` of each split passed to the split's feature.
     fn path_with(
@@ -143,6 +131,63 @@ impl TreeExplainer {
     /// The deepest leaf's depth (the root has depth 0).
     pub fn max_depth(&self) -> usize {
         self.max_depth
+    }
+}
+
+/// The path attribution's terms laid out like [`super::CompiledTrees`]: per tree and position of
+/// its complete tree, the split's feature and the `E[child] - E[node]` each way, so that the terms
+/// along the paths the compiled walk took are read by position, with no second walk of the trees.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathTable {
+    depth: u32,
+    /// Per tree, `2^depth - 1` positions: the split's feature, or [`LEAF`] where no split stands
+    /// (below a leaf that the layout pushed down).
+    features: Vec<u16>,
+    /// Per position, the term when the path goes right (`[0]`) and left (`[1]`).
+    terms: Vec<[f64; 2]>,
+}
+
+impl PathTable {
+    /// The table of `trees` laid out to `depth` (the compiled trees' [`super::CompiledTrees::depth`]).
+    pub fn new(trees: &TreeEnsemble, explainer: &TreeExplainer, depth: u32) -> PathTable {
+        let internal = (1usize << depth) - 1;
+        let positions = internal * trees.roots.len();
+        let (mut features, mut terms) = (alloc::vec![LEAF; positions], alloc::vec![[0.0; 2]; positions]);
+        let scale = output_scale(trees);
+        let e = &explainer.expected;
+        super::compiled::expand(trees, depth, |t, pos, here| {
+            let node = &trees.nodes[here];
+            if pos < internal && !node.is_leaf() {
+                let i = t * internal + pos;
+                features[i] = node.feature;
+                terms[i] =
+                    [(e[node.right as usize] - e[here]) * scale, (e[node.left as usize] - e[here]) * scale];
+            }
+        });
+        PathTable { depth, features, terms }
+    }
+
+    /// Adds the path attribution to `phi` along `leaves`, each tree's leaf as
+    /// [`super::CompiledTrees::leaf_positions`] gives it: the same additions in the same order
+    /// as [`TreeExplainer::path`], so the same bits.
+    pub fn add(&self, leaves: &[u32], phi: &mut [f64]) {
+        let internal = (1usize << self.depth) - 1;
+        for (t, &leaf) in leaves.iter().enumerate() {
+            // In the 1-based position `leaf + 1`, bit `depth - 1 - level` is the way taken at
+            // `level`: 1 for left (the left child of `p` is `2p + 2`).
+            let way = leaf as usize + 1;
+            let mut pos = 0;
+            for level in 0..self.depth {
+                let left = (way >> (self.depth - 1 - level)) & 1;
+                let i = t * internal + pos;
+                if let (Some(&feature), Some(term)) = (self.features.get(i), self.terms.get(i))
+                    && let Some(p) = phi.get_mut(usize::from(feature))
+                {
+                    *p += term[left];
+                }
+                pos = 2 * pos + 1 + left;
+            }
+        }
     }
 }
 
@@ -344,13 +389,14 @@ mod tests {
     }
 
     #[test]
-    fn path_along_the_compiled_walk_gives_the_path_attributions_bits() {
+    fn the_path_table_along_the_compiled_walk_gives_the_path_attributions_bits() {
         use crate::model::{CompiledTrees, to_f32};
         let mut rows = 0;
         for seed in 0..40u64 {
             // Depths 1-10 with early leaves (pushed down in the compiled layout), NaN now and then.
             let t = random_trees(seed, 1 + seed as usize * 3, 1 + (seed % 10) as u32, 6);
             let (e, c) = (TreeExplainer::new(&t).unwrap(), CompiledTrees::new(&t));
+            let table = PathTable::new(&t, &e, c.depth());
             let (mut xs, mut leaves) = (Vec::new(), Vec::new());
             for i in 0..100usize {
                 let x: Vec<f64> = (0..6)
@@ -363,7 +409,7 @@ mod tests {
                 assert_eq!(leaves.len(), t.roots.len());
                 let (mut want, mut got) = (vec![0.0; 6], vec![0.0; 6]);
                 e.path(&t, &x, &mut want);
-                e.path_along(&t, &leaves, c.depth(), &mut got);
+                table.add(&leaves, &mut got);
                 let bits = |v: &[f64]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "seed {seed} row {i}");
                 rows += 1;

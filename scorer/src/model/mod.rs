@@ -12,7 +12,7 @@ mod trees;
 
 pub use codec::ModelError;
 pub use compiled::{CompiledTrees, to_f32};
-pub use explain::{MAX_EXPLAIN_DEPTH, TreeExplainer};
+pub use explain::{MAX_EXPLAIN_DEPTH, PathTable, TreeExplainer};
 pub use trees::{LEAF, Node, TreeEnsemble, TreeOutput};
 
 use alloc::vec::Vec;

@@ -13,7 +13,7 @@ pub use wire::{Format, MAX_DEPTH};
 
 use crate::Timestamp;
 use crate::features::{Aggregates, FeatureSchema, MAX_ENTITIES, TxFacts};
-use crate::model::{CompiledTrees, Model, TreeExplainer};
+use crate::model::{CompiledTrees, Model, PathTable, TreeExplainer};
 use crate::policy::{Decision, Policy, RuleHits};
 use crate::snapshot::{EntityKey, PartMissing, Snapshot, SnapshotError};
 use alloc::vec::Vec;
@@ -440,6 +440,8 @@ pub struct Scorer<'a> {
 struct Trees {
     compiled: CompiledTrees,
     explainer: Option<TreeExplainer>,
+    /// The path attribution's terms by position, where the trees are compiled and explained.
+    path_table: Option<PathTable>,
     xs: Vec<f32>,
     phi: Vec<f64>,
     /// Each tree's leaf, for the path attribution.
@@ -451,13 +453,22 @@ impl<'a> Scorer<'a> {
     pub fn new(snapshot: Snapshot<'a>) -> Scorer<'a> {
         let features = alloc::vec![0.0; snapshot.schema().len()];
         let trees = match snapshot.model() {
-            Some(Model::Trees(t)) => Some(Trees {
-                compiled: CompiledTrees::new(t),
-                explainer: TreeExplainer::new(t),
-                xs: Vec::with_capacity(t.n_features),
-                phi: alloc::vec![0.0; t.n_features],
-                leaves: Vec::with_capacity(t.roots.len()),
-            }),
+            Some(Model::Trees(t)) => {
+                let compiled = CompiledTrees::new(t);
+                let explainer = TreeExplainer::new(t);
+                let path_table = explainer
+                    .as_ref()
+                    .filter(|_| compiled.is_laid_out())
+                    .map(|e| PathTable::new(t, e, compiled.depth()));
+                Some(Trees {
+                    compiled,
+                    explainer,
+                    path_table,
+                    xs: Vec::with_capacity(t.n_features),
+                    phi: alloc::vec![0.0; t.n_features],
+                    leaves: Vec::with_capacity(t.roots.len()),
+                })
+            }
             _ => None,
         };
         let tree_attribution = TreeAttribution::default();
@@ -598,17 +609,18 @@ impl<'a> Scorer<'a> {
                 }
                 Attribution::Exact
             }
-            (Model::Trees(m), Some(Trees { explainer: Some(explainer), phi, compiled, xs, leaves }))
-                if *top_reasons > 0 =>
-            {
+            (
+                Model::Trees(m),
+                Some(Trees { explainer: Some(explainer), path_table, phi, compiled, xs, leaves }),
+            ) if *top_reasons > 0 => {
                 phi.fill(0.0);
                 let attribution = match tree_attribution {
                     TreeAttribution::Path => {
-                        // The compiled walk finds the paths without a branch on the data.
-                        if compiled.leaf_positions(xs, leaves) {
-                            explainer.path_along(m, leaves, compiled.depth(), phi);
-                        } else {
-                            explainer.path(m, features, phi);
+                        // The compiled walk finds the paths without a branch on the data, and the
+                        // table gives their terms by position.
+                        match path_table {
+                            Some(table) if compiled.leaf_positions(xs, leaves) => table.add(leaves, phi),
+                            _ => explainer.path(m, features, phi),
                         }
                         Attribution::TreePath
                     }

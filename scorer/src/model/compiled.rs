@@ -262,7 +262,25 @@ impl CompiledTrees {
 
     /// The score in [0, 1], bit for bit [`TreeEnsemble::score`].
     pub fn score(&self, xs: &[f32]) -> f64 {
-        let sum = self.leaf_sum(xs);
+        self.output(self.leaf_sum(xs))
+    }
+
+    /// [`CompiledTrees::score`] from the leaves a walk already found (`leaves` as
+    /// [`CompiledTrees::leaf_positions`] gives them): their values summed in tree order, the same
+    /// additions as the walk's, so the same bits.
+    pub fn score_at(&self, leaves: &[u32]) -> f64 {
+        let internal = (1usize << self.depth) - 1;
+        let mut sum = 0.0f64;
+        for (t, &leaf) in leaves.iter().enumerate() {
+            let (group, lane) = (t / LANES, t % LANES);
+            let at = (group * (internal + 1) + (leaf as usize).saturating_sub(internal)) * LANES + lane;
+            sum += f64::from(self.leaves.get(at).copied().unwrap_or(0.0));
+        }
+        self.output(sum)
+    }
+
+    /// The score from the sum of the leaves.
+    fn output(&self, sum: f64) -> f64 {
         match self.output {
             TreeOutput::Logistic => super::sigmoid(self.base_margin + sum),
             TreeOutput::Average => self.base_margin + sum / self.n_trees.max(1) as f64,
@@ -375,7 +393,7 @@ pub(crate) mod tests {
                 t.output = TreeOutput::Average;
             }
             let c = CompiledTrees::new(&t);
-            let mut xs = Vec::new();
+            let (mut xs, mut leaves) = (Vec::new(), Vec::new());
             for i in 0..200usize {
                 let row: Vec<f64> = (0..5)
                     .map(|f| {
@@ -388,6 +406,9 @@ pub(crate) mod tests {
                     .collect();
                 to_f32(&row, &mut xs);
                 assert_eq!(c.score(&xs).to_bits(), t.score(&row).to_bits(), "seed {seed} row {i}");
+                // The score from the leaves a walk found: the same bits.
+                assert!(c.leaf_positions(&xs, &mut leaves));
+                assert_eq!(c.score_at(&leaves).to_bits(), t.score(&row).to_bits(), "seed {seed} row {i}");
             }
         }
     }

@@ -594,10 +594,16 @@ impl<'a> Scorer<'a> {
             });
         }
         snapshot.schema().compute(&TxFacts { time: req.time, amount }, &rows[..n], features);
+        // With path reasons to give, one walk finds each tree's leaf for both the score and the
+        // reasons (the leaves summed in tree order: the bits of the score's own walk).
+        let path_reasons = *top_reasons > 0 && *tree_attribution == TreeAttribution::Path;
+        let mut walked = false;
         let score = match trees {
             Some(t) => {
                 crate::model::to_f32(features, &mut t.xs);
-                t.compiled.score(&t.xs)
+                walked =
+                    path_reasons && t.path_table.is_some() && t.compiled.leaf_positions(&t.xs, &mut t.leaves);
+                if walked { t.compiled.score_at(&t.leaves) } else { t.compiled.score(&t.xs) }
             }
             None => model.score(features),
         };
@@ -616,10 +622,10 @@ impl<'a> Scorer<'a> {
                 phi.fill(0.0);
                 let attribution = match tree_attribution {
                     TreeAttribution::Path => {
-                        // The compiled walk finds the paths without a branch on the data, and the
+                        // The compiled walk found the paths without a branch on the data, and the
                         // table gives their terms by position.
                         match path_table {
-                            Some(table) if compiled.leaf_positions(xs, leaves) => table.add(leaves, phi),
+                            Some(table) if walked => table.add(leaves, phi),
                             _ => explainer.path(m, features, phi),
                         }
                         Attribution::TreePath

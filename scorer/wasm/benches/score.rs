@@ -9,7 +9,7 @@
 //!
 //! Options (after `--`):
 //! - `--only=NAME` runs one measurement alone (`reference`, `compiled`, `portable`, `score`, `wire`, `wasm`,
-//!   `tract`, `path`, `shap`), for `valgrind --tool=callgrind --toggle-collect='score::run_*'`
+//!   `wasm-path`, `tract`, `path`, `shap`), for `valgrind --tool=callgrind --toggle-collect='score::run_*'`
 //!   to count instructions per score: the collected instructions over `(rounds + 1) x items`,
 //!   both printed (see docs/benchmarks.md);
 //! - `--rounds=N` timed rounds (default 15; each measurement also runs once to warm up);
@@ -149,16 +149,16 @@ fn main() -> Result<()> {
         msgpack.len(),
         &mut || run_wire(&mut scorer, &msgpack, &mut out),
     );
-    if want("wasm") {
-        let mut guest = Guest::new(&fixture.snapshot)?;
-        let placed: Vec<(u32, u32)> =
-            msgpack.iter().map(|r| Ok((guest.put(r)?, r.len() as u32))).collect::<Result<_>>()?;
-        measure(
-            "wasm",
-            "full score, wasmtime: tg_score (MessagePack in and out; reasons off)",
-            placed.len(),
-            &mut || run_wasm(&mut guest, &placed),
-        );
+    for (key, reasons, label) in [
+        ("wasm", 0, "full score, wasmtime: tg_score (MessagePack in and out; reasons off)"),
+        ("wasm-path", 3, "full score + 3 reasons, path attribution, wasmtime: tg_score (MessagePack)"),
+    ] {
+        if want(key) {
+            let mut guest = Guest::new(&fixture.snapshot, reasons)?;
+            let placed: Vec<(u32, u32)> =
+                msgpack.iter().map(|r| Ok((guest.put(r)?, r.len() as u32))).collect::<Result<_>>()?;
+            measure(key, label, placed.len(), &mut || run_wasm(&mut guest, &placed));
+        }
     }
     let mut tract_diff = None;
     if let Some(onnx) = args.onnx.as_deref().filter(|_| want("tract")) {
@@ -497,7 +497,7 @@ impl Tract {
     }
 }
 
-/// `scorer.wasm` in wasmtime with the bench snapshot loaded and reasons off.
+/// `scorer.wasm` in wasmtime with the bench snapshot loaded, giving `reasons` reasons a score.
 struct Guest {
     store: Store<()>,
     memory: Memory,
@@ -506,7 +506,7 @@ struct Guest {
 }
 
 impl Guest {
-    fn new(snapshot: &[u8]) -> Result<Guest> {
+    fn new(snapshot: &[u8], reasons: u32) -> Result<Guest> {
         let path = tollgate_tests::scorer_wasm()?;
         let engine = Engine::default();
         let module =
@@ -530,8 +530,8 @@ impl Guest {
         let load = instance.get_typed_func::<(u32, u32), u32>(&mut guest.store, "tg_load_snapshot")?;
         let ptr = guest.put(snapshot)?;
         ensure!(load.call(&mut guest.store, (ptr, snapshot.len() as u32))? == 0, "snapshot refused");
-        let reasons = instance.get_typed_func::<u32, ()>(&mut guest.store, "tg_set_reasons")?;
-        reasons.call(&mut guest.store, 0)?;
+        let set_reasons = instance.get_typed_func::<u32, ()>(&mut guest.store, "tg_set_reasons")?;
+        set_reasons.call(&mut guest.store, reasons)?;
         Ok(guest)
     }
 

@@ -86,33 +86,23 @@ impl TreeExplainer {
         }
     }
 
-    /// Adds the path attribution of `features` to `phi` (one slot per feature).
+    /// Adds the path attribution of `features` to `phi` (one slot per feature): walks every tree
+    /// from its root the way `features` go and adds `E[child] - E[node]` of each split passed to
+    /// the split's feature.
     pub fn path(&self, trees: &TreeEnsemble, features: &[f64], phi: &mut [f64]) {
-        self.path_with(trees, phi, |_, node, _| node.goes_left(features));
-    }
-
-    /// Walks every tree from its root, going left where `goes_left(tree, node, level)` says, and
-    /// adds `E[child] - E[node]` of each split passed to the split's feature.
-    fn path_with(
-        &self,
-        trees: &TreeEnsemble,
-        phi: &mut [f64],
-        mut goes_left: impl FnMut(usize, &super::Node, u32) -> bool,
-    ) {
         let scale = output_scale(trees);
-        for (tree, &root) in trees.roots.iter().enumerate() {
-            let (mut at, mut level) = (root as usize, 0);
+        for &root in &trees.roots {
+            let mut at = root as usize;
             loop {
                 let node = &trees.nodes[at];
                 if node.is_leaf() {
                     break;
                 }
-                let next = if goes_left(tree, node, level) { node.left } else { node.right } as usize;
+                let next = if node.goes_left(features) { node.left } else { node.right } as usize;
                 if let Some(p) = phi.get_mut(usize::from(node.feature)) {
                     *p += (self.expected[next] - self.expected[at]) * scale;
                 }
                 at = next;
-                level += 1;
             }
         }
     }

@@ -124,10 +124,10 @@ impl CompiledTrees {
         c.leaves = alloc::vec![0.0; groups * (internal + 1) * LANES];
         expand(trees, max_depth, |t, pos, node| {
             let n = &trees.nodes[node];
-            let (group, lane) = (t / LANES, t % LANES);
             if pos >= internal {
-                c.leaves[group * (internal + 1) * LANES + lane + (pos - internal) * LANES] = n.value;
+                c.leaves[leaf_slot(internal, t, pos)] = n.value;
             } else if n.feature != LEAF {
+                let (group, lane) = (t / LANES, t % LANES);
                 // Features fit a byte: checked above.
                 let (threshold, feature, default_left) = (n.value, n.feature as u8, n.default_left);
                 c.splits[group * internal * LANES + lane + pos * LANES] =
@@ -272,8 +272,7 @@ impl CompiledTrees {
         let internal = (1usize << self.depth) - 1;
         let mut sum = 0.0f64;
         for (t, &leaf) in leaves.iter().enumerate() {
-            let (group, lane) = (t / LANES, t % LANES);
-            let at = (group * (internal + 1) + (leaf as usize).saturating_sub(internal)) * LANES + lane;
+            let at = leaf_slot(internal, t, (leaf as usize).max(internal));
             sum += f64::from(self.leaves.get(at).copied().unwrap_or(0.0));
         }
         self.output(sum)
@@ -286,6 +285,14 @@ impl CompiledTrees {
             TreeOutput::Average => self.base_margin + sum / self.n_trees.max(1) as f64,
         }
     }
+}
+
+/// Where tree `tree`'s leaf at position `pos` (at least `internal`, the splits above the bottom)
+/// of its complete tree lies in [`CompiledTrees`]' leaf values: per group of [`LANES`] trees,
+/// `internal + 1` positions of `LANES` interleaved values.
+fn leaf_slot(internal: usize, tree: usize, pos: usize) -> usize {
+    let (group, lane) = (tree / LANES, tree % LANES);
+    (group * (internal + 1) + pos - internal) * LANES + lane
 }
 
 /// Lays every tree of `trees` out as a complete binary tree of depth `depth` (the children of

@@ -11,14 +11,12 @@ use exporter::simulate::{SimulationConfig, simulate};
 use exporter::{NoProgress, Transactions};
 use rayon::prelude::*;
 use scorer::features::FeatureSchema;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
 
 fn load() -> (String, Transactions, Duration) {
-    let handbook =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    let handbook = handbook_data::file(handbook_data::TRANSACTIONS);
     let began = Instant::now();
     if handbook.exists() {
         match read_transactions(&handbook, &IngestOptions::default(), &NoProgress) {

@@ -11,14 +11,10 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-/// The handbook file, in `../shared` beside the repository.
-const HANDBOOK: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/handbook/handbook_transactions.csv.gz");
-
 fn ingest(c: &mut Criterion) {
-    let handbook = Path::new(HANDBOOK);
+    let handbook = &handbook_data::file(handbook_data::TRANSACTIONS);
     if !handbook.exists() {
-        eprintln!("skipped: {HANDBOOK} is absent");
+        eprintln!("skipped: {} is absent", handbook.display());
         return;
     }
     let options = IngestOptions::default();

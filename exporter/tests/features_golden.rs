@@ -18,18 +18,6 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
-fn handbook_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook");
-    if dir.join("handbook_transactions.csv.gz").exists() {
-        return Some(dir);
-    }
-    if std::env::var("TOLLGATE_SKIP_HANDBOOK").as_deref() == Ok("1") {
-        eprintln!("skipped: TOLLGATE_SKIP_HANDBOOK=1 and {} is absent", dir.display());
-        return None;
-    }
-    panic!("{} is missing: put ../shared beside the repo, or set TOLLGATE_SKIP_HANDBOOK=1", dir.display());
-}
-
 /// Compares every golden row (a CSV with the golden file's header) with the computed features;
 /// returns how many rows were compared and the ids of the rows that differ.
 fn compare_with_golden(tx: &Transactions, golden_csv: &str) -> (usize, Vec<(u64, String, f64, f64)>) {
@@ -80,14 +68,13 @@ fn exact_features_match_the_golden_fixture() {
 
 #[test]
 fn exact_features_match_all_golden_rows_of_the_handbook() {
-    let Some(dir) = handbook_dir() else { return };
-    let tx =
-        read_transactions(&dir.join("handbook_transactions.csv.gz"), &IngestOptions::default(), &NoProgress)
-            .expect("handbook transactions")
-            .transactions;
+    let Some(path) = handbook_data::required(handbook_data::TRANSACTIONS) else { return };
+    let tx = read_transactions(&path, &IngestOptions::default(), &NoProgress)
+        .expect("handbook transactions")
+        .transactions;
     let mut golden = String::new();
     flate2::read::GzDecoder::new(
-        std::fs::File::open(dir.join("handbook_features_2018-07-25_to_2018-08-14.csv.gz"))
+        std::fs::File::open(handbook_data::file("handbook_features_2018-07-25_to_2018-08-14.csv.gz"))
             .expect("golden file"),
     )
     .read_to_string(&mut golden)

@@ -3,23 +3,10 @@
 
 use exporter::ingest::{IngestOptions, read_transactions};
 use scorer::Timestamp;
-use std::path::Path;
-
-/// The handbook file, in `../shared` beside the repository.
-const HANDBOOK: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/handbook/handbook_transactions.csv.gz");
-
 #[test]
 fn reads_the_whole_handbook_file_with_its_published_counts() {
-    let path = Path::new(HANDBOOK);
-    if !path.exists() {
-        if std::env::var("TOLLGATE_SKIP_HANDBOOK").as_deref() == Ok("1") {
-            println!("skipped: {HANDBOOK} is absent and TOLLGATE_SKIP_HANDBOOK=1");
-            return;
-        }
-        panic!("{HANDBOOK} is absent; provide it, or set TOLLGATE_SKIP_HANDBOOK=1 to skip this test");
-    }
-    let data = read_transactions(path, &IngestOptions::default(), &exporter::NoProgress).unwrap();
+    let Some(path) = handbook_data::required(handbook_data::TRANSACTIONS) else { return };
+    let data = read_transactions(&path, &IngestOptions::default(), &exporter::NoProgress).unwrap();
     let tx = &data.transactions;
     assert_eq!(data.report.rows_read, 1_754_155);
     assert_eq!(data.report.accepted, 1_754_155);

@@ -107,19 +107,7 @@ fn tally_handbook(path: &PathBuf) -> Tally {
 
 #[test]
 fn default_config_matches_handbook_statistics_within_ten_percent() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/handbook/handbook_transactions.csv.gz");
-    if !path.exists() {
-        if std::env::var("TOLLGATE_SKIP_HANDBOOK").as_deref() == Ok("1") {
-            println!("skipped: {} is absent and TOLLGATE_SKIP_HANDBOOK=1", path.display());
-            return;
-        }
-        panic!(
-            "handbook data {} is absent: restore it (see shared/data/handbook/README.md) or set \
-             TOLLGATE_SKIP_HANDBOOK=1 to skip this test",
-            path.display()
-        );
-    }
+    let Some(path) = handbook_data::required(handbook_data::TRANSACTIONS) else { return };
 
     let simulated = simulate(&SimulationConfig::default(), &NoProgress).expect("default config is valid");
     let ours = tally_simulated(&simulated).stats();

@@ -72,8 +72,7 @@ fn load_average() -> String {
 }
 
 fn handbook_split() -> Result<Option<TrainTest>, Box<dyn Error>> {
-    let file =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    let file = handbook_data::file(handbook_data::TRANSACTIONS);
     if !file.exists() {
         eprintln!("train bench: skipped, {} is absent", file.display());
         return Ok(None);

@@ -17,19 +17,7 @@ use std::time::Instant;
 const TOLERANCE: f64 = 0.02;
 
 fn handbook_file() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/handbook/handbook_transactions.csv.gz");
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("TOLLGATE_SKIP_HANDBOOK").as_deref() == Ok("1") {
-        println!("skipped: {} is absent and TOLLGATE_SKIP_HANDBOOK=1", path.display());
-        return None;
-    }
-    panic!(
-        "{} is absent; provide it (../shared beside the repo), or set TOLLGATE_SKIP_HANDBOOK=1 to skip",
-        path.display()
-    );
+    handbook_data::required(handbook_data::TRANSACTIONS)
 }
 
 /// Published (AUC ROC, average precision, card precision@100).

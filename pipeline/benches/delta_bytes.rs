@@ -20,7 +20,6 @@ use scorer::snapshot::{
     DeltaInfo, IdHashKey, SnapshotPieces, SnapshotSigner, apply_delta, build_delta, build_snapshot_in_parts,
 };
 use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -68,8 +67,7 @@ fn quantile(values: &mut [usize], q: f64) -> usize {
 }
 
 fn main() -> Result<()> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    let path = handbook_data::file(handbook_data::TRANSACTIONS);
     let tx = read_transactions(&path, &IngestOptions::default(), &NoProgress)?.transactions;
     let schema = FeatureSchema::handbook();
     let from: Timestamp =

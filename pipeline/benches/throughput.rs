@@ -14,7 +14,6 @@ use rdkafka::mocking::MockCluster;
 use scorer::Timestamp;
 use scorer::features::FeatureSchema;
 use scorer::snapshot::{IdHashKey, SnapshotSigner};
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -46,8 +45,7 @@ impl Sink for Discard {
 }
 
 fn main() -> Result<()> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    let path = handbook_data::file(handbook_data::TRANSACTIONS);
     let tx = read_transactions(&path, &IngestOptions::default(), &NoProgress)?.transactions;
     let schema = FeatureSchema::handbook();
     let requests: Vec<Vec<u8>> = (0..tx.len()).map(|i| tx.score_request(i).into_bytes()).collect();

@@ -141,16 +141,9 @@ pub fn fixture_with(model: &Model, model_id: &str, schema: FeatureSchema) -> Res
 /// 2018-08-08 .. 08-14 (about 67,600) with the cold-start and broken ones. `None` when the file
 /// is absent and `TOLLGATE_SKIP_HANDBOOK=1`; an error when it is absent otherwise.
 pub fn handbook_fixture(model: &Model, model_id: &str) -> Result<Option<Fixture>> {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/handbook/handbook_transactions.csv.gz");
-    if !path.exists() {
-        anyhow::ensure!(
-            std::env::var("TOLLGATE_SKIP_HANDBOOK").as_deref() == Ok("1"),
-            "{} is absent; provide it (../shared beside the repo), or set TOLLGATE_SKIP_HANDBOOK=1 to skip",
-            path.display()
-        );
+    let Some(path) = handbook_data::for_test(handbook_data::TRANSACTIONS).map_err(anyhow::Error::msg)? else {
         return Ok(None);
-    }
+    };
     let tx = read_transactions(&path, &IngestOptions::default(), &NoProgress)?.transactions;
     let week: (Timestamp, Timestamp) = ("2018-08-08 00:00:00".parse()?, "2018-08-15 00:00:00".parse()?);
     fixture_from(&tx, week, model, model_id, FeatureSchema::handbook()).map(Some)

@@ -13,8 +13,8 @@ fn number(json: &serde_json::Value, key: &str) -> Option<f64> {
 pub fn features(out: &Path, ours: &Path) -> Result<()> {
     let root = super::root();
     let script = root.join("benchsuite/peers/features_peers.py");
-    let handbook = root.join("../shared/data/handbook");
-    if !handbook.join("handbook_transactions.csv.gz").exists() {
+    let handbook = handbook_data::dir();
+    if !handbook_data::file(handbook_data::TRANSACTIONS).exists() {
         eprintln!("xtask: skipping the polars/duckdb peers: {} is absent", handbook.display());
         return Ok(());
     }

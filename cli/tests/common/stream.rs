@@ -62,8 +62,7 @@ pub fn ok(o: Output, what: &str) -> Result<String> {
 
 /// The handbook rows before 2018-04-01 + `days` days, as a CSV file (the original lines).
 pub fn handbook_slice(path: &Path, days: u32) -> Result<()> {
-    let source =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/handbook/handbook_transactions.csv.gz");
+    let source = handbook_data::file(handbook_data::TRANSACTIONS);
     let end = format!("2018-{:02}-{:02}", 4 + (days / 30), 1 + days % 30);
     // 2018-04-01 + days, for days < 61 (April has 30 days, May 31): good enough for a slice.
     assert!(days < 61);

@@ -67,7 +67,7 @@ pub use mlp::{HiddenActivation, MlpConfig, MlpFit, MlpStopping};
 pub use protocol::{Candidate, Prequential, PrequentialResult};
 pub use resample::{NearMissVersion, Origin, ResampleError, Resampled, Resampling};
 pub use svm::{Calibration, SvmConfig, SvmFit, SvmLoss};
-pub use train::{ClassWeight, Samples, TrainError, Trainer};
+pub use train::{ClassWeight, LabeledRows, Samples, TrainError, Trainer};
 
 /// The crate's version, recorded in model metadata.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -10,7 +10,7 @@
 //! the same segment. The searches are brute force over the minority class, in parallel: on the
 //! handbook training week (67k rows, 598 frauds, 15 features) NearMiss takes well under a second.
 
-use crate::train::{Samples, TrainError, standardisation};
+use crate::train::{LabeledRows, Samples, TrainError, standardisation};
 use rand::seq::index;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -123,7 +123,7 @@ pub enum NearMissVersion {
 /// let labels: Vec<bool> = (0..40).map(|i| i % 10 == 0).collect();
 /// let out = r.apply(Samples::new(&features, 1, &labels)?, 7)?;
 /// // SMOTE: 36 genuine rows, 18 fraud; then under-sampling to 18 and 18.
-/// assert_eq!((out.frauds(), out.len()), (18, 36));
+/// assert_eq!((out.rows.frauds(), out.rows.len()), (18, 36));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -185,41 +185,10 @@ impl Origin {
 /// copy or synthetic row follows the input row it comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resampled {
-    /// `len() * n_features` values, row-major.
-    pub features: Vec<f64>,
-    /// Features per row.
-    pub n_features: usize,
-    /// True for fraud.
-    pub labels: Vec<bool>,
+    /// The rows and their labels.
+    pub rows: LabeledRows,
     /// Where each row came from.
     pub origins: Vec<Origin>,
-}
-
-impl Resampled {
-    /// The rows as a trainer takes them.
-    pub fn samples(&self) -> Result<Samples<'_>, TrainError> {
-        Samples::new(&self.features, self.n_features, &self.labels)
-    }
-
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// True when there is no row (never, for a successful resampling).
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Number of fraud rows.
-    pub fn frauds(&self) -> usize {
-        self.labels.iter().filter(|&&y| y).count()
-    }
-
-    /// Row `i`'s features.
-    pub fn row(&self, i: usize) -> &[f64] {
-        &self.features[i * self.n_features..(i + 1) * self.n_features]
-    }
 }
 
 const SMOTE_K: usize = 5;
@@ -275,7 +244,7 @@ impl Resampling {
                 let mut current = identity(rows);
                 for (i, step) in steps.iter().enumerate() {
                     let step_seed = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                    let next = step.apply(current.samples()?, step_seed)?;
+                    let next = step.apply(current.rows.samples()?, step_seed)?;
                     current = compose(&current, next);
                 }
                 Ok(current)
@@ -438,28 +407,28 @@ impl Plan {
     fn build(self, rows: Samples<'_>) -> Resampled {
         let nf = rows.n_features();
         let mut out =
-            Resampled { features: Vec::new(), n_features: nf, labels: Vec::new(), origins: Vec::new() };
+            Resampled { rows: LabeledRows { n_features: nf, ..LabeledRows::default() }, origins: Vec::new() };
         for i in 0..rows.len() {
             let x = rows.row(i);
             let y = rows.labels()[i];
             if self.keep[i] {
-                out.features.extend_from_slice(x);
-                out.labels.push(y);
+                out.rows.features.extend_from_slice(x);
+                out.rows.labels.push(y);
                 out.origins.push(Origin::Original(i));
             }
             for e in &self.extra[i] {
                 match *e {
                     Extra::Copy => {
-                        out.features.extend_from_slice(x);
+                        out.rows.features.extend_from_slice(x);
                         out.origins.push(Origin::Copy(i));
                     }
                     Extra::Towards { neighbour, gap } => {
                         let n = rows.row(neighbour);
-                        out.features.extend(x.iter().zip(n).map(|(a, b)| a + gap * (b - a)));
+                        out.rows.features.extend(x.iter().zip(n).map(|(a, b)| a + gap * (b - a)));
                         out.origins.push(Origin::Synthetic(i));
                     }
                 }
-                out.labels.push(y);
+                out.rows.labels.push(y);
             }
         }
         out
@@ -468,9 +437,11 @@ impl Plan {
 
 fn identity(rows: Samples<'_>) -> Resampled {
     Resampled {
-        features: rows.features().to_vec(),
-        n_features: rows.n_features(),
-        labels: rows.labels().to_vec(),
+        rows: LabeledRows {
+            features: rows.features().to_vec(),
+            n_features: rows.n_features(),
+            labels: rows.labels().to_vec(),
+        },
         origins: (0..rows.len()).map(Origin::Original).collect(),
     }
 }

@@ -3,7 +3,7 @@
 //! cells (and `NA`, `NaN`) are missing values, which the tree trainers route by default
 //! direction and the others refuse by row and feature.
 
-use crate::train::{Samples, TrainError};
+use crate::train::LabeledRows;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -149,44 +149,6 @@ pub struct TabularData {
     pub time: Option<Vec<f64>>,
 }
 
-/// One side of a split: an owned feature matrix and labels.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Part {
-    /// Features per row.
-    pub n_features: usize,
-    /// Values, row-major.
-    pub features: Vec<f64>,
-    /// Labels.
-    pub labels: Vec<bool>,
-}
-
-impl Part {
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// True without rows.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Number of fraud rows.
-    pub fn frauds(&self) -> usize {
-        self.labels.iter().filter(|&&y| y).count()
-    }
-
-    /// Row `i`'s features.
-    pub fn row(&self, i: usize) -> &[f64] {
-        &self.features[i * self.n_features..(i + 1) * self.n_features]
-    }
-
-    /// The rows as a trainer takes them.
-    pub fn samples(&self) -> Result<Samples<'_>, TrainError> {
-        Samples::new(&self.features, self.n_features, &self.labels)
-    }
-}
-
 fn parse_number(text: &str) -> Result<f64, &'static str> {
     let t = text.trim();
     if t.is_empty() || t.eq_ignore_ascii_case("na") || t.eq_ignore_ascii_case("nan") {
@@ -313,7 +275,7 @@ impl TabularData {
     }
 
     /// (training, validation) rows by `split`; `seed` draws a random split.
-    pub fn split(&self, split: &Split, seed: u64) -> Result<(Part, Part), TabularError> {
+    pub fn split(&self, split: &Split, seed: u64) -> Result<(LabeledRows, LabeledRows), TabularError> {
         let n = self.len();
         let (order, fraction) = match split {
             Split::Random { fraction } => {
@@ -339,7 +301,7 @@ impl TabularData {
             }
         };
         let held = held_out(n, fraction)?;
-        let part = |rows: &[usize]| Part {
+        let part = |rows: &[usize]| LabeledRows {
             n_features: self.feature_names.len(),
             features: rows.iter().flat_map(|&i| self.row(i).iter().copied()).collect(),
             labels: rows.iter().map(|&i| self.labels[i]).collect(),

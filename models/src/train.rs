@@ -87,6 +87,45 @@ pub(crate) fn bad(
     TrainError::BadParameter { trainer, name, value: value.to_string(), expected }
 }
 
+/// A labelled feature matrix, owned: what a split ([`crate::tabular::TabularData::split`]) or a
+/// resampling ([`crate::Resampled`]) hands back; [`LabeledRows::samples`] lends it to a trainer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LabeledRows {
+    /// Features per row.
+    pub n_features: usize,
+    /// `len() * n_features` values, row-major.
+    pub features: Vec<f64>,
+    /// One per row, `true` for fraud.
+    pub labels: Vec<bool>,
+}
+
+impl LabeledRows {
+    /// The rows as a trainer takes them (an error when there are none).
+    pub fn samples(&self) -> Result<Samples<'_>, TrainError> {
+        Samples::new(&self.features, self.n_features, &self.labels)
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True without rows.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of fraud rows.
+    pub fn frauds(&self) -> usize {
+        self.labels.iter().filter(|&&y| y).count()
+    }
+
+    /// Row `i`'s features.
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.features[i * self.n_features..(i + 1) * self.n_features]
+    }
+}
+
 /// A labelled feature matrix, borrowed: rows of `n_features` values, row-major, as the scorer
 /// reads them, and one label per row (`true` = fraud).
 #[derive(Clone, Copy, Debug)]

@@ -69,7 +69,7 @@ fn kept_genuine(out: &Resampled) -> Vec<usize> {
     let mut kept: Vec<usize> = out
         .origins
         .iter()
-        .zip(&out.labels)
+        .zip(&out.rows.labels)
         .filter(|(_, y)| !**y)
         .map(|(o, _)| match o {
             Origin::Original(i) => *i,
@@ -83,9 +83,9 @@ fn kept_genuine(out: &Resampled) -> Vec<usize> {
 /// Every row marked `Original` or `Copy` equals its input row, and the label follows its origin.
 fn assert_rows_come_from_their_origins(rows: Samples<'_>, out: &Resampled) {
     for (i, origin) in out.origins.iter().enumerate() {
-        assert_eq!(out.labels[i], rows.labels()[origin.row()], "row {i}: label of {origin:?}");
+        assert_eq!(out.rows.labels[i], rows.labels()[origin.row()], "row {i}: label of {origin:?}");
         if !matches!(origin, Origin::Synthetic(_)) {
-            assert_eq!(out.row(i), rows.row(origin.row()), "row {i}: {origin:?}");
+            assert_eq!(out.rows.row(i), rows.row(origin.row()), "row {i}: {origin:?}");
         }
     }
 }
@@ -97,7 +97,7 @@ fn class_counts_match_imbalanced_learn_for_each_ratio() {
     assert!(!f.counts.is_empty());
     for (spec, frauds, genuine) in &f.counts {
         let out = resample(spec, rows, 1);
-        assert_eq!((out.frauds(), out.len() - out.frauds()), (*frauds, *genuine), "{spec}");
+        assert_eq!((out.rows.frauds(), out.rows.len() - out.rows.frauds()), (*frauds, *genuine), "{spec}");
         assert_rows_come_from_their_origins(rows, &out);
     }
 }
@@ -109,7 +109,7 @@ fn under_sampling_keeps_every_fraud_and_distinct_genuine_rows_in_input_order() {
     let out = resample("under:0.5", rows, 3);
     let frauds: Vec<usize> = (0..rows.len()).filter(|&i| rows.labels()[i]).collect();
     let kept_frauds: Vec<usize> =
-        out.origins.iter().zip(&out.labels).filter(|(_, y)| **y).map(|(o, _)| o.row()).collect();
+        out.origins.iter().zip(&out.rows.labels).filter(|(_, y)| **y).map(|(o, _)| o.row()).collect();
     assert_eq!(kept_frauds, frauds);
     let order: Vec<usize> = out.origins.iter().map(|o| o.row()).collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "rows are distinct and in input order: {order:?}");
@@ -139,7 +139,7 @@ fn nearmiss_keeps_the_genuine_rows_imbalanced_learn_keeps() {
     for (spec, expected) in &f.kept {
         let out = resample(spec, f.samples(), 0);
         assert_eq!(&kept_genuine(&out), expected, "{spec}");
-        assert_eq!(out.frauds(), 24, "{spec}: NearMiss keeps every fraud");
+        assert_eq!(out.rows.frauds(), 24, "{spec}: NearMiss keeps every fraud");
     }
 }
 
@@ -239,17 +239,21 @@ fn smote_rows_lie_between_a_fraud_row_and_one_of_its_5_nearest_frauds() {
     for (i, o) in out.origins.iter().enumerate() {
         let Origin::Synthetic(base) = *o else { continue };
         synthetic += 1;
-        assert!(out.labels[i], "synthetic rows are fraud");
+        assert!(out.rows.labels[i], "synthetic rows are fraud");
         // scikit-learn's 5 nearest fraud neighbours of the base row, in standardised space.
         let neighbours = &f.neighbours[&base];
-        let on = neighbours.iter().filter(|&&n| on_segment(out.row(i), rows.row(base), rows.row(n))).count();
-        assert!(on >= 1, "row {i} from {base} is on no segment to {neighbours:?}: {:?}", out.row(i));
+        let on =
+            neighbours.iter().filter(|&&n| on_segment(out.rows.row(i), rows.row(base), rows.row(n))).count();
+        assert!(on >= 1, "row {i} from {base} is on no segment to {neighbours:?}: {:?}", out.rows.row(i));
         used_neighbours
-            .extend(neighbours.iter().filter(|&&n| on_segment(out.row(i), rows.row(base), rows.row(n))));
+            .extend(neighbours.iter().filter(|&&n| on_segment(out.rows.row(i), rows.row(base), rows.row(n))));
         // And on none towards a fraud row outside the 5 nearest (the fixture has no collinear
         // triples, so this would catch a wrong neighbour set).
         let others = (0..rows.len()).filter(|&r| rows.labels()[r] && r != base && !neighbours.contains(&r));
-        assert!(others.into_iter().all(|r| !on_segment(out.row(i), rows.row(base), rows.row(r))), "row {i}");
+        assert!(
+            others.into_iter().all(|r| !on_segment(out.rows.row(i), rows.row(base), rows.row(r))),
+            "row {i}"
+        );
     }
     assert_eq!(synthetic, 86 - 24);
     assert!(used_neighbours.len() > 10, "the draws spread over many neighbours");
@@ -274,11 +278,14 @@ fn smote_then_under_sampling_reaches_both_ratios() {
     let rows = f.samples();
     let out = resample("smote:0.5:5+under:1", rows, 9);
     // SMOTE: 216 genuine, 108 fraud; under-sampling to 1: 108 genuine.
-    assert_eq!((out.frauds(), out.len() - out.frauds()), (108, 108));
+    assert_eq!((out.rows.frauds(), out.rows.len() - out.rows.frauds()), (108, 108));
     assert_rows_come_from_their_origins(rows, &out);
     assert_eq!(out.origins.iter().filter(|o| matches!(o, Origin::Synthetic(_))).count(), 108 - 24);
     let none = resample("none", rows, 9);
-    assert_eq!((none.features.as_slice(), none.labels.as_slice()), (rows.features(), rows.labels()));
+    assert_eq!(
+        (none.rows.features.as_slice(), none.rows.labels.as_slice()),
+        (rows.features(), rows.labels())
+    );
 }
 
 #[test]

@@ -291,10 +291,11 @@ fn svm_mlp_and_resampled_logistic_regression_rank_the_handbook_test_week() {
             "{spec}: {} rows ({} fraud) -> {} rows ({} fraud) in {seconds:.2} s",
             train.len(),
             train.frauds(),
-            resampled.len(),
-            resampled.frauds()
+            resampled.rows.len(),
+            resampled.rows.frauds()
         );
-        let (model, s) = timed(Trainer::Logistic(LogisticConfig::default()), resampled.samples().unwrap());
+        let (model, s) =
+            timed(Trainer::Logistic(LogisticConfig::default()), resampled.rows.samples().unwrap());
         let e = evaluate(&format!("logistic regression, {spec}"), &model, s);
         assert!(e.roc_auc > 0.8, "{spec}: AUC {}", e.roc_auc);
     }

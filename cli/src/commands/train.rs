@@ -179,7 +179,7 @@ impl TrainerArgs {
         let Some(spec) = &self.resample else { return Ok(trainer.fit(rows, &Bars::default())?) };
         let resampling: Resampling = spec.parse()?;
         let resampled = resampling.apply(rows, self.seed)?;
-        let rows = resampled.samples()?;
+        let rows = resampled.rows.samples()?;
         println!("resampled ({resampling}): {} rows, {} frauds", rows.len(), rows.frauds());
         Ok(trainer.fit(rows, &Bars::default())?)
     }

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use models::import::{self, Imported, Summary};
 use models::report::ModelCard;
 use scorer::features::{FeatureSchema, SCHEMA_NAMES};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Arguments of `tollgate import`.
 #[derive(clap::Args)]
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.output {
-        write(path, &model, &card)?;
+        super::train::write_model(path, &model, &card)?;
     }
     Ok(())
 }
@@ -109,13 +109,4 @@ fn read(args: &Args) -> anyhow::Result<Imported> {
         _ => import::onnx::from_bytes(&bytes),
     };
     imported.with_context(|| format!("importing the {kind} model {}", path.display()))
-}
-
-fn write(path: &Path, model: &scorer::model::Model, card: &ModelCard) -> anyhow::Result<()> {
-    std::fs::write(path, model.encode())
-        .with_context(|| format!("writing the model to {}", path.display()))?;
-    let sidecar = ModelCard::sidecar_path(path);
-    card.write(&sidecar)?;
-    println!("wrote {} (model {}) and {}", path.display(), card.model_id, sidecar.display());
-    Ok(())
 }

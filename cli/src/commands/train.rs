@@ -365,7 +365,8 @@ fn train_transactions(args: &Args, trainer: &Trainer) -> anyhow::Result<()> {
     write_model(&args.output, &model, &card)
 }
 
-fn write_model(path: &Path, model: &Model, card: &ModelCard) -> anyhow::Result<()> {
+/// Writes `model` to `path` and its card beside it (`path`.json), and says so.
+pub(crate) fn write_model(path: &Path, model: &Model, card: &ModelCard) -> anyhow::Result<()> {
     std::fs::write(path, model.encode())
         .with_context(|| format!("writing the model to {}", path.display()))?;
     let sidecar = ModelCard::sidecar_path(path);

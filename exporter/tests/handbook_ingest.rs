@@ -3,6 +3,7 @@
 
 use exporter::ingest::{IngestOptions, read_transactions};
 use scorer::Timestamp;
+
 #[test]
 fn reads_the_whole_handbook_file_with_its_published_counts() {
     let Some(path) = handbook_data::required(handbook_data::TRANSACTIONS) else { return };

@@ -16,10 +16,6 @@ use std::time::Instant;
 
 const TOLERANCE: f64 = 0.02;
 
-fn handbook_file() -> Option<PathBuf> {
-    handbook_data::required(handbook_data::TRANSACTIONS)
-}
-
 /// Published (AUC ROC, average precision, card precision@100).
 struct Published {
     name: &'static str,
@@ -69,7 +65,7 @@ fn gbdt_parity(tx: &exporter::Transactions, split: &TrainTest, model: &Model) ->
 
 #[test]
 fn baseline_models_land_within_002_of_the_published_figures() {
-    let Some(path) = handbook_file() else { return };
+    let Some(path) = handbook_data::required(handbook_data::TRANSACTIONS) else { return };
     let t = Instant::now();
     let tx = read_transactions(&path, &IngestOptions::default(), &NoProgress)
         .expect("handbook transactions")

@@ -15,7 +15,6 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use scorer::features::FeatureSchema;
 use scorer::model::Model;
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// Two features; fraud when `x0 + 2 x1 > 1`, with a gap of `margin` around the boundary.
@@ -229,13 +228,9 @@ fn bad_settings_name_the_parameter() {
     assert_eq!(err.to_string(), "linear svm: C = 0 is invalid; C must be finite and above 0");
 }
 
-fn handbook_file() -> Option<PathBuf> {
-    handbook_data::required(handbook_data::TRANSACTIONS)
-}
-
 #[test]
 fn svm_mlp_and_resampled_logistic_regression_rank_the_handbook_test_week() {
-    let Some(path) = handbook_file() else { return };
+    let Some(path) = handbook_data::required(handbook_data::TRANSACTIONS) else { return };
     let t = Instant::now();
     let tx = read_transactions(&path, &IngestOptions::default(), &NoProgress).expect("handbook").transactions;
     let table =
